@@ -1,0 +1,88 @@
+"""The ``crown-edge`` command line (typer + rich).
+
+Sub-command groups live in their own modules and are attached here. Errors from crown-edge are
+printed as one clear line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from crown_edge.errors import CrownEdgeError
+
+app = typer.Typer(
+    name="crown-edge",
+    help="Shop-floor controller for Crown Trophy engraving workshops.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# Sub-apps by name -> module exposing ``app: typer.Typer``. Imported at start-up.
+_SUBAPPS: dict[str, str] = {}
+
+# Benchmarks by name -> module exposing ``run(quick: bool) -> dict``.
+BENCHMARKS: dict[str, str] = {
+    "scheduler": "crown_edge.bench.scheduler",
+    "stream": "crown_edge.bench.stream",
+    "toolpath": "crown_edge.bench.toolpath",
+    "pipeline": "crown_edge.bench.pipeline",
+}
+
+
+@app.command()
+def bench(
+    name: Annotated[str, typer.Argument(help="Benchmark: " + ", ".join(BENCHMARKS))],
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object last.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="A smaller run (smoke test).")] = False,
+) -> None:
+    """Run a benchmark and print its figures (DESIGN.md §9)."""
+    module_name = BENCHMARKS.get(name)
+    if module_name is None:
+        fail(f"unknown benchmark {name!r} (choose from: {', '.join(BENCHMARKS)})")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError:
+        fail(f"benchmark {name!r} is not available in this build")
+    started = time.perf_counter()
+    result: dict[str, Any] = module.run(quick=quick)
+    result.setdefault("bench", name)
+    result.setdefault("elapsed_s", round(time.perf_counter() - started, 3))
+    if json_out:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        for key, value in sorted(result.items()):
+            print(f"{key:32s} {value}")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one line to stderr and exit non-zero."""
+    print(f"crown-edge: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def _attach_subapps() -> None:
+    for name, module_name in _SUBAPPS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue
+            raise
+        app.add_typer(module.app, name=name)
+
+
+def main() -> None:
+    """Console entry point."""
+    _attach_subapps()
+    try:
+        app()
+    except CrownEdgeError as exc:
+        print(f"crown-edge: {exc}", file=sys.stderr)
+        sys.exit(1)
