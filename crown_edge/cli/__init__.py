@@ -24,8 +24,16 @@ app = typer.Typer(
     add_completion=False,
 )
 
-# Sub-apps by name -> module exposing ``app: typer.Typer``. Imported at start-up.
-_SUBAPPS: dict[str, str] = {}
+# Commands contributed by other packages: group -> command -> "module:function". The function is a
+# typer-annotated command. A module not present in this build is skipped.
+_COMMANDS: dict[str, dict[str, str]] = {
+    "gcode": {"render": "crown_edge.toolpath.cli:render"},
+    "sim": {"grbl": "crown_edge.sim.grbl_cli:grbl", "modbus": "crown_edge.sim.modbus_cli:modbus"},
+}
+_GROUP_HELP = {
+    "gcode": "Render engraving content to G-code.",
+    "sim": "Run machine simulators (GRBL laser on a pty, Modbus device).",
+}
 
 # Benchmarks by name -> module exposing ``run(quick: bool) -> dict``.
 BENCHMARKS: dict[str, str] = {
@@ -68,14 +76,21 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _attach_subapps() -> None:
-    for name, module_name in _SUBAPPS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            raise
-        app.add_typer(module.app, name=name)
+    for group, commands in _COMMANDS.items():
+        sub = typer.Typer(no_args_is_help=True, help=_GROUP_HELP.get(group))
+        found = False
+        for command, target in commands.items():
+            module_name, func_name = target.split(":")
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name and module_name.startswith(exc.name):
+                    continue
+                raise
+            sub.command(command)(getattr(module, func_name))
+            found = True
+        if found:
+            app.add_typer(sub, name=group)
 
 
 def main() -> None:
