@@ -1,0 +1,1 @@
+"""The engraving job workflow (deterministic code only) and its data classes."""
