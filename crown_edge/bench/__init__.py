@@ -1,0 +1,1 @@
+"""Benchmarks run by ``crown-edge bench NAME`` (DESIGN.md §9); each module exposes ``run(quick)``."""
