@@ -1,0 +1,316 @@
+"""Edge configuration: one TOML file parsed once into frozen, validated objects.
+
+A wrong value fails start-up with one :class:`~crown_edge.errors.ConfigError` line naming the
+section, the key and the allowed values. ``config/edge.example.toml`` documents every key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crown_edge.errors import ConfigError
+
+BAUD_RATES = (9600, 19200, 38400, 57600, 115200, 230400, 250000, 500000, 1000000)
+DRIVERS = ("grbl", "sim")
+QA_MODES = ("manual", "auto")
+ROTARY_AXES = ("Y", "A")
+MAX_MACHINES = 62  # machine eligibility is a 62-bit mask in the store
+
+
+@dataclass(frozen=True, slots=True)
+class MachineConfig:
+    """One laser: how to reach it and what it can engrave."""
+
+    id: str
+    driver: str = "grbl"
+    port: str = ""
+    baud: int = 115200
+    bed_width_mm: float = 300.0
+    bed_height_mm: float = 200.0
+    materials: tuple[str, ...] = ()
+    rotary: str | None = None
+    rotary_axis: str = "Y"
+    speed_factor: float = 1.0
+    sim_time_scale: float = 0.0
+
+    @property
+    def has_rotary(self) -> bool:
+        """True when a rotary chuck is attached (cylindrical items possible)."""
+        return self.rotary is not None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceConfig:
+    """A Modbus device (rotary chuck, machine I/O)."""
+
+    id: str
+    profile: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class TemporalConfig:
+    """Where the Temporal frontend is."""
+
+    enabled: bool = True
+    target: str = "127.0.0.1:7233"
+    namespace: str = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    """The MQTT broker the workshop publishes to."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 1883
+    keepalive_s: int = 30
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """Prometheus exposition."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9464
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeConfig:
+    """The whole edge configuration."""
+
+    shop_id: str
+    store_path: Path
+    control_socket: Path
+    catalog_path: Path | None = None
+    qa_mode: str = "manual"
+    machines: tuple[MachineConfig, ...] = ()
+    devices: tuple[DeviceConfig, ...] = ()
+    temporal: TemporalConfig = TemporalConfig()
+    mqtt: MqttConfig = MqttConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    heartbeat_timeout_s: float = 300.0
+
+    def machine(self, machine_id: str) -> MachineConfig | None:
+        """The machine with that id, if configured."""
+        return next((m for m in self.machines if m.id == machine_id), None)
+
+    @property
+    def task_queue(self) -> str:
+        """The workshop's own Temporal task queue."""
+        return f"crown-edge-{self.shop_id}"
+
+
+# --- typed getters that name section and key ---------------------------------------------------
+
+
+def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
+    raw = data.get(key, {})
+    if not isinstance(raw, dict):
+        raise ConfigError(key, "", f"must be a table, got {type(raw).__name__}")
+    return raw
+
+
+def _str(sec: str, raw: dict[str, Any], key: str, default: str | None = None) -> str:
+    value = raw.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(sec, key, f"got {value!r}", "a non-empty string")
+    return value
+
+
+def _ident(sec: str, raw: dict[str, Any], key: str, default: str | None = None) -> str:
+    value = _str(sec, raw, key, default)
+    if not all(c.isascii() and (c.isalnum() or c in "-_") for c in value) or len(value) > 64:
+        raise ConfigError(sec, key, f"got {value!r}", "letters, digits, '-' and '_', 1..64 chars")
+    return value
+
+
+def _bool(sec: str, raw: dict[str, Any], key: str, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(sec, key, f"got {value!r}", "true, false")
+    return value
+
+
+def _int(sec: str, raw: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(sec, key, f"got {value!r}", f"an integer {lo}..{hi}")
+    return value
+
+
+def _float(sec: str, raw: dict[str, Any], key: str, default: float, lo: float, hi: float) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+        raise ConfigError(sec, key, f"got {value!r}", f"a number {lo}..{hi}")
+    return float(value)
+
+
+def _choice(sec: str, raw: dict[str, Any], key: str, default: Any, allowed: tuple[Any, ...]) -> Any:
+    value = raw.get(key, default)
+    if value not in allowed:
+        raise ConfigError(sec, key, f"got {value!r}", ", ".join(str(a) for a in allowed))
+    return value
+
+
+def _path(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+def _known(sec: str, raw: dict[str, Any], keys: set[str]) -> None:
+    for key in raw:
+        if key not in keys:
+            raise ConfigError(sec, key, "unknown key", ", ".join(sorted(keys)))
+
+
+def parse_config(data: dict[str, Any], base_dir: Path) -> EdgeConfig:
+    """Validate parsed TOML; relative paths are resolved against ``base_dir``."""
+    _known(
+        "(top)",
+        data,
+        {"edge", "store", "control", "qa", "machines", "devices", "temporal", "mqtt", "metrics"},
+    )
+    edge = _table(data, "edge")
+    _known("edge", edge, {"shop_id", "heartbeat_timeout_s"})
+    store = _table(data, "store")
+    _known("store", store, {"path", "catalog"})
+    control = _table(data, "control")
+    _known("control", control, {"socket"})
+    qa = _table(data, "qa")
+    _known("qa", qa, {"mode"})
+
+    machines: list[MachineConfig] = []
+    raw_machines = data.get("machines", [])
+    if not isinstance(raw_machines, list):
+        raise ConfigError("machines", "", "must be an array of tables ([[machines]])")
+    if len(raw_machines) > MAX_MACHINES:
+        raise ConfigError(
+            "machines", "", f"{len(raw_machines)} machines", f"at most {MAX_MACHINES}"
+        )
+    devices: list[DeviceConfig] = []
+    raw_devices = data.get("devices", [])
+    if not isinstance(raw_devices, list):
+        raise ConfigError("devices", "", "must be an array of tables ([[devices]])")
+    for i, raw in enumerate(raw_devices):
+        sec = f"devices[{i}]"
+        if not isinstance(raw, dict):
+            raise ConfigError(sec, "", "must be a table")
+        _known(sec, raw, {"id", "profile", "url"})
+        dev_id = _ident(sec, raw, "id")
+        sec = f"devices.{dev_id}"
+        url = _str(sec, raw, "url")
+        if not url.startswith(("tcp://", "rtu://")):
+            raise ConfigError(sec, "url", f"got {url!r}", "tcp://HOST:PORT, rtu:///dev/ttyX?baud=N")
+        devices.append(DeviceConfig(id=dev_id, profile=_str(sec, raw, "profile"), url=url))
+    device_ids = {d.id for d in devices}
+    if len(device_ids) != len(devices):
+        raise ConfigError("devices", "id", "duplicate device id")
+    mkeys = {
+        "id",
+        "driver",
+        "port",
+        "baud",
+        "bed_width_mm",
+        "bed_height_mm",
+        "materials",
+        "rotary",
+        "rotary_axis",
+        "speed_factor",
+        "sim_time_scale",
+    }
+    for i, raw in enumerate(raw_machines):
+        sec = f"machines[{i}]"
+        if not isinstance(raw, dict):
+            raise ConfigError(sec, "", "must be a table")
+        _known(sec, raw, mkeys)
+        mid = _ident(sec, raw, "id")
+        sec = f"machines.{mid}"
+        driver = _choice(sec, raw, "driver", "grbl", DRIVERS)
+        port = raw.get("port", "")
+        if driver == "grbl" and (not isinstance(port, str) or not port):
+            raise ConfigError(sec, "port", f"got {port!r}", "a pyserial URL or device path")
+        materials = raw.get("materials", [])
+        if not isinstance(materials, list) or not all(isinstance(m, str) for m in materials):
+            raise ConfigError(sec, "materials", f"got {materials!r}", "an array of material names")
+        rotary = raw.get("rotary")
+        if rotary is not None and rotary not in device_ids:
+            raise ConfigError(
+                sec, "rotary", f"unknown device {rotary!r}", ", ".join(sorted(device_ids)) or "none"
+            )
+        machines.append(
+            MachineConfig(
+                id=mid,
+                driver=driver,
+                port=str(port),
+                baud=_choice(sec, raw, "baud", 115200, BAUD_RATES),
+                bed_width_mm=_float(sec, raw, "bed_width_mm", 300.0, 10, 5000),
+                bed_height_mm=_float(sec, raw, "bed_height_mm", 200.0, 10, 5000),
+                materials=tuple(materials),
+                rotary=rotary,
+                rotary_axis=_choice(sec, raw, "rotary_axis", "Y", ROTARY_AXES),
+                speed_factor=_float(sec, raw, "speed_factor", 1.0, 0.1, 10.0),
+                sim_time_scale=_float(sec, raw, "sim_time_scale", 0.0, 0.0, 10.0),
+            )
+        )
+    if len({m.id for m in machines}) != len(machines):
+        raise ConfigError("machines", "id", "duplicate machine id")
+
+    temporal = _table(data, "temporal")
+    _known("temporal", temporal, {"enabled", "target", "namespace"})
+    mqtt = _table(data, "mqtt")
+    _known("mqtt", mqtt, {"enabled", "host", "port", "keepalive_s", "username", "password"})
+    metrics = _table(data, "metrics")
+    _known("metrics", metrics, {"enabled", "host", "port"})
+    catalog = store.get("catalog")
+    if catalog is not None and (not isinstance(catalog, str) or not catalog):
+        raise ConfigError("store", "catalog", f"got {catalog!r}", "a file path")
+    user = mqtt.get("username")
+    password = mqtt.get("password")
+    return EdgeConfig(
+        shop_id=_ident("edge", edge, "shop_id", "shop-1"),
+        heartbeat_timeout_s=_float("edge", edge, "heartbeat_timeout_s", 300.0, 1.0, 86400.0),
+        store_path=_path(base_dir, _str("store", store, "path", "var/crown-edge.db")),
+        catalog_path=_path(base_dir, catalog) if catalog else None,
+        control_socket=_path(base_dir, _str("control", control, "socket", "var/crown-edge.sock")),
+        qa_mode=_choice("qa", qa, "mode", "manual", QA_MODES),
+        machines=tuple(machines),
+        devices=tuple(devices),
+        temporal=TemporalConfig(
+            enabled=_bool("temporal", temporal, "enabled", True),
+            target=_str("temporal", temporal, "target", "127.0.0.1:7233"),
+            namespace=_str("temporal", temporal, "namespace", "default"),
+        ),
+        mqtt=MqttConfig(
+            enabled=_bool("mqtt", mqtt, "enabled", True),
+            host=_str("mqtt", mqtt, "host", "127.0.0.1"),
+            port=_int("mqtt", mqtt, "port", 1883, 1, 65535),
+            keepalive_s=_int("mqtt", mqtt, "keepalive_s", 30, 5, 3600),
+            username=_str("mqtt", mqtt, "username") if user is not None else None,
+            password=_str("mqtt", mqtt, "password") if password is not None else None,
+        ),
+        metrics=MetricsConfig(
+            enabled=_bool("metrics", metrics, "enabled", False),
+            host=_str("metrics", metrics, "host", "127.0.0.1"),
+            port=_int("metrics", metrics, "port", 9464, 0, 65535),
+        ),
+    )
+
+
+def load_config(path: Path) -> EdgeConfig:
+    """Read and validate a config file; every problem is a one-line ConfigError."""
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise ConfigError("(file)", str(path), f"cannot read: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("(file)", str(path), f"invalid TOML: {exc}") from exc
+    return parse_config(data, path.parent)

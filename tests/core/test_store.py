@@ -1,0 +1,130 @@
+"""Durable store: transitions with events and outbox, reservations, recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from crown_edge.errors import IllegalTransition, NoInventory, UnknownItem, UnknownJob
+from crown_edge.lifecycle import JobEvent
+from crown_edge.models import JobStatus
+from crown_edge.store import Store
+
+from .conftest import message
+
+
+async def test_submit_is_idempotent_and_writes_event_and_outbox(store: Store) -> None:
+    first = await store.submit(message("J-1"), now=1.0)
+    again = await store.submit(message("J-1"), now=2.0)
+    assert first.status is JobStatus.RECEIVED
+    assert again.received_at == 1.0
+    events = await store.events("J-1")
+    assert [e["status"] for e in events] == ["received"]
+    pending = await store.outbox_pending()
+    assert [p.payload["event_id"] for p in pending] == [events[0]["event_id"]]
+
+
+async def test_transition_one_transaction_state_event_outbox(store: Store) -> None:
+    await store.submit(message("J-1"), now=1.0)
+    await store.validate_and_reserve("J-1", now=2.0)
+    job = await store.transition("J-1", JobEvent.START_DESIGN, now=3.0)
+    assert job.status is JobStatus.DESIGNING
+    events = await store.events("J-1")
+    assert [e["seq"] for e in events] == [1, 2, 3]
+    assert [e["status"] for e in events] == ["received", "validated", "designing"]
+    outbox = await store.outbox_pending()
+    assert [o.payload["seq"] for o in outbox if o.topic == "events"] == [1, 2, 3]
+
+
+async def test_illegal_transition_changes_nothing(store: Store) -> None:
+    await store.submit(message("J-1"), now=1.0)
+    with pytest.raises(IllegalTransition):
+        await store.transition("J-1", JobEvent.FINISH, now=2.0)
+    assert (await store.get_job("J-1")).status is JobStatus.RECEIVED
+    assert len(await store.events("J-1")) == 1
+
+
+async def test_unknown_job_is_a_typed_error(store: Store) -> None:
+    with pytest.raises(UnknownJob) as info:
+        await store.get_job("nope")
+    assert str(info.value) == "unknown job: nope"
+
+
+async def test_reservation_atomic_and_last_unit_goes_to_one_job(store: Store) -> None:
+    await store.set_stock("plaque-a5", 1, now=0.0)
+    for i in range(5):
+        await store.submit(message(f"J-{i}"), now=1.0)
+
+    async def try_reserve(job_id: str) -> bool:
+        try:
+            await store.validate_and_reserve(job_id, now=2.0)
+        except NoInventory:
+            return False
+        return True
+
+    results = await asyncio.gather(*(try_reserve(f"J-{i}") for i in range(5)))
+    assert sum(results) == 1
+    stock = {s.item_id: s for s in await store.list_stock()}["plaque-a5"]
+    assert (stock.available, stock.reserved) == (0, 1)
+    blocked = [j for j in await store.list_jobs() if j.status is JobStatus.BLOCKED]
+    assert len(blocked) == 4 and {j.reason for j in blocked} == {"no_inventory"}
+
+
+async def test_reserve_is_idempotent_and_release_consume(store: Store) -> None:
+    await store.set_stock("plaque-a5", 2, now=0.0)
+    await store.submit(message("J-1"), now=1.0)
+    await store.validate_and_reserve("J-1", now=2.0)
+    await store.validate_and_reserve("J-1", now=3.0)
+    stock = {s.item_id: s for s in await store.list_stock()}["plaque-a5"]
+    assert (stock.available, stock.reserved) == (1, 1)
+    assert await store.consume_reservation("J-1", now=4.0)
+    assert not await store.consume_reservation("J-1", now=5.0)
+    assert not await store.release_reservation("J-1", now=5.0)
+    stock = {s.item_id: s for s in await store.list_stock()}["plaque-a5"]
+    assert (stock.available, stock.reserved, stock.consumed) == (1, 0, 1)
+
+
+async def test_unknown_item_on_reserve_and_set_stock(store: Store) -> None:
+    await store.submit(message("J-1", item_id="no-such-item"), now=1.0)
+    with pytest.raises(UnknownItem):
+        await store.validate_and_reserve("J-1", now=2.0)
+    assert (await store.get_job("J-1")).status is JobStatus.RECEIVED
+    with pytest.raises(UnknownItem):
+        await store.set_stock("no-such-item", 3, now=1.0)
+
+
+async def test_blocked_job_revalidates_after_restock(store: Store) -> None:
+    await store.set_stock("plaque-a5", 0, now=0.0)
+    await store.submit(message("J-1"), now=1.0)
+    with pytest.raises(NoInventory):
+        await store.validate_and_reserve("J-1", now=2.0)
+    await store.set_stock("plaque-a5", 1, now=3.0)
+    job = await store.validate_and_reserve("J-1", now=4.0)
+    assert job.status is JobStatus.VALIDATED
+
+
+async def test_outbox_mark_sent(store: Store) -> None:
+    await store.submit(message("J-1"), now=1.0)
+    await store.submit(message("J-2"), now=1.0)
+    pending = await store.outbox_pending()
+    await store.outbox_mark_sent([pending[0].id])
+    left = await store.outbox_pending()
+    assert [p.id for p in left] == [pending[1].id]
+
+
+async def test_migrations_apply_once_and_reopen_keeps_data(tmp_path: Path) -> None:
+    path = tmp_path / "x.db"
+    async with Store.from_path(path) as s:
+        await s.submit(message("J-1"), now=1.0)
+    async with Store.from_path(path) as s:
+        assert (await s.get_job("J-1")).status is JobStatus.RECEIVED
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
+        assert versions == [1]
+    finally:
+        conn.close()
