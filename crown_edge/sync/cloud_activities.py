@@ -1,0 +1,235 @@
+"""Cloud activities of the engraving workflow (task queue ``crown-orders``).
+
+They touch no workshop state: stock, machines and QA belong to the workshop activities. What they
+produce leaves through one injectable *sink* ``sink(kind, payload)`` (sync or async) that the cloud
+side wires to the WebSocket status stream, the bridge and the ``job-events`` queue; without a sink
+the events are only logged. Kinds: ``status`` (a :class:`JobStatusEvent`), ``design_ready``,
+``notification``, ``revision_requested``, ``alternatives_offered``, ``escalation``.
+
+The design preview is laid out with :mod:`crown_edge.toolpath` (the same strokes the machine will
+cut) and written to ``{designs_dir}/{job_id}.svg``, served as ``/designs/{job_id}.svg``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import tempfile
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from crown_edge.catalog import Catalog
+from crown_edge.errors import GlyphMissing, TextDoesNotFit, UnknownItem, ValidationError
+from crown_edge.models import Item
+from crown_edge.toolpath.layout import layout_text
+from crown_edge.workflow import names
+from crown_edge.workflow.data import (
+    DesignInput,
+    DesignResult,
+    EscalateInput,
+    JobStatusEvent,
+    Notification,
+    OfferAlternativesInput,
+    RevisionInput,
+)
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[str, dict[str, Any]], Awaitable[None] | None]
+"""Where cloud events go: ``sink(kind, payload)``; may be a plain or an async function."""
+
+
+def design_url(job_id: str) -> str:
+    """URL path of a job's design preview."""
+    return f"/designs/{job_id}.svg"
+
+
+class CloudActivities:
+    """The cloud activities, bound to a designs directory, the catalogue and an event sink."""
+
+    def __init__(self, designs_dir: Path, catalog: Catalog, sink: EventSink | None = None) -> None:
+        self.designs_dir = Path(designs_dir)
+        self.catalog = catalog
+        self.sink = sink
+
+    def activities(self) -> list[Callable[..., Any]]:
+        """Every activity, ready for ``Worker(activities=...)``."""
+        return [
+            self.create_design,
+            self.request_revision,
+            self.notify_customer,
+            self.offer_alternatives,
+            self.escalate,
+            self.publish_status,
+        ]
+
+    async def _emit(self, kind: str, payload: dict[str, Any]) -> None:
+        log.info("cloud event %s job=%s", kind, payload.get("job_id"))
+        if self.sink is None:
+            return
+        result = self.sink(kind, payload)
+        if inspect.isawaitable(result):
+            await result
+
+    @activity.defn(name=names.CREATE_DESIGN)
+    async def create_design(self, request: DesignInput) -> DesignResult:
+        """Lay out the text on the item, write the preview SVG and tell the customer."""
+        try:
+            item = self.catalog.item(request.item_id)
+        except UnknownItem as exc:
+            raise ApplicationError(
+                str(exc), type=names.ERR_UNKNOWN_ITEM, non_retryable=True
+            ) from exc
+        svg, fits, warnings = await asyncio.to_thread(
+            render_preview, item, request.lines, request.font, request.artwork_url
+        )
+        await asyncio.to_thread(_write_atomic, self.designs_dir / f"{request.job_id}.svg", svg)
+        url = design_url(request.job_id)
+        result = DesignResult(request.job_id, url, fits, tuple(warnings))
+        await self._emit(
+            "design_ready",
+            {
+                "job_id": request.job_id,
+                "customer_id": request.customer_id,
+                "design_url": url,
+                "fits": fits,
+                "warnings": list(warnings),
+            },
+        )
+        return result
+
+    @activity.defn(name=names.REQUEST_REVISION)
+    async def request_revision(self, request: RevisionInput) -> None:
+        """Tell the customer (and the design desk) that a revised design is needed."""
+        await self._emit(
+            "revision_requested",
+            {
+                "job_id": request.job_id,
+                "customer_id": request.customer_id,
+                "design_url": request.design_url,
+                "comment": request.comment,
+            },
+        )
+
+    @activity.defn(name=names.NOTIFY_CUSTOMER)
+    async def notify_customer(self, note: Notification) -> None:
+        """Send the customer a notification about a transition of their job."""
+        await self._emit(
+            "notification",
+            {
+                "job_id": note.job_id,
+                "customer_id": note.customer_id,
+                "kind": note.kind,
+                "message": note.message,
+                **note.data,
+            },
+        )
+
+    @activity.defn(name=names.OFFER_ALTERNATIVES)
+    async def offer_alternatives(self, offer: OfferAlternativesInput) -> None:
+        """Tell the customer the item is out of stock and which in-stock items could replace it."""
+        items = [
+            {"item_id": a.item_id, "name": a.name, "material": a.material, "available": a.available}
+            for a in offer.alternatives
+        ]
+        await self._emit(
+            "alternatives_offered",
+            {
+                "job_id": offer.job_id,
+                "customer_id": offer.customer_id,
+                "item_id": offer.item_id,
+                "alternatives": items,
+            },
+        )
+
+    @activity.defn(name=names.ESCALATE)
+    async def escalate(self, request: EscalateInput) -> None:
+        """Hand the job to a manager (QA failed too often, or the job failed)."""
+        log.warning(
+            "job %s escalated after %s attempts: %s",
+            request.job_id,
+            request.attempts,
+            request.reason,
+        )
+        await self._emit(
+            "escalation",
+            {
+                "job_id": request.job_id,
+                "customer_id": request.customer_id,
+                "reason": request.reason,
+                "attempts": request.attempts,
+                "notes": list(request.notes),
+            },
+        )
+
+    @activity.defn(name=names.PUBLISH_STATUS)
+    async def publish_status(self, event: JobStatusEvent) -> None:
+        """Publish one status change (runs as a local activity of the workflow)."""
+        await self._emit("status", event.to_dict())
+
+
+# --- preview -------------------------------------------------------------------------------------
+
+
+def render_preview(
+    item: Item, lines: Sequence[str], font: str | None, artwork_url: str | None
+) -> tuple[str, bool, list[str]]:
+    """The preview SVG of the text on the item, whether it fits, and layout warnings.
+
+    The SVG is drawn from the laid-out strokes in millimetres (y flipped to SVG's y-down); text
+    that does not fit is still shown, as plain text, with the reason as a warning.
+    """
+    area = item.area
+    w, h = area.width_mm, area.height_mm
+    warnings: list[str] = []
+    fits = True
+    paths: list[str] = []
+    try:
+        layout = layout_text(area, lines, font=font)
+        for stroke in layout.strokes:
+            if len(stroke) < 2:
+                continue
+            points = " ".join(f"{x:.2f},{h - y:.2f}" for x, y in stroke)
+            paths.append(f'<polyline points="{points}"/>')
+    except (TextDoesNotFit, GlyphMissing, ValidationError) as exc:
+        fits = not isinstance(exc, TextDoesNotFit)
+        warnings.append(str(exc))
+        for i, line in enumerate(lines):
+            y = area.margin_mm + (i + 1) * area.nominal_cap_height_mm * 1.5
+            paths.append(f'<text x="{w / 2:.2f}" y="{y:.2f}">{escape(line)}</text>')
+    if artwork_url:
+        m = area.margin_mm
+        paths.append(
+            f'<rect class="artwork" x="{m}" y="{m}" width="{w - 2 * m:.2f}" '
+            f'height="{h - 2 * m:.2f}" data-href={quoteattr(artwork_url)}/>'
+        )
+    body = "\n  ".join(paths)
+    svg = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}mm" height="{h}mm" '
+        f'viewBox="0 0 {w} {h}">\n'
+        f"  <title>{escape(item.name)}</title>\n"
+        f'  <rect width="{w}" height="{h}" fill="#d9d9d9" stroke="#666" stroke-width="0.3"/>\n'
+        f'  <g fill="none" stroke="#111" stroke-width="0.25" stroke-linecap="round" '
+        f'font-size="{area.nominal_cap_height_mm}" text-anchor="middle">\n'
+        f"  {body}\n  </g>\n</svg>\n"
+    )
+    return svg, fits, warnings
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
