@@ -1,0 +1,275 @@
+"""The workshop's MQTT link: store-and-forward of the outbox, retained state, commands down.
+
+One :class:`MqttLink` per workshop daemon. It keeps one connection to the broker and, while
+connected, runs two loops:
+
+- **drain**: reads the outbox (:class:`~crown_edge.sync.ports.OutboxSource`) in id order and
+  publishes each entry with QoS 1; an entry is marked sent only after the broker's PUBACK, one
+  at a time, so order holds and nothing is lost (a crash between PUBACK and the mark can repeat
+  an entry: delivery is at least once, consumers dedup on ``event_id``);
+- **receive**: dispatches ``commands/{verb}`` to the command handler; malformed payloads are
+  logged and dropped, and a failing handler never takes the link down.
+
+On connect it publishes ``edge/state`` ``{"online": true}`` (retained); the same topic with
+``online: false`` is the Last Will, and is published explicitly on a clean shutdown. While the
+broker is unreachable the link retries with jittered exponential back-off; the outbox keeps
+growing in SQLite and drains in order once the broker is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import aiomqtt
+
+from crown_edge.models import OutboxEntry
+from crown_edge.sync import topics
+from crown_edge.sync.backoff import Backoff
+from crown_edge.sync.ports import OutboxSource
+
+log = logging.getLogger(__name__)
+
+#: ``await handler(verb, payload)`` for a command received on ``commands/{verb}``.
+CommandHandler = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+class _Stopping(Exception):
+    """Raised inside a session to end it for a clean shutdown."""
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSettings:
+    """Where and how the link connects. ``client_id`` defaults to ``crown-edge-{shop_id}``."""
+
+    host: str
+    port: int
+    shop_id: str
+    client_id: str | None = None
+    username: str | None = None
+    password: str | None = None
+    keepalive: int = 30
+    timeout: float = 10.0
+    batch: int = 100
+    poll_interval: float = 5.0
+    backoff_initial: float = 0.2
+    backoff_max: float = 30.0
+    version: str = "0"
+
+
+class MqttLink:
+    """Async context manager owning the workshop's broker connection (see the module docstring).
+
+    ``wake()`` after writing outbox rows makes the link drain at once instead of at the next poll.
+    """
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        outbox: OutboxSource,
+        on_command: CommandHandler | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.outbox = outbox
+        self.on_command = on_command
+        self.prefix = topics.prefix(settings.shop_id)
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._backoff = Backoff(settings.backoff_initial, settings.backoff_max)
+        self._states: dict[str, dict[str, Any]] = {}
+        self._dirty: set[str] = set()
+        self.published = 0
+        self.connects = 0
+        self.commands_received = 0
+
+    # -- public ------------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """Whether a broker session is up right now."""
+        return self._connected.is_set()
+
+    async def wait_connected(self) -> None:
+        """Block until a session is up (wrap in ``asyncio.timeout`` to bound the wait)."""
+        await self._connected.wait()
+
+    def wake(self) -> None:
+        """New outbox rows exist: drain now. Call from the event loop's thread."""
+        self._wake.set()
+
+    def set_machine_state(self, machine_id: str, state: dict[str, Any]) -> None:
+        """Publish a machine's state (retained). Only the latest value per machine is kept."""
+        self._states[machine_id] = dict(state)
+        self._dirty.add(machine_id)
+        self._wake.set()
+
+    async def __aenter__(self) -> Self:
+        self._stop.clear()
+        self._task = asyncio.create_task(self._run(), name=f"mqtt-link-{self.settings.shop_id}")
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Say goodbye (``online: false``), disconnect and stop the link."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stop.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), grace)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # -- connection loop ---------------------------------------------------------------------------
+
+    def _edge_state(self, online: bool) -> bytes:
+        return topics.encode(
+            {"online": online, "at": self._clock(), "version": self.settings.version}
+        )
+
+    def _client(self) -> aiomqtt.Client:
+        s = self.settings
+        identifier = s.client_id or f"crown-edge-{s.shop_id}-{uuid.uuid4().hex[:8]}"
+        will = aiomqtt.Will(
+            self.prefix + topics.EDGE_STATE, self._edge_state(False), qos=1, retain=True
+        )
+        return aiomqtt.Client(
+            s.host,
+            s.port,
+            identifier=identifier,
+            username=s.username,
+            password=s.password,
+            keepalive=s.keepalive,
+            timeout=s.timeout,
+            will=will,
+            clean_session=s.client_id is None,
+        )
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self._session()
+            except aiomqtt.MqttError as exc:
+                log.warning(
+                    "mqtt link to %s:%s down: %s",
+                    self.settings.host,
+                    self.settings.port,
+                    exc,
+                    extra={"shop_id": self.settings.shop_id},
+                )
+            finally:
+                self._connected.clear()
+            if self._stop.is_set():
+                return
+            delay = self._backoff.next()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+
+    async def _session(self) -> None:
+        async with self._client() as client:
+            self.connects += 1
+            self._backoff.reset()
+            await client.publish(
+                self.prefix + topics.EDGE_STATE, self._edge_state(True), qos=1, retain=True
+            )
+            await client.subscribe(self.prefix + "commands/#", qos=1)
+            self._connected.set()
+            self._dirty.update(self._states)  # re-assert retained state after an outage
+            log.info("mqtt link up (%s:%s)", self.settings.host, self.settings.port)
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._drain(client))
+                    tg.create_task(self._receive(client))
+                    tg.create_task(self._watch_stop())
+            except* _Stopping:
+                self._connected.clear()
+                await client.publish(
+                    self.prefix + topics.EDGE_STATE, self._edge_state(False), qos=1, retain=True
+                )
+            except* aiomqtt.MqttError as group:
+                raise group.exceptions[0] from None
+
+    async def _watch_stop(self) -> None:
+        await self._stop.wait()
+        raise _Stopping
+
+    # -- drain -------------------------------------------------------------------------------------
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        while True:
+            self._wake.clear()
+            await self._publish_states(client)
+            entries = await self.outbox.outbox_pending(self.settings.batch)
+            if entries:
+                await self._publish_entries(client, entries)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+
+    async def _publish_entries(self, client: aiomqtt.Client, entries: list[OutboxEntry]) -> None:
+        for entry in entries:
+            await client.publish(
+                self.prefix + entry.topic,
+                topics.encode(entry.payload),
+                qos=entry.qos,
+                retain=entry.retain,
+            )
+            await self.outbox.outbox_mark_sent([entry.id])
+            self.published += 1
+
+    async def _publish_states(self, client: aiomqtt.Client) -> None:
+        while self._dirty:
+            machine_id = self._dirty.pop()
+            state = self._states[machine_id]
+            try:
+                await client.publish(
+                    self.prefix + topics.machine_state(machine_id),
+                    topics.encode(state),
+                    qos=1,
+                    retain=True,
+                )
+            except BaseException:
+                if self._states.get(machine_id) is state:
+                    self._dirty.add(machine_id)
+                raise
+
+    # -- receive -----------------------------------------------------------------------------------
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            parsed = topics.parse(str(message.topic))
+            if parsed is None or parsed.kind != "command" or parsed.name is None:
+                continue
+            await self._dispatch(parsed.name, message.payload)
+
+    async def _dispatch(self, verb: str, raw: Any) -> None:
+        self.commands_received += 1
+        payload = topics.decode(raw) if isinstance(raw, bytes | bytearray | str) else None
+        if payload is None:
+            log.warning("ignoring malformed command %r (payload is not a JSON object)", verb)
+            return
+        if self.on_command is None:
+            log.info("no command handler; ignoring %r", verb)
+            return
+        try:
+            await self.on_command(verb, payload)
+        except Exception:
+            log.exception("command %r failed", verb, extra={"verb": verb})

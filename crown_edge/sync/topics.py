@@ -1,0 +1,87 @@
+"""MQTT topic names and payload decoding (DESIGN.md §4). Pure: no I/O.
+
+Every topic lives under ``crown/v1/{shop_id}/``::
+
+    crown/v1/{shop}/edge/state              up    retained, also the Last Will
+    crown/v1/{shop}/machines/{id}/state     up    retained
+    crown/v1/{shop}/events                  up    QoS 1
+    crown/v1/{shop}/commands/{verb}         down  QoS 1
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+ROOT = "crown/v1"
+EDGE_STATE = "edge/state"
+EVENTS = "events"
+
+TopicKind = Literal["edge_state", "machine_state", "events", "command"]
+
+#: Subscriptions of the cloud bridge (every workshop).
+BRIDGE_SUBSCRIPTIONS = (
+    f"{ROOT}/+/{EVENTS}",
+    f"{ROOT}/+/machines/+/state",
+    f"{ROOT}/+/{EDGE_STATE}",
+)
+
+
+def prefix(shop_id: str) -> str:
+    """``crown/v1/{shop_id}/`` (with the trailing slash)."""
+    if not shop_id or any(c in shop_id for c in "/+#"):
+        raise ValueError(f"invalid shop_id for an MQTT topic: {shop_id!r}")
+    return f"{ROOT}/{shop_id}/"
+
+
+def machine_state(machine_id: str) -> str:
+    """Relative topic of a machine's retained state."""
+    return f"machines/{machine_id}/state"
+
+
+def command(verb: str) -> str:
+    """Relative topic of a command addressed to a workshop."""
+    return f"commands/{verb}"
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """A parsed absolute topic: which workshop, which kind, and the machine id or command verb."""
+
+    shop_id: str
+    kind: TopicKind
+    name: str | None = None
+
+
+def parse(topic: str) -> Topic | None:
+    """Parse an absolute crown topic; ``None`` for anything that is not one of ours."""
+    parts = topic.split("/")
+    if len(parts) < 4 or f"{parts[0]}/{parts[1]}" != ROOT or not parts[2]:
+        return None
+    shop, rest = parts[2], parts[3:]
+    if rest == ["edge", "state"]:
+        return Topic(shop, "edge_state")
+    if rest == [EVENTS]:
+        return Topic(shop, "events")
+    if len(rest) == 3 and rest[0] == "machines" and rest[2] == "state" and rest[1]:
+        return Topic(shop, "machine_state", rest[1])
+    if len(rest) == 2 and rest[0] == "commands" and rest[1]:
+        return Topic(shop, "command", rest[1])
+    return None
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    """Compact JSON bytes for a payload."""
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+
+
+def decode(raw: bytes | bytearray | str | None) -> dict[str, Any] | None:
+    """A JSON object from a payload, or ``None`` if it is not valid UTF-8 JSON or not an object."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,162 @@
+"""MqttLink against a real broker: ordered store-and-forward, retained state, commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from crown_edge.embedded import MqttBroker
+from crown_edge.sync.mqtt import MqttLink, MqttSettings
+from tests.sync.fakes import MemoryOutbox, until
+
+pytestmark = pytest.mark.integration
+
+
+def _shop() -> str:
+    return f"shop-{uuid.uuid4().hex[:8]}"
+
+
+def _settings(broker: MqttBroker, shop: str) -> MqttSettings:
+    return MqttSettings(
+        host=broker.host, port=broker.port, shop_id=shop, poll_interval=0.5, backoff_max=0.5
+    )
+
+
+@asynccontextmanager
+async def subscriber(
+    broker: MqttBroker, topic: str
+) -> AsyncIterator[list[tuple[str, dict[str, Any]]]]:
+    """Collect (topic, json payload) received on ``topic`` while the block runs."""
+    received: list[tuple[str, dict[str, Any]]] = []
+    async with aiomqtt.Client(broker.host, broker.port, identifier=uuid.uuid4().hex) as client:
+        await client.subscribe(topic, qos=1)
+
+        async def collect() -> None:
+            async for message in client.messages:
+                assert isinstance(message.payload, bytes)
+                received.append((str(message.topic), json.loads(message.payload)))
+
+        task = asyncio.create_task(collect())
+        try:
+            yield received
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_drains_outbox_in_order(mqtt_broker: MqttBroker) -> None:
+    shop = _shop()
+    outbox = MemoryOutbox()
+    for i in range(50):
+        outbox.put("events", {"event_id": f"e{i}", "job_id": "j1", "seq": i + 1})
+    async with (
+        subscriber(mqtt_broker, f"crown/v1/{shop}/events") as got,
+        MqttLink(_settings(mqtt_broker, shop), outbox) as link,
+    ):
+        await until(lambda: len(got) == 50)
+        assert [p["seq"] for _, p in got] == list(range(1, 51))
+        assert outbox.sent == list(range(1, 51))
+        outbox.put("events", {"event_id": "late", "job_id": "j1", "seq": 51})
+        link.wake()
+        await until(lambda: len(got) == 51)
+    assert got[-1][1]["event_id"] == "late"
+
+
+async def test_store_and_forward_across_broker_outage() -> None:
+    shop = _shop()
+    outbox = MemoryOutbox()
+    with MqttBroker() as broker:
+        async with MqttLink(_settings(broker, shop), outbox) as link:
+            await until(lambda: link.connected)
+            outbox.put("events", {"event_id": "before", "job_id": "j", "seq": 1})
+            link.wake()
+            await until(lambda: outbox.pending == [])
+
+            await broker.astop()
+            await until(lambda: not link.connected)
+            for i in range(2, 40):
+                outbox.put("events", {"event_id": f"e{i}", "job_id": "j", "seq": i})
+            link.wake()
+            await asyncio.sleep(0.3)
+            assert len(outbox.pending) == 38  # nothing is marked sent without a PUBACK
+
+            outbox.gate.clear()  # hold the drain until our subscriber is listening again
+            await broker.astart()
+            async with subscriber(broker, f"crown/v1/{shop}/events") as got:
+                await until(lambda: link.connected)
+                outbox.gate.set()
+                link.wake()
+                await until(lambda: len(got) == 38)
+        assert [p["seq"] for _, p in got] == list(range(2, 40))
+        assert outbox.pending == []
+        assert outbox.sent == sorted(outbox.sent)
+        assert link.connects >= 2
+
+
+async def test_broker_killed_mid_drain_loses_nothing() -> None:
+    shop = _shop()
+    outbox = MemoryOutbox()
+    for i in range(300):
+        outbox.put("events", {"event_id": f"e{i}", "job_id": "j", "seq": i + 1})
+    with MqttBroker() as broker:
+        async with MqttLink(_settings(broker, shop), outbox) as link:
+            await until(lambda: len(outbox.sent) >= 20)
+            await broker.astop()
+            await broker.astart()
+            await until(lambda: outbox.pending == [], within=60)
+            assert link.connects >= 2
+    assert outbox.sent == list(range(1, 301))
+
+
+async def test_edge_state_retained_online_then_offline(mqtt_broker: MqttBroker) -> None:
+    shop = _shop()
+    topic = f"crown/v1/{shop}/edge/state"
+    async with MqttLink(_settings(mqtt_broker, shop), MemoryOutbox()) as link:
+        await until(lambda: link.connected)
+        async with subscriber(mqtt_broker, topic) as got:
+            await until(lambda: len(got) == 1)  # the retained value
+            assert got[0][1]["online"] is True
+    async with subscriber(mqtt_broker, topic) as got:
+        await until(lambda: len(got) == 1)
+        assert got[0][1]["online"] is False
+
+
+async def test_machine_state_is_retained(mqtt_broker: MqttBroker) -> None:
+    shop = _shop()
+    async with MqttLink(_settings(mqtt_broker, shop), MemoryOutbox()) as link:
+        link.set_machine_state("m1", {"machine_id": "m1", "execution": "READY"})
+        link.set_machine_state("m1", {"machine_id": "m1", "execution": "ACTIVE"})
+        await until(lambda: link.connected)
+        async with subscriber(mqtt_broker, f"crown/v1/{shop}/machines/+/state") as got:
+            await until(lambda: any(p["execution"] == "ACTIVE" for _, p in got))
+            assert got[-1][0] == f"crown/v1/{shop}/machines/m1/state"
+
+
+async def test_commands_dispatched_and_malformed_ignored(mqtt_broker: MqttBroker) -> None:
+    shop = _shop()
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    async def handler(verb: str, payload: dict[str, Any]) -> None:
+        calls.append((verb, payload))
+        if verb == "explode":
+            raise RuntimeError("handler bug")
+
+    async with MqttLink(_settings(mqtt_broker, shop), MemoryOutbox(), handler) as link:
+        await until(lambda: link.connected)
+        async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port) as client:
+            base = f"crown/v1/{shop}/commands/"
+            await client.publish(base + "cancel", b"not json", qos=1)
+            await client.publish(base + "cancel", b"[1, 2]", qos=1)
+            await client.publish(base + "explode", b"{}", qos=1)
+            await client.publish(base + "pause", json.dumps({"machine_id": "m1"}), qos=1)
+            await until(lambda: len(calls) == 2)
+        assert calls == [("explode", {}), ("pause", {"machine_id": "m1"})]
+        assert link.commands_received == 4
+        assert link.connected
