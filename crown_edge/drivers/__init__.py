@@ -1,0 +1,1 @@
+"""Machine drivers: GRBL lasers over serial, Modbus devices from profiles."""
