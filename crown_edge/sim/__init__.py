@@ -1,1 +1,1 @@
-"""Machine simulators (GRBL laser on a pty, Modbus device) for tests, `crown-edge up` and the HIL rig."""
+"""Machine simulators (GRBL laser on a pty, Modbus device) for tests, `up` and the HIL rig."""
