@@ -1,0 +1,242 @@
+"""The SQS → Temporal dispatcher: intake messages become workflow starts, exactly once per job.
+
+For every message, priority queue first:
+
+1. the body is parsed (:meth:`IntakeMessage.parse`); a message that fails the schema goes to the
+   DLQ at once with its field-level reasons and is deleted — never retried, never fatal;
+2. a job already started by this dispatcher (bounded memory of recent job ids) is deleted as a
+   duplicate — moto, unlike AWS, accepts a resend after the original was deleted;
+3. otherwise ``start_job`` runs (the real one starts ``EngravingWorkflow`` with
+   ``USE_EXISTING``/``REJECT_DUPLICATE``, so a redelivery never starts a second job, and
+   ``WorkflowAlreadyStartedError`` counts as done); on success the message is deleted;
+4. if ``start_job`` fails the message stays: SQS redelivers it after the visibility timeout (or
+   ``retry_delay``), and the redrive policy moves it to the DLQ after three receives.
+
+A stale receipt handle on delete (the visibility timeout ran out) is logged, not raised: the
+message returns and step 2 or the workflow-id policy absorbs it. :func:`classify` is the pure core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Literal, Protocol, Self
+
+from crown_edge.errors import MessageInvalid, SyncError
+from crown_edge.models import IntakeMessage
+from crown_edge.sync import queues
+from crown_edge.sync.sqs import ReceivedMessage
+
+log = logging.getLogger(__name__)
+
+#: Starts (or finds) the job's workflow. Must be idempotent on ``msg.job_id``.
+StartJob = Callable[[IntakeMessage], Awaitable[None]]
+
+
+class IntakeQueues(Protocol):
+    """What the dispatcher needs from the queues (:class:`~crown_edge.sync.sqs.OrderQueue`)."""
+
+    async def receive(
+        self, name: str, max_messages: int, wait_seconds: int
+    ) -> list[ReceivedMessage]:
+        """Long-poll ``name``."""
+        ...
+
+    async def delete(self, message: ReceivedMessage) -> bool:
+        """Delete; ``False`` on a stale receipt handle."""
+        ...
+
+    async def dead_letter(
+        self, message: ReceivedMessage, reasons: list[str], job_id: str | None = None
+    ) -> None:
+        """Send to the DLQ with reasons."""
+        ...
+
+    async def retry_later(self, message: ReceivedMessage, delay_seconds: int) -> None:
+        """Make visible again after a delay."""
+        ...
+
+
+# --- pure core -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What to do with one message: ``start`` it, ``drop`` it as a duplicate, ``reject`` it."""
+
+    action: Literal["start", "duplicate", "reject"]
+    message: IntakeMessage | None = None
+    job_id: str | None = None
+    reasons: list[str] = field(default_factory=list)
+
+
+class SeenJobs:
+    """A bounded, insertion-ordered memory of job ids already started (oldest forgotten first)."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, job_id: str) -> None:
+        """Remember ``job_id``."""
+        self._ids[job_id] = None
+        self._ids.move_to_end(job_id)
+        while len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+
+
+def classify(body: str, seen: SeenJobs) -> Verdict:
+    """Decide what to do with a message body. Pure: no I/O, no clock."""
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        return Verdict("reject", reasons=[f"body is not JSON: {exc}"])
+    try:
+        message = IntakeMessage.parse(data)
+    except MessageInvalid as exc:
+        return Verdict("reject", job_id=exc.fields.get("job_id"), reasons=list(exc.reasons))
+    if message.job_id in seen:
+        return Verdict("duplicate", message=message, job_id=message.job_id)
+    return Verdict("start", message=message, job_id=message.job_id)
+
+
+# --- asyncio shell -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class DispatchStats:
+    """Counters since start (also exported as metrics by the cloud process)."""
+
+    received: int = 0
+    started: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    failed: int = 0
+    stale_receipts: int = 0
+
+
+def _already_started(exc: BaseException) -> bool:
+    try:
+        from temporalio.exceptions import WorkflowAlreadyStartedError
+    except ImportError:  # pragma: no cover - temporalio is a hard dependency
+        return False
+    return isinstance(exc, WorkflowAlreadyStartedError)
+
+
+class Dispatcher:
+    """Polls the intake queues and hands valid messages to ``start_job`` (module docstring).
+
+    Use :meth:`poll_once` step by step (tests) or as an async context manager that runs the loop
+    in a background task until exit.
+    """
+
+    def __init__(
+        self,
+        queues_: IntakeQueues,
+        start_job: StartJob,
+        *,
+        wait_seconds: int = 1,
+        batch: int = 10,
+        retry_delay: int | None = None,
+        seen_capacity: int = 10_000,
+    ) -> None:
+        self.queues = queues_
+        self.start_job = start_job
+        self.wait_seconds = wait_seconds
+        self.batch = batch
+        self.retry_delay = retry_delay
+        self.seen = SeenJobs(seen_capacity)
+        self.stats = DispatchStats()
+        self._task: asyncio.Task[None] | None = None
+
+    async def poll_once(self, wait_seconds: int | None = None) -> int:
+        """One round: the priority queue, and the standard queue only if no rush job was waiting.
+
+        Returns how many messages were handled.
+        """
+        wait = self.wait_seconds if wait_seconds is None else wait_seconds
+        got = await self.queues.receive(queues.PRIORITY_QUEUE, self.batch, wait)
+        if not got:
+            got = await self.queues.receive(queues.ENGRAVING_QUEUE, self.batch, wait)
+        for message in got:
+            await self.handle(message)
+        return len(got)
+
+    async def handle(self, message: ReceivedMessage) -> None:
+        """Start, drop or dead-letter one message (see the module docstring)."""
+        self.stats.received += 1
+        verdict = classify(message.body, self.seen)
+        if verdict.action == "reject":
+            self.stats.rejected += 1
+            log.warning(
+                "rejecting message %s from %s: %s",
+                message.message_id,
+                message.queue,
+                "; ".join(verdict.reasons),
+                extra={"job_id": verdict.job_id},
+            )
+            await self.queues.dead_letter(message, verdict.reasons, verdict.job_id)
+            await self._delete(message)
+            return
+        assert verdict.message is not None
+        if verdict.action == "duplicate":
+            self.stats.duplicates += 1
+            log.info("duplicate intake for job %s dropped", verdict.job_id)
+            await self._delete(message)
+            return
+        try:
+            await self.start_job(verdict.message)
+        except Exception as exc:
+            if not _already_started(exc):
+                self.stats.failed += 1
+                log.warning(
+                    "start of job %s failed (receive %d): %s",
+                    verdict.job_id,
+                    message.receive_count,
+                    exc,
+                    extra={"job_id": verdict.job_id},
+                )
+                if self.retry_delay is not None:
+                    await self.queues.retry_later(message, self.retry_delay)
+                return
+            self.stats.duplicates += 1
+        else:
+            self.stats.started += 1
+        self.seen.add(verdict.message.job_id)
+        await self._delete(message)
+
+    async def _delete(self, message: ReceivedMessage) -> None:
+        if not await self.queues.delete(message):
+            self.stats.stale_receipts += 1
+
+    async def run(self) -> None:
+        """Poll forever; transient SQS errors are logged and retried after a pause."""
+        while True:
+            try:
+                await self.poll_once()
+            except SyncError as exc:
+                log.warning("dispatcher poll failed: %s", exc)
+                await asyncio.sleep(1.0)
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self.run(), name="sqs-dispatcher")
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

@@ -1,0 +1,204 @@
+"""SQS faces of the order flow: the intake queues (send, receive, delete, dead-letter) and the
+job-events queue. boto3 is synchronous, so every call runs in a worker thread.
+
+FIFO rules applied here (DESIGN.md §1):
+
+- intake: ``MessageGroupId`` = ``MessageDeduplicationId`` = ``job_id`` — jobs do not block each
+  other, and a resend within AWS's five-minute window is dropped by SQS itself;
+- events: group = ``job_id`` (per-job order), deduplication id = ``event_id``;
+- dead letters carry ``{"reason", "reasons", "body", "source_queue", "message_id"}``.
+
+Third-party errors become :class:`~crown_edge.errors.SyncError`; a stale receipt handle on delete
+is not an error (the message is simply redelivered and deduplicated downstream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from crown_edge.errors import SyncError
+from crown_edge.models import IntakeMessage
+from crown_edge.sync import queues
+
+log = logging.getLogger(__name__)
+
+MAX_DLQ_BODY = 200_000  # characters of the original body kept in a dead letter (SQS cap 256 KiB)
+STALE_RECEIPT_CODES = frozenset({"ReceiptHandleIsInvalid", "InvalidParameterValue"})
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The AWS error code of a botocore ``ClientError`` (``None`` for anything else)."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        return str(code) if code is not None else None
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    """One message taken from a queue (invisible to others until deleted or timed out)."""
+
+    queue: str
+    message_id: str
+    receipt_handle: str
+    body: str
+    receive_count: int = 1
+    attributes: dict[str, str] | None = None
+
+
+def dead_letter_body(message: ReceivedMessage, reasons: list[str]) -> str:
+    """The JSON wrapper a rejected message travels in to the DLQ."""
+    return json.dumps(
+        {
+            "reason": "invalid_message",
+            "reasons": reasons,
+            "body": message.body[:MAX_DLQ_BODY],
+            "source_queue": message.queue,
+            "message_id": message.message_id,
+        }
+    )
+
+
+class OrderQueue:
+    """The intake queues on one SQS endpoint (AWS or moto), by logical name.
+
+    ``client`` is a boto3 SQS client owned by the caller; queue URLs are looked up on
+    :meth:`resolve` (or passed in as ``urls``).
+    """
+
+    def __init__(self, client: Any, urls: dict[str, str] | None = None) -> None:
+        self.client = client
+        self.urls: dict[str, str] = dict(urls or {})
+
+    async def _call(self, op: str, **kwargs: Any) -> Any:
+        try:
+            return await asyncio.to_thread(getattr(self.client, op), **kwargs)
+        except Exception as exc:
+            code = error_code(exc)
+            raise SyncError(f"sqs {op} failed: {exc}", operation=op, code=code) from exc
+
+    async def resolve(self, names: tuple[str, ...] | None = None) -> None:
+        """Look up the URLs of ``names`` (default: all four crown queues)."""
+        for name in names or tuple(spec.name for spec in queues.ALL_QUEUES):
+            if name not in self.urls:
+                self.urls[name] = (await self._call("get_queue_url", QueueName=name))["QueueUrl"]
+
+    def url(self, name: str) -> str:
+        """The URL of queue ``name``."""
+        try:
+            return self.urls[name]
+        except KeyError:
+            raise SyncError(f"queue {name} not resolved", queue=name) from None
+
+    # -- intake ------------------------------------------------------------------------------------
+
+    async def send_order(self, message: IntakeMessage) -> str:
+        """Queue an intake message (rush → priority queue). Returns the SQS message id."""
+        name = queues.PRIORITY_QUEUE if message.rush else queues.ENGRAVING_QUEUE
+        result = await self._call(
+            "send_message",
+            QueueUrl=self.url(name),
+            MessageBody=json.dumps(message.to_dict()),
+            MessageGroupId=message.job_id,
+            MessageDeduplicationId=message.job_id,
+        )
+        return str(result["MessageId"])
+
+    async def send_raw(self, name: str, body: str, group_id: str, dedup_id: str) -> str:
+        """Queue an arbitrary body (tools and tests use it to inject malformed messages)."""
+        result = await self._call(
+            "send_message",
+            QueueUrl=self.url(name),
+            MessageBody=body,
+            MessageGroupId=group_id,
+            MessageDeduplicationId=dedup_id,
+        )
+        return str(result["MessageId"])
+
+    async def receive(
+        self, name: str, max_messages: int, wait_seconds: int
+    ) -> list[ReceivedMessage]:
+        """Long-poll queue ``name`` for up to ``max_messages`` (1-10) messages."""
+        result = await self._call(
+            "receive_message",
+            QueueUrl=self.url(name),
+            MaxNumberOfMessages=max(1, min(10, max_messages)),
+            WaitTimeSeconds=max(0, min(20, wait_seconds)),
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "MessageGroupId"],
+        )
+        out = []
+        for raw in result.get("Messages", []):
+            attrs = raw.get("Attributes", {})
+            out.append(
+                ReceivedMessage(
+                    queue=name,
+                    message_id=raw["MessageId"],
+                    receipt_handle=raw["ReceiptHandle"],
+                    body=raw.get("Body", ""),
+                    receive_count=int(attrs.get("ApproximateReceiveCount", "1")),
+                    attributes=attrs,
+                )
+            )
+        return out
+
+    async def delete(self, message: ReceivedMessage) -> bool:
+        """Delete a received message; ``False`` if its receipt handle is no longer valid.
+
+        A stale handle means the visibility timeout ran out and someone else may hold the message:
+        it will come back and be recognised as a duplicate, so this is not an error.
+        """
+        try:
+            await self._call(
+                "delete_message",
+                QueueUrl=self.url(message.queue),
+                ReceiptHandle=message.receipt_handle,
+            )
+        except SyncError as exc:
+            if exc.fields.get("code") in STALE_RECEIPT_CODES:
+                log.info("stale receipt for message %s; it will be redelivered", message.message_id)
+                return False
+            raise
+        return True
+
+    async def retry_later(self, message: ReceivedMessage, delay_seconds: int) -> None:
+        """Make a message visible again after ``delay_seconds`` (instead of the queue's timeout)."""
+        await self._call(
+            "change_message_visibility",
+            QueueUrl=self.url(message.queue),
+            ReceiptHandle=message.receipt_handle,
+            VisibilityTimeout=max(0, delay_seconds),
+        )
+
+    async def dead_letter(
+        self, message: ReceivedMessage, reasons: list[str], job_id: str | None = None
+    ) -> None:
+        """Send ``message`` to the DLQ with its reasons (the caller deletes the original)."""
+        await self._call(
+            "send_message",
+            QueueUrl=self.url(queues.DLQ_QUEUE),
+            MessageBody=dead_letter_body(message, reasons),
+            MessageGroupId=job_id or "invalid",
+            MessageDeduplicationId=message.message_id,
+            MessageAttributes={
+                "reason": {"DataType": "String", "StringValue": "invalid_message"},
+                "source_queue": {"DataType": "String", "StringValue": message.queue},
+            },
+        )
+
+    # -- events ------------------------------------------------------------------------------------
+
+    async def send_event(self, event: dict[str, Any]) -> str:
+        """Relay a workshop status event to the job-events queue (per-job order, dedup on id)."""
+        result = await self._call(
+            "send_message",
+            QueueUrl=self.url(queues.EVENTS_QUEUE),
+            MessageBody=json.dumps(event, sort_keys=True),
+            MessageGroupId=str(event["job_id"]),
+            MessageDeduplicationId=str(event["event_id"]),
+        )
+        return str(result["MessageId"])

@@ -1,0 +1,101 @@
+"""Dispatcher against a real moto server: intake, DLQ on schema failure, redrive."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from crown_edge.models import IntakeMessage
+from crown_edge.sync import queues
+from crown_edge.sync.dispatcher import Dispatcher
+from crown_edge.sync.sqs import OrderQueue
+
+pytestmark = pytest.mark.integration
+
+GOOD = {"job_id": "J-1", "customer_id": "C-1", "item_id": "plaque-a5", "due_date": "2026-12-01"}
+
+
+@pytest.fixture
+async def order_queue(sqs_queues: dict[str, str], sqs: Any) -> AsyncIterator[OrderQueue]:
+    yield OrderQueue(sqs, sqs_queues)
+
+
+def _dlq(sqs: Any, urls: dict[str, str]) -> list[dict[str, Any]]:
+    got = sqs.receive_message(
+        QueueUrl=urls[queues.DLQ_QUEUE], MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    )
+    return list(got.get("Messages", []))
+
+
+async def test_valid_orders_start_once_rush_first(order_queue: OrderQueue) -> None:
+    started: list[str] = []
+
+    async def start(msg: IntakeMessage) -> None:
+        started.append(msg.job_id)
+
+    await order_queue.send_order(IntakeMessage.parse({**GOOD, "job_id": "std-1"}))
+    await order_queue.send_order(IntakeMessage.parse({**GOOD, "job_id": "rush-1", "rush": True}))
+    dispatcher = Dispatcher(order_queue, start, wait_seconds=0)
+    while await dispatcher.poll_once():
+        pass
+    assert started == ["rush-1", "std-1"]
+    # moto accepts the resend after deletion (AWS would dedup); the dispatcher does not restart it
+    await order_queue.send_order(IntakeMessage.parse({**GOOD, "job_id": "std-1"}))
+    while await dispatcher.poll_once():
+        pass
+    assert started == ["rush-1", "std-1"]
+
+
+async def test_invalid_message_dead_lettered_with_reason(
+    order_queue: OrderQueue, sqs: Any, sqs_queues: dict[str, str]
+) -> None:
+    async def start(msg: IntakeMessage) -> None:
+        raise AssertionError("invalid message must not start a job")
+
+    body = json.dumps({"job_id": "J-bad", "customer_id": 42})
+    await order_queue.send_raw(queues.ENGRAVING_QUEUE, body, "J-bad", "J-bad")
+    dispatcher = Dispatcher(order_queue, start, wait_seconds=0)
+    assert await dispatcher.poll_once() == 1
+    assert await dispatcher.poll_once() == 0  # deleted from the intake queue
+    dead = _dlq(sqs, sqs_queues)
+    assert len(dead) == 1
+    wrapped = json.loads(dead[0]["Body"])
+    assert wrapped["body"] == body
+    assert "customer_id: must be a string, got int" in wrapped["reasons"]
+    assert dead[0]["MessageAttributes"]["reason"]["StringValue"] == "invalid_message"
+
+
+async def test_failing_start_redrives_to_dlq_after_three_receives(
+    order_queue: OrderQueue, sqs: Any, sqs_queues: dict[str, str]
+) -> None:
+    attempts: list[str] = []
+
+    async def start(msg: IntakeMessage) -> None:
+        attempts.append(msg.job_id)
+        raise RuntimeError("temporal unreachable")
+
+    await order_queue.send_order(IntakeMessage.parse(GOOD))
+    dispatcher = Dispatcher(order_queue, start, wait_seconds=0, retry_delay=0)
+    for _ in range(6):
+        await dispatcher.poll_once()
+    assert attempts == ["J-1"] * 3
+    dead = _dlq(sqs, sqs_queues)
+    assert [json.loads(m["Body"])["job_id"] for m in dead] == ["J-1"]
+
+
+async def test_send_event_groups_by_job(
+    order_queue: OrderQueue, sqs: Any, sqs_queues: dict[str, str]
+) -> None:
+    event = {"event_id": "e1", "job_id": "J-1", "seq": 1, "status": "received"}
+    await order_queue.send_event(event)
+    await order_queue.send_event(event)  # same event id: deduplicated by SQS
+    got = sqs.receive_message(
+        QueueUrl=sqs_queues[queues.EVENTS_QUEUE],
+        MaxNumberOfMessages=10,
+        MessageSystemAttributeNames=["MessageGroupId"],
+    )["Messages"]
+    assert [json.loads(m["Body"]) for m in got] == [event]
+    assert got[0]["Attributes"]["MessageGroupId"] == "J-1"

@@ -1,0 +1,190 @@
+"""Dispatcher logic without SQS: verdicts, duplicates, stale receipts, failures (moto quirks)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from crown_edge.errors import SyncError
+from crown_edge.models import IntakeMessage
+from crown_edge.sync import queues
+from crown_edge.sync.dispatcher import Dispatcher, SeenJobs, classify
+from crown_edge.sync.sqs import OrderQueue, ReceivedMessage, dead_letter_body
+
+GOOD = {"job_id": "J-1", "customer_id": "C-1", "item_id": "plaque-a5", "due_date": "2026-12-01"}
+
+
+def _msg(body: Any, mid: str = "m1", queue: str = queues.ENGRAVING_QUEUE) -> ReceivedMessage:
+    text = body if isinstance(body, str) else json.dumps(body)
+    return ReceivedMessage(queue=queue, message_id=mid, receipt_handle=f"rh-{mid}", body=text)
+
+
+class FakeQueues:
+    """In-memory IntakeQueues: queued messages per name, records deletes and dead letters."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[str, list[ReceivedMessage]] = {
+            queues.PRIORITY_QUEUE: [],
+            queues.ENGRAVING_QUEUE: [],
+        }
+        self.deleted: list[str] = []
+        self.dead: list[tuple[str, list[str], str | None]] = []
+        self.retries: list[tuple[str, int]] = []
+        self.stale: set[str] = set()
+
+    async def receive(self, name: str, max_messages: int, wait_seconds: int) -> list[Any]:
+        got, self.waiting[name] = (
+            self.waiting[name][:max_messages],
+            self.waiting[name][max_messages:],
+        )
+        return got
+
+    async def delete(self, message: ReceivedMessage) -> bool:
+        if message.receipt_handle in self.stale:
+            return False
+        self.deleted.append(message.message_id)
+        return True
+
+    async def dead_letter(
+        self, message: ReceivedMessage, reasons: list[str], job_id: str | None = None
+    ) -> None:
+        self.dead.append((message.message_id, reasons, job_id))
+
+    async def retry_later(self, message: ReceivedMessage, delay_seconds: int) -> None:
+        self.retries.append((message.message_id, delay_seconds))
+
+
+def test_classify_verdicts() -> None:
+    seen = SeenJobs()
+    assert classify(json.dumps(GOOD), seen).action == "start"
+    seen.add("J-1")
+    assert classify(json.dumps(GOOD), seen).action == "duplicate"
+    bad = classify(json.dumps({**GOOD, "rush": "yes", "item_id": 3}), seen)
+    assert bad.action == "reject"
+    assert bad.job_id == "J-1"
+    assert any(r.startswith("rush:") for r in bad.reasons)
+    assert any(r.startswith("item_id:") for r in bad.reasons)
+    assert classify("{not json", seen).action == "reject"
+    assert classify("[1, 2]", seen).action == "reject"
+
+
+def test_seen_jobs_is_bounded() -> None:
+    seen = SeenJobs(capacity=3)
+    for i in range(5):
+        seen.add(f"j{i}")
+    assert len(seen) == 3
+    assert "j0" not in seen
+    assert "j4" in seen
+
+
+async def test_duplicate_after_delete_starts_once() -> None:
+    """moto accepts a resend after the original was deleted (AWS dedups for 5 min)."""
+    fake = FakeQueues()
+    started: list[str] = []
+
+    async def start(msg: IntakeMessage) -> None:
+        started.append(msg.job_id)
+
+    dispatcher = Dispatcher(fake, start)
+    fake.waiting[queues.ENGRAVING_QUEUE].append(_msg(GOOD, "m1"))
+    await dispatcher.poll_once()
+    fake.waiting[queues.ENGRAVING_QUEUE].append(_msg(GOOD, "m2"))
+    await dispatcher.poll_once()
+    assert started == ["J-1"]
+    assert fake.deleted == ["m1", "m2"]
+    assert dispatcher.stats.duplicates == 1
+
+
+async def test_stale_receipt_on_delete_is_not_fatal() -> None:
+    fake = FakeQueues()
+    fake.stale.add("rh-m1")
+    starts = 0
+
+    async def start(msg: IntakeMessage) -> None:
+        nonlocal starts
+        starts += 1
+
+    dispatcher = Dispatcher(fake, start)
+    await dispatcher.handle(_msg(GOOD, "m1"))
+    assert dispatcher.stats.stale_receipts == 1
+    await dispatcher.handle(_msg(GOOD, "m1b"))  # the redelivery
+    assert starts == 1
+    assert fake.deleted == ["m1b"]
+
+
+async def test_invalid_goes_to_dlq_and_is_deleted() -> None:
+    fake = FakeQueues()
+
+    async def start(msg: IntakeMessage) -> None:
+        raise AssertionError("must not start")
+
+    dispatcher = Dispatcher(fake, start)
+    await dispatcher.handle(_msg({"job_id": "J-9"}, "m9"))
+    assert fake.dead[0][0] == "m9"
+    assert fake.dead[0][2] == "J-9"
+    assert "customer_id: required" in fake.dead[0][1]
+    assert fake.deleted == ["m9"]
+
+
+async def test_start_failure_leaves_message_then_already_started_counts_as_done() -> None:
+    from temporalio.exceptions import WorkflowAlreadyStartedError
+
+    fake = FakeQueues()
+    outcomes: list[BaseException] = [RuntimeError("temporal down")]
+
+    async def start(msg: IntakeMessage) -> None:
+        if outcomes:
+            raise outcomes.pop()
+        raise WorkflowAlreadyStartedError("job-J-1", "EngravingWorkflow")
+
+    dispatcher = Dispatcher(fake, start, retry_delay=5)
+    await dispatcher.handle(_msg(GOOD, "m1"))
+    assert fake.deleted == []
+    assert fake.retries == [("m1", 5)]
+    await dispatcher.handle(_msg(GOOD, "m1"))
+    assert fake.deleted == ["m1"]
+    assert "J-1" in dispatcher.seen
+
+
+async def test_priority_queue_first() -> None:
+    fake = FakeQueues()
+    order: list[str] = []
+
+    async def start(msg: IntakeMessage) -> None:
+        order.append(msg.job_id)
+
+    fake.waiting[queues.ENGRAVING_QUEUE].append(_msg({**GOOD, "job_id": "std"}, "a"))
+    fake.waiting[queues.PRIORITY_QUEUE].append(_msg({**GOOD, "job_id": "rush", "rush": True}, "b"))
+    dispatcher = Dispatcher(fake, start)
+    await dispatcher.poll_once()
+    await dispatcher.poll_once()
+    assert order == ["rush", "std"]
+
+
+class StubSqs:
+    """A boto3-like client whose delete fails like AWS does for a stale receipt handle."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def delete_message(self, **kwargs: Any) -> None:
+        raise ClientError({"Error": {"Code": self.code, "Message": "nope"}}, "DeleteMessage")
+
+
+async def test_order_queue_translates_stale_receipt() -> None:
+    q = OrderQueue(StubSqs("ReceiptHandleIsInvalid"), {queues.ENGRAVING_QUEUE: "url"})
+    assert await q.delete(_msg(GOOD)) is False
+    q = OrderQueue(StubSqs("AccessDenied"), {queues.ENGRAVING_QUEUE: "url"})
+    with pytest.raises(SyncError) as info:
+        await q.delete(_msg(GOOD))
+    assert info.value.fields["code"] == "AccessDenied"
+
+
+def test_dead_letter_body_keeps_reason_and_body() -> None:
+    wrapped = json.loads(dead_letter_body(_msg("garbage", "m7"), ["body is not JSON"]))
+    assert wrapped["reason"] == "invalid_message"
+    assert wrapped["body"] == "garbage"
+    assert wrapped["message_id"] == "m7"
