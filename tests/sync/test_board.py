@@ -1,0 +1,63 @@
+"""StatusBoard: latest-wins per job by seq; malformed events refused. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crown_edge.sync import topics
+from crown_edge.sync.backoff import Backoff
+from crown_edge.sync.board import StatusBoard, event_problem
+
+
+def _ev(seq: int, status: str = "queued", job: str = "J-1") -> dict[str, Any]:
+    return {"event_id": f"{job}-{seq}", "job_id": job, "seq": seq, "status": status}
+
+
+def test_stale_and_duplicate_events_dropped() -> None:
+    board = StatusBoard()
+    assert board.apply(_ev(1, "received"))
+    assert board.apply(_ev(3, "queued"))
+    assert not board.apply(_ev(2, "validated"))  # stale
+    assert not board.apply(_ev(3, "queued"))  # duplicate
+    assert board.job("J-1") == _ev(3, "queued")
+    assert board.apply(_ev(1, job="J-2"))
+
+
+def test_accept_does_not_override_newer_events() -> None:
+    board = StatusBoard()
+    assert board.accept("J-1", at=1.0)["status"] == "received"
+    assert board.apply(_ev(1, "validated"))
+    assert board.accept("J-1", at=2.0)["status"] == "validated"
+
+
+def test_event_problems() -> None:
+    assert event_problem(_ev(1)) is None
+    assert event_problem({"job_id": "x"}) == "event_id: required"
+    assert event_problem({**_ev(1), "seq": "1"}) is not None
+    assert event_problem({**_ev(1), "seq": True}) is not None
+    assert event_problem({**_ev(1), "job_id": ""}) is not None
+    assert not StatusBoard().apply({**_ev(1), "seq": -1})
+
+
+def test_topics_parse_and_prefix() -> None:
+    assert topics.prefix("s1") == "crown/v1/s1/"
+    assert topics.parse("crown/v1/s1/events") == topics.Topic("s1", "events")
+    assert topics.parse("crown/v1/s1/machines/m2/state") == topics.Topic(
+        "s1", "machine_state", "m2"
+    )
+    assert topics.parse("crown/v1/s1/commands/cancel") == topics.Topic("s1", "command", "cancel")
+    assert topics.parse("crown/v1/s1/edge/state") == topics.Topic("s1", "edge_state")
+    for bad in ("crown/v2/s1/events", "crown/v1//events", "crown/v1/s1/other", "x"):
+        assert topics.parse(bad) is None
+    assert topics.decode(b"[1]") is None
+    assert topics.decode(b"\xff") is None
+    assert topics.decode(topics.encode({"a": 1})) == {"a": 1}
+
+
+def test_backoff_grows_caps_and_resets() -> None:
+    backoff = Backoff(1.0, 4.0, rand=lambda: 1.0)
+    assert [backoff.next() for _ in range(4)] == [1.0, 2.0, 4.0, 4.0]
+    backoff.reset()
+    assert backoff.next() == 1.0
+    low = Backoff(1.0, 4.0, rand=lambda: 0.0)
+    assert low.next() == 0.5

@@ -1,0 +1,109 @@
+"""Bridge against a real broker and moto: relay to job-events, dedup by seq, live fan-out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from crown_edge.embedded import MqttBroker
+from crown_edge.sync import queues
+from crown_edge.sync.bridge import Bridge, BridgeSettings
+from crown_edge.sync.mqtt import MqttLink, MqttSettings
+from crown_edge.sync.sqs import OrderQueue
+from tests.sync.fakes import MemoryOutbox, until
+
+pytestmark = pytest.mark.integration
+
+
+def _ev(seq: int, status: str, job: str = "J-1") -> dict[str, Any]:
+    return {"event_id": f"{job}-{seq}", "job_id": job, "seq": seq, "status": status, "at": 1.0}
+
+
+def _events_queue(sqs: Any, urls: dict[str, str]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    while True:
+        got = sqs.receive_message(
+            QueueUrl=urls[queues.EVENTS_QUEUE], MaxNumberOfMessages=10, WaitTimeSeconds=0
+        ).get("Messages", [])
+        if not got:
+            return out
+        for m in got:
+            out.append(json.loads(m["Body"]))
+            sqs.delete_message(QueueUrl=urls[queues.EVENTS_QUEUE], ReceiptHandle=m["ReceiptHandle"])
+
+
+async def test_workshop_events_reach_sqs_and_subscribers(
+    mqtt_broker: MqttBroker, sqs_queues: dict[str, str], sqs: Any
+) -> None:
+    shop = f"shop-{uuid.uuid4().hex[:6]}"
+    settings = BridgeSettings(mqtt_broker.host, mqtt_broker.port, client_id=uuid.uuid4().hex)
+    outbox = MemoryOutbox()
+    async with Bridge(settings, OrderQueue(sqs, sqs_queues)) as bridge:
+        async with asyncio.timeout(20):
+            await bridge.wait_connected()
+        with bridge.subscribe("J-1") as live, bridge.subscribe() as everything:
+            outbox.put("events", _ev(1, "received"))
+            outbox.put("events", _ev(2, "queued"))
+            outbox.put("events", _ev(2, "queued"))  # resent duplicate
+            outbox.put("events", _ev(1, "received"))  # stale
+            outbox.put("events", _ev(1, "received", job="J-2"))
+            outbox.put("machines/m1/state", {"execution": "ACTIVE"}, retain=True)
+            mqtt = MqttSettings(mqtt_broker.host, mqtt_broker.port, shop, poll_interval=0.5)
+            async with MqttLink(mqtt, outbox) as link:
+                await until(lambda: outbox.pending == [] and bridge.relayed == 3)
+                await until(lambda: shop in bridge.board.edges)
+                assert bridge.board.edges[shop]["online"] is True
+                assert link.connected
+            async with asyncio.timeout(10):
+                assert (await live.get())["status"] == "received"
+                assert (await live.get())["status"] == "queued"
+                assert {(await everything.get())["job_id"] for _ in range(3)} == {"J-1", "J-2"}
+            await until(lambda: bridge.board.edges[shop]["online"] is False)
+        assert bridge.subscriber_count == 0
+        assert bridge.board.machines[(shop, "m1")]["execution"] == "ACTIVE"
+        assert bridge.board.job("J-1")["status"] == "queued"  # type: ignore[index]
+        assert bridge.dropped == 2
+    relayed = _events_queue(sqs, sqs_queues)
+    assert sorted((e["job_id"], e["seq"]) for e in relayed) == [("J-1", 1), ("J-1", 2), ("J-2", 1)]
+    assert all(e["shop_id"] == shop for e in relayed)
+
+
+async def test_malformed_mqtt_payloads_ignored(mqtt_broker: MqttBroker) -> None:
+    settings = BridgeSettings(mqtt_broker.host, mqtt_broker.port, client_id=uuid.uuid4().hex)
+    async with Bridge(settings) as bridge:
+        async with asyncio.timeout(20):
+            await bridge.wait_connected()
+        async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port) as client:
+            await client.publish("crown/v1/s/events", b"garbage", qos=1)
+            await client.publish("crown/v1/s/events", json.dumps({"job_id": "x"}), qos=1)
+            await client.publish("crown/v1/s/events", json.dumps(_ev(1, "received")), qos=1)
+        await until(lambda: bridge.board.job("J-1") is not None)
+        assert bridge.dropped == 2
+        assert bridge.connected
+
+
+async def test_relay_retries_until_sink_recovers() -> None:
+    from crown_edge.errors import SyncError
+
+    class FlakySink:
+        def __init__(self) -> None:
+            self.calls = 0
+            self.sent: list[dict[str, Any]] = []
+
+        async def send_event(self, event: dict[str, Any]) -> str:
+            self.calls += 1
+            if self.calls < 3:
+                raise SyncError("sqs down")
+            self.sent.append(event)
+            return "ok"
+
+    sink = FlakySink()
+    async with Bridge(None, sink) as bridge:
+        assert bridge.publish(_ev(1, "received"))
+        await until(lambda: bridge.relayed == 1)
+    assert sink.sent == [_ev(1, "received")]
