@@ -1,0 +1,142 @@
+"""What every machine driver hands the daemon: run outcomes, progress, and the driver protocol.
+
+A machine driver (GRBL today) runs one program at a time and reports its outcome as a
+:class:`RunResult`; the daemon maps ``completed`` / ``failed`` / ``interrupted`` onto job status
+words and uses :attr:`RunResult.qa_auto_ok` for the automatic part of QA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from crown_edge.models import MachineState
+
+
+class RunOutcome(StrEnum):
+    """How a program run ended."""
+
+    COMPLETED = "completed"
+    """Every line acknowledged and the machine came back to rest."""
+    FAILED = "failed"
+    """The controller refused a line (``error:N``); feeding stopped at that line."""
+    INTERRUPTED = "interrupted"
+    """Alarm, reset, e-stop, lost port, silent controller or a lost acknowledgement."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunProgress:
+    """Progress of a running program: acknowledged lines over total lines."""
+
+    job_id: str
+    acked_lines: int
+    total_lines: int
+
+    @property
+    def fraction(self) -> float:
+        """0..1 for the status word ``engraving`` (DESIGN.md §3)."""
+        return self.acked_lines / self.total_lines if self.total_lines else 1.0
+
+
+ProgressCallback = Callable[[RunProgress], object]
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """The outcome of one program run.
+
+    Line numbers are 1-based program line numbers. ``last_acked_line`` is the last line the
+    controller accepted (0: none); pass it as ``start_line`` to continue after it — acknowledged
+    is not executed, so that is a technician's decision, never automatic.
+    """
+
+    job_id: str
+    outcome: RunOutcome
+    acked_lines: int
+    """Lines acknowledged in this run (lines skipped by ``start_line`` excluded)."""
+    total_lines: int
+    last_acked_line: int
+    start_line: int = 0
+    error_line: int | None = None
+    """The line the controller refused (``failed``)."""
+    error_code: int | None = None
+    error_text: str | None = None
+    alarm_code: int | None = None
+    alarm_text: str | None = None
+    reason: str | None = None
+    """Why a run was interrupted: alarm, link_lost, silent, reset, emergency_stop, lost_ack."""
+    elapsed_s: float = 0.0
+    bytes_sent: int = 0
+
+    @property
+    def all_acked(self) -> bool:
+        """True when every program line from ``start_line`` on was acknowledged."""
+        return self.start_line + self.acked_lines == self.total_lines
+
+    @property
+    def qa_auto_ok(self) -> bool:
+        """The automatic QA check: completed, every line acknowledged, no error, no alarm."""
+        return (
+            self.outcome is RunOutcome.COMPLETED
+            and self.all_acked
+            and self.error_code is None
+            and self.alarm_code is None
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form for events and the store."""
+        return {
+            "job_id": self.job_id,
+            "outcome": str(self.outcome),
+            "acked_lines": self.acked_lines,
+            "total_lines": self.total_lines,
+            "last_acked_line": self.last_acked_line,
+            "start_line": self.start_line,
+            "error_line": self.error_line,
+            "error_code": self.error_code,
+            "error_text": self.error_text,
+            "alarm_code": self.alarm_code,
+            "alarm_text": self.alarm_text,
+            "reason": self.reason,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "qa_auto_ok": self.qa_auto_ok,
+        }
+
+
+class MachineDriver(Protocol):
+    """The face of a machine driver the daemon programs against."""
+
+    @property
+    def machine_id(self) -> str:
+        """Configured machine id."""
+        ...
+
+    @property
+    def state(self) -> MachineState:
+        """Live state in MTConnect words."""
+        ...
+
+    async def wait_ready(self, timeout: float | None = None) -> MachineState:
+        """Wait until the machine can take a program."""
+        ...
+
+    async def run_program(
+        self,
+        job_id: str,
+        lines: Sequence[str],
+        *,
+        start_line: int = 0,
+        on_progress: ProgressCallback | None = None,
+    ) -> RunResult:
+        """Run a program to its end and report how it ended."""
+        ...
+
+    async def feed_hold(self) -> None:
+        """Pause motion (the laser goes off)."""
+        ...
+
+    async def emergency_stop(self) -> None:
+        """Stop at once, laser off; any running program ends ``interrupted``."""
+        ...

@@ -1,0 +1,535 @@
+"""``GrblDriver``: the asyncio face of one grbl laser, as the daemon uses it.
+
+Usage::
+
+    async with GrblDriver.from_config("laser-1", "/dev/ttyUSB0", 115200) as laser:
+        await laser.wait_ready(timeout=10)
+        result = await laser.run_program("J-1", gcode_lines, on_progress=publish)
+        if result.outcome == "interrupted": ...   # result.last_acked_line, result.reason
+
+API (all coroutines bounded by timeouts; errors from :mod:`crown_edge.errors`):
+
+``state`` -> MachineState
+    MTConnect words. UNAVAILABLE while the port is closed, the handshake has not finished or the
+    controller is in ALARM; execution READY (Idle), ACTIVE (Run/Jog/Home), FEED_HOLD (Hold/Door),
+    INTERRUPTED after a run ended ``interrupted`` (until the next run, homing or unlock).
+``wait_ready(timeout)``
+    Until connected and Idle; raises LinkLost / ControllerAlarm / InterlockOpen on timeout.
+``run_program(job_id, lines, *, start_line=0, on_progress=None, send_response=False)``
+    Streams with character counting (``$`` and EEPROM lines send-response) and returns a
+    :class:`~crown_edge.drivers.base.RunResult`: ``completed`` once every line is acknowledged
+    and the machine is back at rest; ``failed`` on ``error:N`` (feeding stops, feed hold, then a
+    soft reset flushes what grbl still buffered, so no later line of the failed program runs);
+    ``interrupted`` on ALARM, reset, e-stop, a lost port, a silent controller or a lost ``ok``.
+    Nothing is ever re-sent: continuing needs ``start_line`` (lines 1..start_line are skipped,
+    the machine state is restored first, see ``streamer.resume_preamble``). A program that cannot
+    be encoded raises ProtocolError before any byte is sent; a machine not ready raises.
+``feed_hold()`` / ``resume()``
+    Real-time ``!`` / ``~``.
+``emergency_stop()``
+    Real-time ``!`` (laser off at once in laser mode), then a soft reset flushing the planner.
+    Never waits for a lock; used by the door and e-stop interlocks.
+``home()`` / ``unlock()``
+    ``$H`` / ``$X``: technician actions, never automatic.
+``frame(x0, y0, x1, y1, feed)``
+    Traces the rectangle with the laser off.
+``settings()`` / ``command(line)``
+    ``$$`` as a dict; one send-response line.
+
+The port is opened in the background and reopened with exponential backoff whenever it is lost,
+closed for silence, or cannot be opened; the open sequence takes the reset banner (or causes one
+with a soft reset) and reads ``$I`` for the RX buffer size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from crown_edge.drivers.base import ProgressCallback, RunOutcome, RunProgress, RunResult
+from crown_edge.drivers.grbl import protocol as p
+from crown_edge.drivers.grbl.connection import Connection
+from crown_edge.drivers.grbl.streamer import Streamer, resume_preamble
+from crown_edge.drivers.grbl.transport import SerialLink
+from crown_edge.errors import ControllerAlarm, DriverError, InterlockOpen, LinkLost, ProtocolError
+from crown_edge.models import Availability, Execution, MachineState
+
+log = logging.getLogger(__name__)
+
+_EXECUTION = {
+    "Idle": Execution.READY,
+    "Check": Execution.READY,
+    "Run": Execution.ACTIVE,
+    "Jog": Execution.ACTIVE,
+    "Home": Execution.ACTIVE,
+    "Hold": Execution.FEED_HOLD,
+    "Door": Execution.FEED_HOLD,
+    "Sleep": Execution.STOPPED,
+    "Tool": Execution.FEED_HOLD,
+}
+
+
+@dataclass(slots=True)
+class _Run:
+    job_id: str
+    streamer: Streamer
+    on_progress: ProgressCallback | None
+    stop_reason: str | None = None
+    last_percent: int = -1
+
+
+class GrblDriver:
+    """One grbl controller on a serial URL; an async context manager. See the module docstring."""
+
+    def __init__(
+        self,
+        machine_id: str,
+        url: str,
+        baud: int = 115200,
+        *,
+        poll_interval: float = 0.2,
+        silence_timeout: float = 5.0,
+        open_timeout: float = 3.0,
+        banner_wait: float = 0.3,
+        backoff: tuple[float, float] = (0.2, 10.0),
+        lost_ack_timeout: float = 2.0,
+        hold_timeout: float = 1.0,
+    ) -> None:
+        self._machine_id = machine_id
+        self.url = url
+        self.baud = baud
+        self.poll_interval = poll_interval
+        self.silence_timeout = silence_timeout
+        self.open_timeout = open_timeout
+        self.banner_wait = banner_wait
+        self.backoff = backoff
+        self.lost_ack_timeout = lost_ack_timeout
+        self.hold_timeout = hold_timeout
+        self._conn: Connection | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._run: _Run | None = None
+        self._interrupted = False
+        self._alarm: p.Alarm | None = None
+
+    @classmethod
+    def from_config(
+        cls, machine_id: str, url: str, baud: int = 115200, **options: Any
+    ) -> GrblDriver:
+        """Build from configuration values (``options`` are the keyword arguments of __init__)."""
+        return cls(machine_id, url, baud, **options)
+
+    async def __aenter__(self) -> GrblDriver:
+        self._supervisor = asyncio.create_task(self._supervise(), name=f"grbl-{self._machine_id}")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+            self._supervisor = None
+
+    # --- state -----------------------------------------------------------------------------------
+
+    @property
+    def machine_id(self) -> str:
+        """Configured machine id."""
+        return self._machine_id
+
+    @property
+    def connected(self) -> bool:
+        """True once the handshake finished and until the link is lost."""
+        return self._conn is not None and not self._conn.lost.is_set()
+
+    @property
+    def status(self) -> p.Status | None:
+        """The last status report, if connected."""
+        return self._conn.status if self.connected and self._conn is not None else None
+
+    @property
+    def rx_buffer(self) -> int:
+        """The controller's RX buffer size (from ``$I``)."""
+        return self._conn.rx_buffer if self._conn is not None else p.DEFAULT_RX_BUFFER
+
+    @property
+    def state(self) -> MachineState:
+        """Live machine state in MTConnect words."""
+        conn = self._conn
+        run = self._run
+        job = run.job_id if run else None
+        progress: float | None = None
+        if run is not None:
+            streamer = run.streamer
+            progress = RunProgress(run.job_id, streamer.last_acked_line, streamer.total).fraction
+        stopped = Execution.INTERRUPTED if self._interrupted else Execution.STOPPED
+        heartbeat = conn.heard_at if conn is not None else None
+        status = self.status
+        if status is None:
+            return MachineState(
+                self._machine_id,
+                Availability.UNAVAILABLE,
+                stopped,
+                heartbeat_at=heartbeat,
+                job_id=job,
+                progress=progress,
+            )
+        if status.state == "Alarm" or (conn is not None and conn.alarm is not None):
+            alarm = self._alarm
+            text = f"ALARM:{alarm.code} {alarm.name}" if alarm else "ALARM"
+            return MachineState(
+                self._machine_id,
+                Availability.UNAVAILABLE,
+                stopped,
+                alarm=text,
+                heartbeat_at=heartbeat,
+                job_id=job,
+                progress=progress,
+            )
+        execution = _EXECUTION.get(status.state, Execution.STOPPED)
+        if execution is Execution.READY and self._interrupted and run is None:
+            execution = Execution.INTERRUPTED
+        return MachineState(
+            self._machine_id,
+            Availability.AVAILABLE,
+            execution,
+            alarm="door open" if status.state == "Door" and status.substate != 0 else None,
+            heartbeat_at=heartbeat,
+            paused=execution is Execution.FEED_HOLD,
+            job_id=job,
+            progress=progress,
+        )
+
+    def _notify(self) -> None:
+        self._changed.set()
+
+    async def _wait_change(self, timeout: float) -> None:
+        self._changed.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
+
+    async def wait_ready(self, timeout: float | None = None) -> MachineState:
+        """Wait until connected and Idle. On timeout raise what is in the way."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            state = self.state
+            if state.availability is Availability.AVAILABLE and state.execution in (
+                Execution.READY,
+                Execution.INTERRUPTED,
+            ):
+                return state
+            if deadline is not None and time.monotonic() >= deadline:
+                self._check_ready()
+                raise DriverError(
+                    f"machine {self._machine_id} not ready: {state.execution}",
+                    machine_id=self._machine_id,
+                )
+            await self._wait_change(0.1)
+
+    def _check_ready(self) -> Connection:
+        conn = self._conn
+        status = self.status
+        if conn is None or status is None:
+            raise LinkLost(
+                f"machine {self._machine_id} is not connected",
+                machine_id=self._machine_id,
+                url=self.url,
+            )
+        if status.state == "Alarm" or conn.alarm is not None:
+            code = self._alarm.code if self._alarm else None
+            raise ControllerAlarm(
+                f"machine {self._machine_id} is in alarm", machine_id=self._machine_id, code=code
+            )
+        if status.state == "Door":
+            raise InterlockOpen(
+                f"machine {self._machine_id}: safety door open",
+                machine_id=self._machine_id,
+                interlock="door",
+            )
+        if status.state not in ("Idle", "Check"):
+            raise DriverError(
+                f"machine {self._machine_id} is busy ({status.state})",
+                machine_id=self._machine_id,
+                state=status.state,
+            )
+        return conn
+
+    # --- connection supervision ------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        delay = self.backoff[0]
+        while True:
+            conn: Connection | None = None
+            try:
+                link = await SerialLink.open(self.url, self.baud, timeout=self.open_timeout)
+                conn = Connection(
+                    link,
+                    machine_id=self._machine_id,
+                    poll_interval=self.poll_interval,
+                    silence_timeout=self.silence_timeout,
+                    on_change=self._notify,
+                )
+                conn.start()
+                await conn.handshake(self.banner_wait, self.open_timeout)
+                log.info(
+                    "machine %s: connected to %s (%s, rx %d)",
+                    self._machine_id,
+                    self.url,
+                    conn.version.version if conn.version else "?",
+                    conn.rx_buffer,
+                )
+                self._conn = conn
+                self._alarm = conn.alarm
+                delay = self.backoff[0]
+                self._notify()
+                await conn.lost.wait()
+                log.warning("machine %s: link down (%s)", self._machine_id, conn.lost_reason)
+            except LinkLost as exc:
+                log.info("machine %s: %s; retrying in %.1f s", self._machine_id, exc, delay)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(conn.close())
+                self._conn = None
+                self._notify()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.backoff[1])
+
+    # --- programs --------------------------------------------------------------------------------
+
+    async def run_program(
+        self,
+        job_id: str,
+        lines: Sequence[str],
+        *,
+        start_line: int = 0,
+        on_progress: ProgressCallback | None = None,
+        send_response: bool = False,
+    ) -> RunResult:
+        """Run ``lines`` and report how the run ended (see the module docstring)."""
+        if self._lock.locked():
+            raise DriverError(f"machine {self._machine_id} is busy", machine_id=self._machine_id)
+        async with self._lock:
+            conn = self._check_ready()
+            streamer = Streamer(
+                lines,
+                rx_buffer=conn.rx_buffer,
+                start_line=start_line,
+                send_response=send_response,
+                preamble=resume_preamble(lines, start_line),
+            )
+            run = _Run(job_id, streamer, on_progress)
+            self._run = run
+            self._interrupted = False
+            self._notify()
+            try:
+                result = await self._stream(conn, run)
+            finally:
+                self._run = None
+                self._notify()
+            self._interrupted = result.outcome is RunOutcome.INTERRUPTED
+            log.info(
+                "machine %s: job %s %s at line %d/%d",
+                self._machine_id,
+                job_id,
+                result.outcome,
+                result.last_acked_line,
+                result.total_lines,
+            )
+            return result
+
+    async def _stream(self, conn: Connection, run: _Run) -> RunResult:
+        streamer = run.streamer
+        started = time.monotonic()
+        resets = conn.resets
+        conn.answers.clear()
+        conn.alarm = None
+        last_answer = time.monotonic()
+        idle_since: float | None = None
+        acked_seq: int | None = None
+
+        def result(outcome: RunOutcome, **extra: Any) -> RunResult:
+            return RunResult(
+                run.job_id,
+                outcome,
+                streamer.acked_lines,
+                streamer.total,
+                streamer.last_acked_line,
+                streamer.start_line,
+                elapsed_s=time.monotonic() - started,
+                bytes_sent=streamer.bytes_sent,
+                **extra,
+            )
+
+        self._progress(run, force=True)
+        while True:
+            while conn.answers:
+                answer = conn.answers.popleft()
+                last_answer = time.monotonic()
+                try:
+                    number = streamer.on_ok() if isinstance(answer, p.Ok) else streamer.answer()
+                except ProtocolError as exc:
+                    log.warning("machine %s: %s", self._machine_id, exc)
+                    continue
+                if isinstance(answer, p.Error):
+                    await self._halt(conn)
+                    return result(
+                        RunOutcome.FAILED,
+                        error_line=number,
+                        error_code=answer.code,
+                        error_text=f"{answer.name}: {answer.text}",
+                    )
+                self._progress(run)
+            if conn.alarm is not None:
+                self._alarm = conn.alarm
+                return result(
+                    RunOutcome.INTERRUPTED,
+                    reason="alarm",
+                    alarm_code=conn.alarm.code,
+                    alarm_text=f"{conn.alarm.name}: {conn.alarm.text}",
+                )
+            if conn.resets != resets:
+                return result(RunOutcome.INTERRUPTED, reason=run.stop_reason or "reset")
+            if conn.lost.is_set():
+                return result(RunOutcome.INTERRUPTED, reason=conn.lost_reason or "link_lost")
+            status = conn.status
+            if streamer.all_acked:
+                if acked_seq is None:
+                    acked_seq = conn.status_seq
+                elif conn.status_seq > acked_seq and status and status.state in ("Idle", "Check"):
+                    self._progress(run, force=True)
+                    return result(RunOutcome.COMPLETED)
+            else:
+                try:
+                    while (data := streamer.next_to_send()) is not None:
+                        conn.write(data)
+                except LinkLost:
+                    continue
+                now = time.monotonic()
+                if status is not None and status.state == "Idle" and streamer.in_flight:
+                    idle_since = idle_since or now
+                    if min(now - idle_since, now - last_answer) > self.lost_ack_timeout:
+                        return result(RunOutcome.INTERRUPTED, reason="lost_ack")
+                else:
+                    idle_since = None
+            await conn.wait(0.1)
+
+    def _progress(self, run: _Run, *, force: bool = False) -> None:
+        if run.on_progress is None:
+            return
+        streamer = run.streamer
+        progress = RunProgress(run.job_id, streamer.last_acked_line, streamer.total)
+        percent = int(progress.fraction * 100)
+        if force or percent != run.last_percent:
+            run.last_percent = percent
+            try:
+                run.on_progress(progress)
+            except Exception:
+                log.exception("machine %s: progress callback failed", self._machine_id)
+
+    async def _halt(self, conn: Connection) -> None:
+        """Feed hold, let the motion stop, then soft-reset so nothing buffered runs later."""
+        with contextlib.suppress(LinkLost):
+            conn.realtime(p.RealTime.FEED_HOLD)
+            deadline = time.monotonic() + self.hold_timeout
+            seq = conn.status_seq
+            while time.monotonic() < deadline and not conn.lost.is_set():
+                status = conn.status
+                fresh = conn.status_seq > seq and status is not None
+                if fresh and status and (status.state in ("Idle", "Door") or status.substate == 0):
+                    break
+                await conn.wait(0.05)
+            resets = conn.resets
+            conn.realtime(p.RealTime.SOFT_RESET)
+            deadline = time.monotonic() + self.hold_timeout
+            while conn.resets == resets and time.monotonic() < deadline:
+                await conn.wait(0.05)
+
+    # --- technician and interlock actions --------------------------------------------------------
+
+    def _live(self) -> Connection:
+        conn = self._conn
+        if conn is None or conn.lost.is_set():
+            raise LinkLost(
+                f"machine {self._machine_id} is not connected", machine_id=self._machine_id
+            )
+        return conn
+
+    async def feed_hold(self) -> None:
+        """Real-time feed hold ``!``: motion decelerates to a stop, the laser goes off."""
+        self._live().realtime(p.RealTime.FEED_HOLD)
+
+    async def resume(self) -> None:
+        """Real-time cycle start ``~``: continue after a feed hold or a closed door."""
+        self._live().realtime(p.RealTime.CYCLE_START)
+
+    async def emergency_stop(self) -> None:
+        """Stop now, laser off: ``!`` then a soft reset. A running program ends ``interrupted``.
+
+        Never raises for a missing link (there is nothing to stop then); logs instead.
+        """
+        if self._run is not None:
+            self._run.stop_reason = "emergency_stop"
+        try:
+            conn = self._live()
+        except LinkLost:
+            log.warning("machine %s: emergency stop with no link", self._machine_id)
+            return
+        await self._halt(conn)
+        self._notify()
+
+    async def command(self, line: str, timeout: float = 5.0) -> list[p.Event]:
+        """Send one line send-response; return its feedback. Not while a program runs."""
+        if self._lock.locked():
+            raise DriverError(f"machine {self._machine_id} is busy", machine_id=self._machine_id)
+        async with self._lock:
+            return await self._live().command(line, timeout)
+
+    async def home(self, timeout: float = 120.0) -> None:
+        """Run the homing cycle ``$H`` (technician action)."""
+        await self.command("$H", timeout)
+        self._alarm = None
+        self._interrupted = False
+        self._notify()
+
+    async def unlock(self) -> None:
+        """Clear an alarm lock with ``$X`` (technician action)."""
+        await self.command("$X")
+        self._alarm = None
+        self._interrupted = False
+        if self._conn is not None:
+            self._conn.alarm = None
+        self._notify()
+
+    async def settings(self) -> dict[int, str]:
+        """The controller's ``$$`` settings."""
+        events = await self.command("$$")
+        return {e.number: e.value for e in events if isinstance(e, p.Setting)}
+
+    async def frame(
+        self, x0: float, y0: float, x1: float, y1: float, feed: float = 3000.0
+    ) -> RunResult:
+        """Trace the rectangle (x0, y0)-(x1, y1) with the laser off so the operator can check
+        placement."""
+        corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
+        lines = [
+            "(job frame)",
+            "G21",
+            "G90",
+            "M5",
+            *(f"G1X{x:.3f}Y{y:.3f}F{feed:g}" for x, y in corners),
+        ]
+        return await self.run_program("frame", lines)

@@ -1,0 +1,467 @@
+"""A grbl 1.1 laser simulator on a pseudo-terminal, at the byte level.
+
+``async with GrblSimulator(baud=115200, time_scale=0.01) as sim:`` opens a pty and serves grbl
+on it; open ``sim.device_path`` with any serial library. What it models:
+
+* the wire: bytes travel at ``baud`` 8N1 (10 bits a byte) in each direction, and each response
+  leaves after ``response_latency_s`` (a USB-serial adapter's turn-around);
+* grbl's 128-byte RX ring (127 usable): bytes beyond it are dropped and counted in
+  ``stats.rx_overflows`` — a correct character-counting host never causes one;
+* real-time bytes (``?`` ``!`` ``~`` 0x18 0x85…) taken out of the stream on arrival;
+* the main loop: one line at a time, waiting while the 15-block planner is full, answering
+  ``ok`` / ``error:N`` (:mod:`crown_edge.sim.grbl_core`);
+* motion: each block takes the time of :mod:`crown_edge.sim.motion` for the blocks the planner
+  holds at that moment; ``time_scale`` multiplies every duration (0 = instant machines);
+* faults: :meth:`unplug` / :meth:`replug`, :meth:`stall` / :meth:`unstall`,
+  :meth:`alarm_after_line`, :meth:`trigger_alarm`, :meth:`inject_garbage`, :meth:`drop_oks`, and
+  the door (:meth:`set_door`).
+
+``device_path`` is a stable symlink (like ``/dev/serial/by-id/…``) that follows the pty across
+replugs. ``programs`` records every program received and executed, keyed by the ``(job ID)``
+comment the toolpath writes first, so tests can prove what was engraved and how many times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import tty
+from collections import deque
+from dataclasses import dataclass
+from types import TracebackType
+
+from crown_edge.sim.grbl_core import Entry, GrblCore, ProgramRecord
+from crown_edge.sim.motion import block_duration
+
+log = logging.getLogger(__name__)
+
+_REALTIME = frozenset(b"?!~\x18") | frozenset(range(0x80, 0x100))
+
+
+@dataclass(slots=True)
+class SimStats:
+    """Counters a test or benchmark can check."""
+
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+    rx_overflows: int = 0
+    rx_peak: int = 0
+    lines: int = 0
+    tx_dropped: int = 0
+    resets: int = 0
+
+
+class GrblSimulator:
+    """A grbl 1.1 controller on a pty; an async context manager. See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        baud: int = 115200,
+        time_scale: float = 1.0,
+        settings: dict[int, float] | None = None,
+        rx_buffer: int = 128,
+        planner_blocks: int = 15,
+        response_latency_s: float = 0.001,
+        homing_time_s: float = 2.0,
+    ) -> None:
+        if time_scale < 0 or baud <= 0:
+            raise ValueError("time_scale must be >= 0 and baud > 0")
+        self.baud = baud
+        self.time_scale = time_scale
+        self.response_latency_s = response_latency_s
+        self.homing_time_s = homing_time_s
+        self.core = GrblCore(settings, planner_blocks=planner_blocks, rx_buffer=rx_buffer)
+        self.stats = SimStats()
+        self._byte_time = 10.0 / baud
+        self._dir: str | None = None
+        self._master: int | None = None
+        self._slave: int | None = None
+        self._pty_path = ""
+        self._wire: deque[tuple[float, bytes]] = deque()
+        self._rx = bytearray()
+        self._tx: deque[tuple[float, bytes]] = deque()
+        self._rx_free_at = 0.0
+        self._tx_free_at = 0.0
+        self._wake_wire = asyncio.Event()
+        self._wake_main = asyncio.Event()
+        self._wake_tx = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._epoch = 0
+        self._stalled = False
+        self._moving: Entry | None = None
+        self._drop_oks = 0
+        self._alarm_after: tuple[int, int] | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> GrblSimulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Open the pty and start serving."""
+        self._dir = tempfile.mkdtemp(prefix="grbl-sim-")
+        self._plug()
+        for coro in (self._wire_loop(), self._main_loop(), self._motion_loop(), self._tx_loop()):
+            self._tasks.append(asyncio.create_task(coro))
+
+    async def close(self) -> None:
+        """Stop serving, close the pty and remove the symlink."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        self._unplug_fds()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    @property
+    def device_path(self) -> str:
+        """Stable path of the serial device (a symlink to the current pty)."""
+        if self._dir is None:
+            raise RuntimeError("simulator not started")
+        return os.path.join(self._dir, "ttyGRBL0")
+
+    @property
+    def pty_path(self) -> str:
+        """The current ``/dev/pts/N`` behind :attr:`device_path`."""
+        return self._pty_path
+
+    @property
+    def programs(self) -> list[ProgramRecord]:
+        """Every program received, in order (see :class:`ProgramRecord`)."""
+        return self.core.programs
+
+    def runs_of(self, job_id: str) -> list[ProgramRecord]:
+        """The programs received for ``job_id`` (more than one means it was sent again)."""
+        return [p for p in self.core.programs if p.job_id == job_id]
+
+    @property
+    def state(self) -> str:
+        """grbl's state word: Idle, Run, Hold, Jog, Alarm, Door, Home…"""
+        return self.core.state
+
+    @property
+    def laser_on(self) -> bool:
+        """True while a cutting move runs with the laser enabled (M3/M4, S > 0)."""
+        entry = self._moving
+        if entry is None or self._paused():
+            return False
+        mode, power = entry.spindle
+        return entry.cutting and mode in (3, 4) and power > 0
+
+    @property
+    def plugged(self) -> bool:
+        """False after :meth:`unplug` until :meth:`replug`."""
+        return self._master is not None
+
+    # --- faults and controls ---------------------------------------------------------------------
+
+    def set_door(self, open_: bool) -> None:
+        """Open or close the safety door. Open: motion holds and the laser goes off (``Door:1``);
+        closed: ``Door:0`` until a cycle start (``~``) resumes."""
+        self.core.door_open = open_
+        if open_ and self.core.state in ("Idle", "Run", "Hold", "Jog"):
+            self.core.state = "Door"
+        self._changed.set()
+
+    def trigger_alarm(self, code: int = 1) -> None:
+        """Raise ``ALARM:code`` now (a hard limit by default)."""
+        self._alarm(code)
+
+    def alarm_after_line(self, line: int, code: int = 1) -> None:
+        """Raise ``ALARM:code`` once ``line`` lines of the current program have executed."""
+        self._alarm_after = (line, code)
+
+    def stall(self) -> None:
+        """Freeze: no more responses, no status, no motion (a hung controller)."""
+        self._stalled = True
+        self._changed.set()
+
+    def unstall(self) -> None:
+        """Undo :meth:`stall`."""
+        self._stalled = False
+        for event in (self._changed, self._wake_main, self._wake_tx, self._wake_wire):
+            event.set()
+
+    def unplug(self) -> None:
+        """Pull the cable: the pty master closes, the port vanishes and the machine loses power."""
+        if self._master is None:
+            return
+        self._reset_io()
+        self.core.abort()
+        self._epoch += 1
+        self._unplug_fds()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.device_path)
+        self._changed.set()
+
+    def replug(self) -> None:
+        """Plug back in: a new pty behind the same :attr:`device_path`; grbl powers up."""
+        if self._master is None:
+            self._plug()
+
+    def inject_garbage(self, data: bytes) -> None:
+        """Send ``data`` to the host as if line noise hit the wire."""
+        self._tx.append((0.0, data))
+        self._wake_tx.set()
+
+    def drop_oks(self, count: int = 1) -> None:
+        """Lose the next ``count`` ``ok`` responses on the wire."""
+        self._drop_oks += count
+
+    # --- internals: pty --------------------------------------------------------------------------
+
+    def _plug(self) -> None:
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        os.set_blocking(master, False)
+        self._master, self._slave = master, slave
+        self._pty_path = os.ttyname(slave)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.device_path)
+        os.symlink(self._pty_path, self.device_path)
+        asyncio.get_running_loop().add_reader(master, self._on_readable)
+        self._reset_io()
+        self._send(self.core.power_up())
+
+    def _unplug_fds(self) -> None:
+        if self._master is not None:
+            asyncio.get_running_loop().remove_reader(self._master)
+            os.close(self._master)
+            self._master = None
+        if self._slave is not None:
+            os.close(self._slave)
+            self._slave = None
+
+    def _reset_io(self) -> None:
+        self._wire.clear()
+        self._rx.clear()
+        self._tx.clear()
+
+    def _on_readable(self) -> None:
+        if self._master is None:
+            return
+        try:
+            data = os.read(self._master, 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return  # no slave open: nothing to read
+        now = asyncio.get_running_loop().time()
+        start = 0
+        while start < len(data):
+            end = data.find(b"\n", start)
+            end = len(data) if end < 0 else end + 1
+            piece = data[start:end]
+            self._rx_free_at = (
+                max(self._rx_free_at, now) + len(piece) * self._byte_time * self.time_scale
+            )
+            self._wire.append((self._rx_free_at, piece))
+            start = end
+        self._wake_wire.set()
+
+    def _send(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        out = []
+        for line in lines:
+            if line == "ok" and self._drop_oks > 0:
+                self._drop_oks -= 1
+                continue
+            out.append(line + "\r\n")
+        now = asyncio.get_running_loop().time()
+        ready = now + self.response_latency_s * self.time_scale
+        self._tx.append((ready, "".join(out).encode("ascii")))
+        self._wake_tx.set()
+
+    async def _sleep_until(self, deadline: float) -> None:
+        delay = deadline - asyncio.get_running_loop().time()
+        await asyncio.sleep(delay if delay > 0 else 0)
+
+    async def _tx_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._tx or self._stalled:
+                self._wake_tx.clear()
+                await self._wake_tx.wait()
+                continue
+            ready, data = self._tx.popleft()
+            start = max(loop.time(), ready, self._tx_free_at)
+            self._tx_free_at = start + len(data) * self._byte_time * self.time_scale
+            await self._sleep_until(self._tx_free_at)
+            if self._master is None:
+                continue
+            try:
+                os.write(self._master, data)
+                self.stats.tx_bytes += len(data)
+            except OSError:
+                self.stats.tx_dropped += len(data)  # nobody reading: bytes fall off the wire
+
+    # --- internals: grbl -------------------------------------------------------------------------
+
+    async def _wire_loop(self) -> None:
+        while True:
+            if not self._wire or self._stalled:
+                self._wake_wire.clear()
+                await self._wake_wire.wait()
+                continue
+            arrival, piece = self._wire[0]
+            await self._sleep_until(arrival)
+            if self._stalled or not self._wire or self._wire[0][1] is not piece:
+                continue
+            self._wire.popleft()
+            for byte in piece:
+                self.stats.rx_bytes += 1
+                if byte in _REALTIME:
+                    self._realtime(byte)
+                elif len(self._rx) >= self.core.rx_buffer - 1:
+                    self.stats.rx_overflows += 1
+                else:
+                    self._rx.append(b"\n"[0] if byte == 0x0D else byte)
+                    self.stats.rx_peak = max(self.stats.rx_peak, len(self._rx))
+            self._wake_main.set()
+
+    def _realtime(self, byte: int) -> None:
+        core = self.core
+        if byte == ord("?"):
+            feed = 0.0
+            if self._moving is not None and self._moving.block is not None and not self._paused():
+                feed = self._moving.block.nominal_speed * 60.0
+            rx_free = core.rx_buffer - 1 - len(self._rx)
+            self._send([core.status(feed=feed, laser=self.laser_on, rx_free=rx_free)])
+        elif byte == ord("!"):
+            if core.state in ("Idle", "Run", "Jog"):
+                core.state = "Hold"
+                core.hold = True
+        elif byte == ord("~"):
+            if core.state == "Hold" or (core.state == "Door" and not core.door_open):
+                core.hold = False
+                core.state = "Run" if core.blocks_queued else "Idle"
+        elif byte == 0x18:
+            self.stats.resets += 1
+            homing = core.state == "Home"
+            self._epoch += 1
+            self._rx.clear()
+            lines = core.soft_reset()
+            if homing:
+                core.alarm, core.state = 6, "Alarm"
+                lines = ["ALARM:6", *lines, "[MSG:'$H'|'$X' to unlock]"]
+            self._send(lines)
+        elif byte == 0x85 and core.state == "Jog":
+            core.abort()
+            self._epoch += 1
+            core.state = "Idle"
+        self._changed.set()
+
+    def _alarm(self, code: int) -> None:
+        self._epoch += 1
+        self._send(self.core.raise_alarm(code))
+        self._changed.set()
+
+    def _paused(self) -> bool:
+        return self._stalled or self._master is None or self.core.state in ("Hold", "Door", "Alarm")
+
+    async def _main_loop(self) -> None:
+        while True:
+            newline = self._rx.find(b"\n")
+            if newline < 0 or self._stalled or self.core.state == "Home":
+                self._wake_main.clear()
+                await self._wake_main.wait()
+                continue
+            raw = bytes(self._rx[:newline])
+            del self._rx[: newline + 1]
+            self.stats.lines += 1
+            text = raw.decode("ascii", "replace")
+            while self.core.planner_full and not text.lstrip().startswith("$"):
+                self._changed.clear()
+                await self._changed.wait()
+            out = self.core.execute(text)
+            if self.core.state == "Home":
+                self._tasks.append(asyncio.create_task(self._homing(self._epoch)))
+            self._send(out)
+            self._changed.set()
+
+    async def _homing(self, epoch: int) -> None:
+        await asyncio.sleep(self.homing_time_s * self.time_scale)
+        if epoch == self._epoch and self.core.state == "Home":
+            self.core.position = [0.0, 0.0, 0.0]
+            self.core.state = "Idle"
+            self._send(["ok"])
+            self._wake_main.set()
+
+    async def _motion_loop(self) -> None:
+        entry_speed = 0.0
+        while True:
+            core = self.core
+            if not core.queue or self._paused():
+                entry_speed = 0.0
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            if self._alarm_after is not None and core.record is not None:
+                line, code = self._alarm_after
+                if len(core.record.executed) >= line:
+                    self._alarm_after = None
+                    self._alarm(code)
+                    continue
+            entry = core.queue[0]
+            if entry.block is None:
+                core.queue.popleft()
+                core.finish(entry)
+                core.update_idle()
+                self._changed.set()
+                await asyncio.sleep(0)
+                continue
+            seconds, exit_speed = block_duration(
+                core.window(), min(entry_speed, entry.block.max_entry_speed)
+            )
+            self._moving = entry
+            done = await self._run_for(seconds * self.time_scale)
+            self._moving = None
+            if not done:
+                entry_speed = 0.0
+                continue
+            core.queue.popleft()
+            core.finish(entry)
+            core.update_idle()
+            entry_speed = exit_speed
+            self._changed.set()
+            await asyncio.sleep(0)
+
+    async def _run_for(self, seconds: float) -> bool:
+        """Let ``seconds`` of motion pass, pausing while held; False if aborted meanwhile."""
+        loop = asyncio.get_running_loop()
+        epoch = self._epoch
+        remaining = seconds
+        while True:
+            if self._epoch != epoch:
+                return False
+            if self._paused():
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            if remaining <= 0:
+                return True
+            self._changed.clear()
+            started = loop.time()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            remaining -= loop.time() - started

@@ -1,0 +1,241 @@
+"""Pure grbl-like motion model: G-code lines -> planned blocks -> seconds.
+
+The model follows grbl 1.1's planner closely enough to predict job times within a few percent:
+
+* each G0/G1 line is one block with a nominal speed (F or the axis max rates for G0, limited by
+  every axis' ``$11x`` max rate) and an acceleration limited by every axis' ``$12x``;
+* the speed at a junction is capped by grbl's junction-deviation rule (``$11``)::
+
+      sin(θ/2) = sqrt((1 - cos θ) / 2)        θ = angle between the two moves
+      v_junction² = a · δ · sin(θ/2) / (1 - sin(θ/2))
+
+* the planner holds at most ``planner_blocks`` blocks (15 on grbl 1.1) and always plans to stop at
+  the end of the last one it holds, so short segments cannot reach full speed;
+* each block is a trapezoid (or triangle) between its entry and exit speeds.
+
+:func:`motion_time` is the "planner always fed" ideal. The simulator uses :func:`block_duration`
+with whatever blocks it actually holds, so a starved planner is slower, as on a real machine.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+AXES = "XYZ"
+
+
+@dataclass(frozen=True, slots=True)
+class MotionSettings:
+    """The grbl settings the motion model needs (units: mm, mm/min, mm/s²)."""
+
+    max_rate: tuple[float, float, float] = (6000.0, 6000.0, 1000.0)
+    """``$110..$112`` in mm/min."""
+    acceleration: tuple[float, float, float] = (2000.0, 2000.0, 100.0)
+    """``$120..$122`` in mm/s²."""
+    junction_deviation: float = 0.01
+    """``$11`` in mm."""
+    planner_blocks: int = 15
+
+    @classmethod
+    def from_grbl(cls, settings: dict[int, float], planner_blocks: int = 15) -> MotionSettings:
+        """Build from a ``$$`` dump (number -> value); missing numbers keep the defaults."""
+        base = cls(planner_blocks=planner_blocks)
+        rate = tuple(settings.get(110 + i, base.max_rate[i]) for i in range(3))
+        accel = tuple(settings.get(120 + i, base.acceleration[i]) for i in range(3))
+        return replace(
+            base,
+            max_rate=(rate[0], rate[1], rate[2]),
+            acceleration=(accel[0], accel[1], accel[2]),
+            junction_deviation=settings.get(11, base.junction_deviation),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One planned straight move (or a dwell when ``length`` is 0 and ``dwell`` > 0)."""
+
+    length: float
+    nominal_speed: float
+    """mm/s"""
+    acceleration: float
+    """mm/s² along the move"""
+    max_entry_speed: float
+    """mm/s: junction limit with the previous block"""
+    unit: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    dwell: float = 0.0
+    line_index: int = -1
+
+
+@dataclass(slots=True)
+class ModalState:
+    """The bits of G-code modal state the motion model tracks between lines."""
+
+    position: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    motion: int = 0
+    feed: float = 0.0
+    absolute: bool = True
+    scale: float = 1.0
+    """1.0 for G21 (mm), 25.4 for G20 (inch)."""
+
+
+_WORD = re.compile(r"([A-Z])\s*([-+]?(?:\d+\.?\d*|\.\d+))")
+_COMMENT = re.compile(r"\([^)]*\)|;.*$")
+
+
+def words(line: str) -> list[tuple[str, float]]:
+    """The (letter, value) words of a G-code line, comments removed, upper-cased."""
+    text = _COMMENT.sub("", line.upper())
+    return [(m[1], float(m[2])) for m in _WORD.finditer(text)]
+
+
+def _junction_speed(prev: Block | None, unit: tuple[float, ...], accel: float, jd: float) -> float:
+    if prev is None or prev.length == 0.0:
+        return 0.0
+    cos_theta = -sum(a * b for a, b in zip(prev.unit, unit, strict=True))
+    if cos_theta > 0.999999:
+        return 0.0  # full reversal
+    if cos_theta < -0.999999:
+        return math.inf  # straight on
+    sin_half = math.sqrt(0.5 * (1.0 - cos_theta))
+    return math.sqrt(accel * jd * sin_half / (1.0 - sin_half))
+
+
+def block_for(
+    state: ModalState,
+    wordlist: Sequence[tuple[str, float]],
+    settings: MotionSettings,
+    prev: Block | None,
+    line_index: int = -1,
+) -> Block | None:
+    """Update ``state`` with one line's words; return its motion block (None if no motion)."""
+    target = list(state.position)
+    has_axis = False
+    dwell = 0.0
+    gcodes = [value for letter, value in wordlist if letter == "G"]
+    for value in gcodes:
+        if value in (0, 1, 2, 3):
+            state.motion = int(value)
+        elif value == 90:
+            state.absolute = True
+        elif value == 91:
+            state.absolute = False
+        elif value == 20:
+            state.scale = 25.4
+        elif value == 21:
+            state.scale = 1.0
+    for letter, value in wordlist:
+        if letter == "F":
+            state.feed = value * state.scale
+        elif letter in AXES:
+            i = AXES.index(letter)
+            mm = value * state.scale
+            target[i] = mm if state.absolute else state.position[i] + mm
+            has_axis = True
+        elif letter == "P" and 4 in gcodes:
+            dwell = value
+    if 4 in gcodes:
+        return Block(0.0, 0.0, 1.0, 0.0, dwell=dwell, line_index=line_index)
+    if not has_axis or any(g in (10, 28, 30, 92) for g in gcodes):
+        return None  # no move, or one the model does not follow (homing, offsets)
+    delta = [t - p for t, p in zip(target, state.position, strict=True)]
+    length = math.sqrt(sum(d * d for d in delta))
+    state.position = target
+    if length == 0.0:
+        return None
+    unit = (delta[0] / length, delta[1] / length, delta[2] / length)
+    speed = math.inf
+    accel = math.inf
+    for i in range(3):
+        if unit[i] != 0.0:
+            speed = min(speed, settings.max_rate[i] / 60.0 / abs(unit[i]))
+            accel = min(accel, settings.acceleration[i] / abs(unit[i]))
+    if state.motion != 0 and state.feed > 0:
+        speed = min(speed, state.feed / 60.0)
+    junction = _junction_speed(prev, unit, accel, settings.junction_deviation)
+    prev_speed = prev.nominal_speed if prev is not None and prev.length > 0 else 0.0
+    max_entry = min(junction, speed, prev_speed)
+    return Block(length, speed, accel, max_entry, unit, line_index=line_index)
+
+
+def blocks_from_lines(lines: Iterable[str], settings: MotionSettings) -> list[Block]:
+    """Interpret G-code lines into motion blocks (non-motion lines produce none)."""
+    state = ModalState()
+    out: list[Block] = []
+    prev: Block | None = None
+    for index, line in enumerate(lines):
+        text = line.strip()
+        if not text or text.startswith("$"):
+            continue
+        block = block_for(state, words(text), settings, prev, index)
+        if block is not None:
+            out.append(block)
+            prev = block if block.length > 0 else None
+    return out
+
+
+def trapezoid_time(length: float, v0: float, v1: float, vmax: float, accel: float) -> float:
+    """Seconds to cover ``length`` from speed v0 to v1 with cruise cap vmax and acceleration."""
+    if length <= 0.0:
+        return 0.0
+    accel_dist = max(0.0, (vmax * vmax - v0 * v0) / (2 * accel))
+    decel_dist = max(0.0, (vmax * vmax - v1 * v1) / (2 * accel))
+    if accel_dist + decel_dist <= length:
+        cruise = length - accel_dist - decel_dist
+        return (vmax - v0) / accel + (vmax - v1) / accel + cruise / vmax
+    peak = math.sqrt(max(0.0, (2 * accel * length + v0 * v0 + v1 * v1) / 2))
+    peak = max(peak, v0, v1)
+    return max(0.0, (peak - v0) / accel) + max(0.0, (peak - v1) / accel)
+
+
+def exit_speed(window: Sequence[Block], entry: float) -> float:
+    """Exit speed of ``window[0]`` when the planner holds ``window`` and must stop after it."""
+    if not window:
+        return 0.0
+    # Reverse pass: the fastest entry from which each block can still slow to the next one.
+    next_entry = 0.0
+    entries = [0.0] * len(window)
+    for i in range(len(window) - 1, 0, -1):
+        block = window[i]
+        reachable = math.sqrt(next_entry**2 + 2 * block.acceleration * block.length)
+        entries[i] = min(block.max_entry_speed, reachable)
+        next_entry = entries[i]
+    first = window[0]
+    if len(window) == 1:
+        return 0.0
+    # Forward limit: what block 0 can reach from its entry speed.
+    forward = math.sqrt(entry * entry + 2 * first.acceleration * first.length)
+    return min(entries[1], forward)
+
+
+def block_duration(window: Sequence[Block], entry: float) -> tuple[float, float]:
+    """(seconds, exit speed) of ``window[0]`` entered at ``entry`` with ``window`` planned."""
+    block = window[0]
+    if block.length == 0.0:
+        return block.dwell, 0.0
+    for j, later in enumerate(window):
+        if later.length == 0.0:  # a dwell ends lookahead: the machine stops there
+            window = window[:j]
+            break
+    v1 = exit_speed(window, entry)
+    return trapezoid_time(block.length, entry, v1, block.nominal_speed, block.acceleration), v1
+
+
+def plan_durations(blocks: Sequence[Block], planner_blocks: int) -> list[float]:
+    """Per-block seconds with the planner always holding ``planner_blocks`` blocks (or the rest)."""
+    out: list[float] = []
+    entry = 0.0
+    for i in range(len(blocks)):
+        window = blocks[i : i + planner_blocks]
+        seconds, entry = block_duration(window, min(entry, blocks[i].max_entry_speed))
+        out.append(seconds)
+    return out
+
+
+def motion_time(lines: Iterable[str], settings: MotionSettings | None = None) -> float:
+    """Seconds grbl needs to execute ``lines`` when its planner is always fed (the ideal)."""
+    chosen = settings or MotionSettings()
+    blocks = blocks_from_lines(lines, chosen)
+    return sum(plan_durations(blocks, chosen.planner_blocks))
