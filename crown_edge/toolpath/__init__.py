@@ -1,0 +1,71 @@
+"""Engraving content → G-code: layout, surfaces, artwork, stroke order, emission, preview, estimate.
+
+Everything here is pure (values in, values out) except :mod:`crown_edge.toolpath.artwork`'s
+fetchers. The public API other components (scheduler, Temporal activities, the CLI) call::
+
+    from crown_edge.toolpath import render_job, check_fit
+
+    cap_mm = check_fit(item, ["Club Champion", "2026"], font="futural")   # validation only
+    result = render_job(
+        item,                      # crown_edge.models.Item (flat plate or cylinder)
+        ["Club Champion", "2026"],  # lines of customer text
+        material,                  # crown_edge.models.MaterialProfile (power, feed, passes, air)
+        job_id="J-123",            # [A-Za-z0-9._-]{1,64}; the only outside text in the G-code
+        font=None,                 # Hershey font name, default "futural"
+        artwork=None,              # Artwork from load_artwork()/load_artwork_async()
+        rotary=None,               # RotaryConfig for cylinders (axis "Y" or "A", per_rotation)
+        machine=None,              # MachineParams for the estimate (accel, rapid, junction dev.)
+    )
+    result.gcode          # tuple of G-code lines, every one matches gcode.GRAMMAR, <= 80 chars
+    result.strokes        # ordered strokes, surface mm, origin at the area's bottom-left
+    result.cap_height_mm  # chosen text size
+    result.estimate_s     # motion time estimate (GRBL-like planner)
+    result.stats          # RenderStats: segments, cut/travel length, estimate, cap height
+    result.preview_svg()  # SVG for the approval step
+
+Errors (all :class:`~crown_edge.errors.ValidationError`): ``GlyphMissing`` (a character the
+font lacks, named), ``TextDoesNotFit`` (fields: reason ``lines``/``width``/``height``, line,
+needed and available mm, min cap height), ``ArtworkError`` (fetch/parse; field ``reason``).
+
+Machine coordinates: the program's origin is the engraving area's bottom-left corner (flat),
+or, on a rotary, X along the cylinder axis from the area's bottom edge and Y/A the rotation.
+The controller must run in laser mode ($32=1): ``M4`` dynamic power, laser off during ``G0``.
+"""
+
+from __future__ import annotations
+
+from crown_edge.toolpath.artwork import (
+    Artwork,
+    ArtworkLimits,
+    fetch_artwork_bytes,
+    load_artwork,
+    load_artwork_async,
+    parse_svg,
+)
+from crown_edge.toolpath.estimate import Estimate, MachineParams, estimate_gcode
+from crown_edge.toolpath.fonts import DEFAULT_FONT, available_fonts
+from crown_edge.toolpath.gcode import GRAMMAR, grammar_violations, is_grammar_line
+from crown_edge.toolpath.render import RenderResult, RenderStats, check_fit, render_job
+from crown_edge.toolpath.surface import RotaryConfig
+
+__all__ = [
+    "DEFAULT_FONT",
+    "GRAMMAR",
+    "Artwork",
+    "ArtworkLimits",
+    "Estimate",
+    "MachineParams",
+    "RenderResult",
+    "RenderStats",
+    "RotaryConfig",
+    "available_fonts",
+    "check_fit",
+    "estimate_gcode",
+    "fetch_artwork_bytes",
+    "grammar_violations",
+    "is_grammar_line",
+    "load_artwork",
+    "load_artwork_async",
+    "parse_svg",
+    "render_job",
+]

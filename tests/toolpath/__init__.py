@@ -1,0 +1,1 @@
+"""Tests of crown_edge.toolpath."""
