@@ -1,0 +1,135 @@
+"""Helpers for the workshop-activity tests: inputs, a fake machine worker, polling waits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from crown_edge.lifecycle import JobEvent
+from crown_edge.models import JobStatus
+from crown_edge.scheduler import Scheduler
+from crown_edge.store import Job, Store
+from crown_edge.workflow import names as n
+
+T = TypeVar("T")
+LINES = ("Champion", "2026")
+
+
+def validate_input(job_id: str, item_id: str = "plaque-a5", **kw: Any) -> n.ValidateJobInput:
+    """A validate_job input for a standard job."""
+    data: dict[str, Any] = {
+        "job_id": job_id,
+        "item_id": item_id,
+        "lines": LINES,
+        "font": None,
+        "material": None,
+        "shop_id": "test",
+        "priority": n.PRIORITY_STANDARD,
+        "rush": False,
+    }
+    data.update(kw)
+    return n.ValidateJobInput(**data)
+
+
+def run_input(job_id: str, attempt: int = 1, item_id: str = "plaque-a5") -> n.MachineRunInput:
+    """A send_to_machine input."""
+    return n.MachineRunInput(
+        job_id=job_id,
+        attempt=attempt,
+        item_id=item_id,
+        lines=LINES,
+        material=None,
+        font=None,
+        rush=False,
+        due_date="2026-12-01T12:00:00Z",
+        priority=n.PRIORITY_STANDARD,
+        shop_id="test",
+    )
+
+
+def qa_input(job_id: str, attempt: int = 1) -> n.QaInput:
+    """A quality_check input."""
+    return n.QaInput(job_id, attempt, "plaque-a5", LINES, "laser-1", n.PRIORITY_STANDARD)
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], *, tries: int = 2000
+) -> T:
+    """Poll ``probe`` until ``ok`` holds (no wall-clock assertions, just a try budget)."""
+    value = await probe()
+    for _ in range(tries):
+        if ok(value):
+            return value
+        await asyncio.sleep(0.005)
+        value = await probe()
+    raise AssertionError(f"condition never held; last value {value!r}")
+
+
+async def wait_status(store: Store, job_id: str, *status: JobStatus) -> Job:
+    """Wait until the job is in one of ``status``."""
+    return await eventually(lambda: store.get_job(job_id), lambda j: j.status in status)
+
+
+class FakeMachine:
+    """What the daemon's machine worker does to the store: claim, then end the run."""
+
+    def __init__(self, store: Store, scheduler: Scheduler, machine_id: str = "laser-1") -> None:
+        self.store = store
+        self.scheduler = scheduler
+        self.machine_id = machine_id
+
+    async def claim(self) -> Job:
+        """Wait for a queued job and claim it (queued -> engraving, a new runs row)."""
+        job = await eventually(
+            lambda: self.scheduler.claim_next(self.machine_id, time.time()),
+            lambda j: j is not None,
+        )
+        assert job is not None
+        return job
+
+    async def end(
+        self,
+        job_id: str,
+        *,
+        event: JobEvent = JobEvent.FINISH,
+        outcome: str = "completed",
+        acked: int = 10,
+        total: int = 10,
+        detail: dict[str, Any] | None = None,
+    ) -> Job:
+        """End the open run: update the runs row and transition the job, like the daemon."""
+        now = time.time()
+        body = json.dumps(detail or {})
+
+        def fn(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE runs SET ended_at = ?, outcome = ?, acked_lines = ?, total_lines = ?, "
+                "last_acked_line = ?, detail = ? WHERE job_id = ? AND ended_at IS NULL",
+                (now, outcome, acked, total, acked, body, job_id),
+            )
+
+        await self.store.run_sql(fn)
+        sets: dict[str, Any] = {"acked_lines": acked, "total_lines": total}
+        if event is JobEvent.FINISH:
+            sets["progress"] = 1.0
+        return await self.store.transition(job_id, event, now, sets=sets)
+
+    async def run(self, **kw: Any) -> Job:
+        """Claim the next job and run it to the given end."""
+        job = await self.claim()
+        return await self.end(job.job_id, **kw)
+
+
+async def count_runs(store: Store, job_id: str) -> int:
+    """How many machine runs the job has."""
+    return len(await store.runs(job_id))
+
+
+async def enqueue_events(store: Store, job_id: str) -> int:
+    """How many times the job was queued (enqueue/reengrave/restart events)."""
+    events = await store.events(job_id)
+    return sum(1 for e in events if e.get("status") == "queued")
