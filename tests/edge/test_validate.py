@@ -97,7 +97,9 @@ async def test_blocked_job_validates_once_stock_returns(edge: EdgeActivities, st
     await store.set_stock("plaque-small", 0, time.time())
     await refused(edge, validate_input("J-8", "plaque-small"))
     await store.set_stock("plaque-small", 2, time.time())
-    result = await ActivityEnvironment().run(edge.validate_job, validate_input("J-8", "plaque-small"))
+    result = await ActivityEnvironment().run(
+        edge.validate_job, validate_input("J-8", "plaque-small")
+    )
     assert result.remaining == 1
     assert (await store.get_job("J-8")).status is JobStatus.VALIDATED
 
