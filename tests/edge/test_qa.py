@@ -1,0 +1,166 @@
+"""quality_check (manual and auto) and mark_complete on a real store."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from typing import Any
+
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from crown_edge.catalog import Catalog
+from crown_edge.lifecycle import JobEvent
+from crown_edge.models import JobStatus
+from crown_edge.scheduler import Scheduler
+from crown_edge.store import Store
+from crown_edge.sync.edge_activities import EdgeActivities
+from crown_edge.workflow import names as n
+from tests.edge.support import FakeMachine, qa_input, run_input, validate_input
+
+S = JobStatus
+
+
+async def engraved(
+    edge: EdgeActivities, store: Store, scheduler: Scheduler, job_id: str, **end: Any
+) -> None:
+    """Validate, queue and run the job once: it ends in qa_pending (attempt 1)."""
+    env = ActivityEnvironment()
+    await env.run(edge.validate_job, validate_input(job_id))
+    task = asyncio.create_task(env.run(edge.send_to_machine, run_input(job_id)))
+    await FakeMachine(store, scheduler).run(**end)
+    await task
+
+
+async def technician(store: Store, job_id: str, passed: bool, notes: str = "") -> None:
+    """What ``crown-edge qa pass|fail`` does: store the verdict, move the job."""
+    now = time.time()
+
+    def fn(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO qa_verdicts (job_id, attempt, passed, notes, by, at) "
+            "VALUES (?, 1, ?, ?, 'tech-1', ?)",
+            (job_id, int(passed), notes, now),
+        )
+
+    await store.run_sql(fn)
+    event = JobEvent.QA_PASS if passed else JobEvent.QA_FAIL
+    await store.transition(job_id, event, now)
+
+
+async def delivered_at(store: Store, job_id: str) -> float | None:
+    row = await store.run_sql(
+        lambda c: c.execute(
+            "SELECT delivered_at FROM qa_verdicts WHERE job_id = ?", (job_id,)
+        ).fetchone(),
+        write=False,
+    )
+    return None if row is None else row[0]
+
+
+async def test_verdict_given_before_the_activity_is_delivered(
+    edge: EdgeActivities, store: Store, scheduler: Scheduler
+) -> None:
+    await engraved(edge, store, scheduler, "Q-1")
+    await technician(store, "Q-1", True, "crisp")  # while Temporal was unreachable
+    result = await ActivityEnvironment().run(edge.quality_check, qa_input("Q-1"))
+    assert result == n.QaResult(True, "crisp", "tech-1")
+    assert await delivered_at(store, "Q-1") is not None
+    again = await ActivityEnvironment().run(edge.quality_check, qa_input("Q-1"))
+    assert again == result, "a retry gets the same verdict"
+
+
+async def test_waits_for_the_technician(
+    edge: EdgeActivities, store: Store, scheduler: Scheduler
+) -> None:
+    await engraved(edge, store, scheduler, "Q-2")
+    beats: list[Any] = []
+    env = ActivityEnvironment()
+    env.on_heartbeat = lambda *d: beats.extend(d)
+    task = asyncio.create_task(env.run(edge.quality_check, qa_input("Q-2")))
+    for _ in range(500):
+        if beats:
+            break
+        await asyncio.sleep(0.005)
+    assert beats and beats[0]["waiting"] == "qa_verdict"
+    assert not task.done()
+    await technician(store, "Q-2", False, "smudged")
+    result = await task
+    assert result == n.QaResult(False, "smudged", "tech-1")
+    assert (await store.get_job("Q-2")).status is S.QA_FAILED
+
+
+@pytest.fixture
+def auto_edge(store: Store, scheduler: Scheduler, catalog: Catalog) -> EdgeActivities:
+    return EdgeActivities(store, scheduler, catalog, qa_mode="auto", poll_s=0.01)
+
+
+async def test_auto_passes_a_clean_run(
+    auto_edge: EdgeActivities, store: Store, scheduler: Scheduler
+) -> None:
+    await engraved(auto_edge, store, scheduler, "Q-3", acked=12, total=12)
+    result = await ActivityEnvironment().run(auto_edge.quality_check, qa_input("Q-3"))
+    assert result.passed and result.by == "auto"
+    assert (await store.get_job("Q-3")).status is S.COMPLETE
+    assert await delivered_at(store, "Q-3") is not None
+
+
+async def test_auto_fails_a_run_with_unacknowledged_lines(
+    auto_edge: EdgeActivities, store: Store, scheduler: Scheduler
+) -> None:
+    await engraved(auto_edge, store, scheduler, "Q-4", acked=11, total=12)
+    result = await ActivityEnvironment().run(auto_edge.quality_check, qa_input("Q-4"))
+    assert not result.passed and "11/12" in result.notes
+    job = await store.get_job("Q-4")
+    assert (job.status, job.retry_count) == (S.QA_FAILED, 1)
+
+
+async def test_auto_fails_a_run_with_an_alarm(
+    auto_edge: EdgeActivities, store: Store, scheduler: Scheduler
+) -> None:
+    await engraved(auto_edge, store, scheduler, "Q-5", detail={"interlock": "door"})
+    result = await ActivityEnvironment().run(auto_edge.quality_check, qa_input("Q-5"))
+    assert not result.passed and "interlock" in result.notes
+
+
+async def test_qa_of_a_cancelled_job_is_refused(
+    edge: EdgeActivities, store: Store, scheduler: Scheduler
+) -> None:
+    await engraved(edge, store, scheduler, "Q-6")
+    await store.transition("Q-6", JobEvent.CANCEL, time.time())
+    with pytest.raises(ApplicationError) as info:
+        await ActivityEnvironment().run(edge.quality_check, qa_input("Q-6"))
+    assert info.value.non_retryable
+
+
+async def stock(store: Store) -> tuple[int, int, int]:
+    row = next(r for r in await store.list_stock() if r.item_id == "plaque-a5")
+    return row.available, row.reserved, row.consumed
+
+
+async def test_mark_complete_is_idempotent(
+    edge: EdgeActivities, store: Store, scheduler: Scheduler
+) -> None:
+    start = await stock(store)
+    await engraved(edge, store, scheduler, "Q-7")
+    await technician(store, "Q-7", True)
+    done = n.CompleteInput("Q-7", "plaque-a5", 1, "laser-1", "tech-1")
+    env = ActivityEnvironment()
+    await env.run(edge.mark_complete, done)
+    await env.run(edge.mark_complete, done)
+    assert await stock(store) == (start[0] - 1, 0, 1)
+    assert (await store.get_job("Q-7")).status is S.COMPLETE
+
+
+async def test_mark_complete_from_qa_pending(
+    edge: EdgeActivities, store: Store, scheduler: Scheduler
+) -> None:
+    await engraved(edge, store, scheduler, "Q-8")
+    done = n.CompleteInput("Q-8", "plaque-a5", 1, "laser-1")
+    await ActivityEnvironment().run(edge.mark_complete, done)
+    await ActivityEnvironment().run(edge.mark_complete, done)
+    assert (await store.get_job("Q-8")).status is S.COMPLETE
+    events = [e["status"] for e in await store.events("Q-8")]
+    assert events.count("complete") == 1
