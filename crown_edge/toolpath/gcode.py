@@ -64,7 +64,8 @@ class Program:
     """Emitted G-code plus the motion it encodes and surface-side statistics."""
 
     lines: tuple[str, ...]
-    moves: tuple[Move, ...]
+    moves: tuple[Move | None, ...]
+    """Motion blocks; ``None`` where an M-code makes the controller stop and synchronise."""
     segments: int
     cut_length_mm: float
     travel_length_mm: float
@@ -108,7 +109,7 @@ def emit_gcode(
     lines: list[str] = ["(crown-edge toolpath v1)", f"(job {job_id})", "G21 G90"]
     lines.append("M8" if material.air_assist else "M9")
     append = lines.append
-    moves: list[Move] = []
+    moves: list[Move | None] = []
     add_move = moves.append
     c0 = c1 = "0.000"  # machine position as printed
     f0 = f1 = 0.0
@@ -147,6 +148,7 @@ def emit_gcode(
             su, sv = u0, v0
             if not laser_on:
                 append(f"M4 S{power}")
+                add_move(None)
                 laser_on = True
             for u, v in stroke[1:]:
                 du, dv = u - su, v - sv
