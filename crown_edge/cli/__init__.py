@@ -10,6 +10,7 @@ import importlib
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -42,6 +43,33 @@ BENCHMARKS: dict[str, str] = {
     "toolpath": "crown_edge.bench.toolpath",
     "pipeline": "crown_edge.bench.pipeline",
 }
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Edge config, to find the daemon.")
+    ] = None,
+    socket: Annotated[
+        Path | None, typer.Option("--socket", help="The daemon's control socket.")
+    ] = None,
+) -> None:
+    """Shop-floor controller for Crown Trophy engraving workshops."""
+    ctx.obj = {"config": config, "socket": socket}
+
+
+def _register() -> None:
+    from crown_edge.cli import daemons, tech
+
+    app.command()(daemons.run)
+    app.command()(daemons.doctor)
+    app.command()(tech.status)
+    app.command()(tech.queue)
+    app.add_typer(tech.jobs_app, name="jobs")
+    app.add_typer(tech.machines_app, name="machines")
+    app.add_typer(tech.inventory_app, name="inventory")
+    app.add_typer(tech.qa_app, name="qa")
 
 
 @app.command()
@@ -95,6 +123,7 @@ def _attach_subapps() -> None:
 
 def main() -> None:
     """Console entry point."""
+    _register()
     _attach_subapps()
     try:
         app()

@@ -32,7 +32,7 @@ from crown_edge.store.store import QUEUE_ORDER, _get_job, _transition
 
 log = logging.getLogger(__name__)
 
-HEAD = 64  # queued jobs the planner looks at when a machine asks for work
+HEAD = 24  # queued jobs the planner looks at when a machine asks for work
 
 
 def _slots(

@@ -1,0 +1,283 @@
+"""Technician commands: they talk to the running daemon over its control socket."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from crown_edge.cli.common import emit, fail, pct, rpc, ts
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+jobs_app = typer.Typer(help="Jobs on this workshop.", no_args_is_help=True)
+machines_app = typer.Typer(help="Lasers on this workshop.", no_args_is_help=True)
+inventory_app = typer.Typer(help="Stock of engravable items.", no_args_is_help=True)
+qa_app = typer.Typer(help="Quality-check verdicts.", no_args_is_help=True)
+
+
+def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Daemon, links, machines and job counts at a glance."""
+    data = rpc(ctx, "status")
+    if json_out:
+        emit(data, True)
+        return
+    links = ", ".join(f"{k}={'up' if v else 'down'}" for k, v in data["links"].items()) or "-"
+    print(
+        f"shop {data['shop_id']}  version {data['version']}  mode {data['mode']}  "
+        f"up {data['uptime_s']}s  queue {data['queue_depth']}  outbox {data['outbox_pending']}  "
+        f"links {links}"
+    )
+    emit(None, False, _machines_table(data["machines"]))
+    counts = Table("status", "jobs", title="Jobs")
+    for name, count in sorted(data["jobs"].items()):
+        counts.add_row(name, str(count))
+    emit(None, False, counts)
+
+
+def queue(
+    ctx: typer.Context,
+    json_out: JsonOpt = False,
+    limit: Annotated[int, typer.Option(help="Show at most this many.")] = 50,
+) -> None:
+    """The queue in order (1 = next) with planned machine and ETA."""
+    rows = rpc(ctx, "queue", {"limit": limit})
+    table = Table("pos", "job", "item", "rush", "due", "machine", "eta", title="Queue")
+    for r in rows:
+        table.add_row(
+            str(r["position"]),
+            r["job_id"],
+            r["item_id"],
+            "RUSH" if r["rush"] else "",
+            ts(r["due_at"]),
+            r["machine_id"] or "(no eligible machine)",
+            ts(r["eta"]),
+        )
+    emit(rows, json_out, table)
+
+
+@jobs_app.command("list")
+def jobs_list(
+    ctx: typer.Context,
+    json_out: JsonOpt = False,
+    status: Annotated[str | None, typer.Option(help="Only jobs in this status.")] = None,
+) -> None:
+    """Recent jobs, newest first."""
+    rows = rpc(ctx, "jobs.list", {"status": status} if status else {})
+    table = Table("job", "status", "reason", "item", "machine", "progress", "retries", title="Jobs")
+    for r in rows:
+        table.add_row(
+            r["job_id"],
+            r["status"],
+            r["reason"] or "",
+            r["item_id"],
+            r["machine_id"] or "",
+            pct(r["progress"]),
+            str(r["retry_count"]),
+        )
+    emit(rows, json_out, table)
+
+
+@jobs_app.command("show")
+def jobs_show(ctx: typer.Context, job_id: str, json_out: JsonOpt = False) -> None:
+    """One job with its history and machine runs."""
+    data = rpc(ctx, "jobs.show", {"job_id": job_id})
+    if json_out:
+        emit(data, True)
+        return
+    print(
+        f"{data['job_id']}: {data['status']}"
+        + (f" ({data['reason']})" if data["reason"] else "")
+        + f"  item {data['item_id']}  attempt {data['attempt']}  retries {data['retry_count']}"
+        + (f"  queue position {data['queue_position']}" if data["queue_position"] else "")
+    )
+    history = Table("seq", "at", "event", "status", title="History")
+    for e in data["events"]:
+        history.add_row(str(e["seq"]), ts(e["at"]), e.get("event", ""), e["status"])
+    emit(None, False, history)
+    if data["runs"]:
+        runs = Table("attempt", "machine", "outcome", "lines", "last acked", title="Runs")
+        for r in data["runs"]:
+            runs.add_row(
+                str(r["attempt"]),
+                r["machine_id"],
+                r["outcome"] or "running",
+                f"{r['acked_lines'] or 0}/{r['total_lines'] or '?'}",
+                str(r["last_acked_line"] if r["last_acked_line"] is not None else "-"),
+            )
+        emit(None, False, runs)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(ctx: typer.Context, job_id: str, json_out: JsonOpt = False) -> None:
+    """Cancel a job (an engraving job's machine is stopped first)."""
+    data = rpc(ctx, "jobs.cancel", {"job_id": job_id})
+    emit(data, json_out) if json_out else print(f"{job_id}: {data['status']}")
+
+
+@jobs_app.command("top")
+def jobs_top(ctx: typer.Context, job_id: str, json_out: JsonOpt = False) -> None:
+    """Move a queued job to the front of the queue."""
+    data = rpc(ctx, "jobs.top", {"job_id": job_id})
+    emit(data, json_out) if json_out else print(f"{job_id}: moved to the top")
+
+
+@jobs_app.command("resume")
+def jobs_resume(
+    ctx: typer.Context,
+    job_id: str,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Engrave again from the start on a fresh item.")
+    ] = False,
+    from_line: Annotated[
+        int | None, typer.Option("--from-line", help="Continue the same item from line N.")
+    ] = None,
+    scrap: Annotated[bool, typer.Option("--scrap", help="Give the job up; item scrapped.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Decide what happens to an interrupted job: exactly one of the three choices."""
+    chosen = [
+        name
+        for name, on in (
+            ("restart", restart),
+            ("from_line", from_line is not None),
+            ("scrap", scrap),
+        )
+        if on
+    ]
+    if len(chosen) != 1:
+        fail("choose exactly one of --restart, --from-line N, --scrap", 2)
+    args: dict[str, Any] = {"job_id": job_id, "mode": chosen[0]}
+    if from_line is not None:
+        args["line"] = from_line
+    data = rpc(ctx, "jobs.resume", args)
+    emit(data, json_out) if json_out else print(f"{job_id}: {data['status']}")
+
+
+@jobs_app.command("submit")
+def jobs_submit(
+    ctx: typer.Context,
+    job_id: str,
+    item: Annotated[str, typer.Option(help="Item id from the inventory.")],
+    line: Annotated[list[str] | None, typer.Option("--line", help="A line of text.")] = None,
+    customer: Annotated[str, typer.Option(help="Customer id.")] = "walk-in",
+    due: Annotated[str, typer.Option(help="Due date, ISO 8601.")] = "2099-01-01",
+    rush: Annotated[bool, typer.Option("--rush")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Queue a walk-in job locally (no cloud order)."""
+    message = {
+        "job_id": job_id,
+        "customer_id": customer,
+        "item_id": item,
+        "due_date": due,
+        "text": line or [],
+        "rush": rush,
+    }
+    data = rpc(ctx, "jobs.submit", {"message": message})
+    emit(data, json_out) if json_out else print(f"{job_id}: {data['status']}")
+
+
+def _machines_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(
+        "machine",
+        "availability",
+        "execution",
+        "paused",
+        "alarm",
+        "job",
+        "progress",
+        title="Machines",
+    )
+    for r in rows:
+        table.add_row(
+            r["machine_id"],
+            r["availability"],
+            r["execution"],
+            "yes" if r["paused"] else "",
+            r["alarm"] or "",
+            r["job_id"] or "",
+            pct(r["progress"]),
+        )
+    return table
+
+
+@machines_app.command("list")
+def machines_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Machines with their live state."""
+    rows = rpc(ctx, "machines.list")
+    emit(rows, json_out, _machines_table(rows))
+
+
+@machines_app.command("pause")
+def machines_pause(ctx: typer.Context, machine_id: str, json_out: JsonOpt = False) -> None:
+    """Take no new jobs on this machine (the running one finishes)."""
+    data = rpc(ctx, "machines.pause", {"machine_id": machine_id})
+    emit(data, json_out) if json_out else print(f"{machine_id}: paused")
+
+
+@machines_app.command("resume")
+def machines_resume(ctx: typer.Context, machine_id: str, json_out: JsonOpt = False) -> None:
+    """Take jobs again."""
+    data = rpc(ctx, "machines.resume", {"machine_id": machine_id})
+    emit(data, json_out) if json_out else print(f"{machine_id}: taking jobs")
+
+
+def _action(action: str) -> Any:
+    def command(ctx: typer.Context, machine_id: str, json_out: JsonOpt = False) -> None:
+        data = rpc(ctx, "machines.action", {"machine_id": machine_id, "action": action})
+        emit(data, json_out) if json_out else print(f"{machine_id}: {action} done")
+
+    command.__doc__ = {
+        "home": "Run the homing cycle ($H) — a technician's explicit action.",
+        "unlock": "Clear an alarm lock ($X) after checking the machine.",
+        "frame": "Trace the engraving area with the laser off.",
+    }[action]
+    return command
+
+
+for _name in ("home", "unlock", "frame"):
+    machines_app.command(_name)(_action(_name))
+
+
+@inventory_app.command("list")
+def inventory_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Stock per item."""
+    rows = rpc(ctx, "inventory.list")
+    table = Table("item", "available", "reserved", "consumed", title="Inventory")
+    for r in rows:
+        table.add_row(r["item_id"], str(r["available"]), str(r["reserved"]), str(r["consumed"]))
+    emit(rows, json_out, table)
+
+
+@inventory_app.command("set")
+def inventory_set(
+    ctx: typer.Context, item_id: str, available: int, json_out: JsonOpt = False
+) -> None:
+    """Set the available count of an item."""
+    if available < 0:
+        fail("available must be >= 0", 2)
+    data = rpc(ctx, "inventory.set", {"item_id": item_id, "available": available})
+    emit(data, json_out) if json_out else print(f"{item_id}: {data['available']} available")
+
+
+def _verdict(passed: bool) -> Any:
+    def command(
+        ctx: typer.Context,
+        job_id: str,
+        notes: Annotated[str, typer.Option(help="What you saw.")] = "",
+        by: Annotated[str, typer.Option(help="Who checked.")] = "technician",
+        json_out: JsonOpt = False,
+    ) -> None:
+        data = rpc(
+            ctx, "qa.verdict", {"job_id": job_id, "passed": passed, "notes": notes, "by": by}
+        )
+        emit(data, json_out) if json_out else print(f"{job_id}: {data['status']}")
+
+    command.__doc__ = "Record a passed QA check." if passed else "Record a failed QA check."
+    return command
+
+
+qa_app.command("pass")(_verdict(True))
+qa_app.command("fail")(_verdict(False))

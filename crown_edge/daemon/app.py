@@ -1,0 +1,253 @@
+"""The edge daemon: components wired by one supervisor.
+
+Start-up order (an ``AsyncExitStack`` unwinds it in reverse): store (migrations, catalogue sync,
+``engraving`` -> ``interrupted``), scheduler, machines, control socket, optional MQTT link and
+Temporal workshop worker, then one TaskGroup runs the machine workers and the watchdog.
+SIGTERM/SIGINT set the stop event; running jobs are feed-held, stopped and recorded as
+``interrupted``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sqlite3
+import time
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+from crown_edge import __version__
+from crown_edge.catalog import Catalog, load_catalog
+from crown_edge.config import EdgeConfig
+from crown_edge.control import ControlServer
+from crown_edge.daemon.handlers import build_handlers
+from crown_edge.daemon.machines import Machine, MachineWorker
+from crown_edge.daemon.notify import Notifier
+from crown_edge.daemon.programs import estimate_job, render_program
+from crown_edge.errors import CrownEdgeError, IllegalTransition, UnknownMachine
+from crown_edge.lifecycle import JobEvent
+from crown_edge.models import IntakeMessage, JobStatus
+from crown_edge.scheduler import Scheduler
+from crown_edge.store import Job, Store
+from crown_edge.store.store import _transition
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+
+MachineFactory = Callable[[EdgeConfig, AsyncExitStack], Any]
+
+
+class EdgeDaemon:
+    """The workshop daemon. ``await EdgeDaemon(config).run()`` until stopped."""
+
+    def __init__(
+        self,
+        config: EdgeConfig,
+        *,
+        catalog: Catalog | None = None,
+        clock: Callable[[], float] = time.time,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.config = config
+        self.catalog = catalog or load_catalog(config.catalog_path)
+        self.clock = clock
+        self.notifier = notifier or Notifier()
+        self.version = __version__
+        self.started_at = clock()
+        self.store = Store.from_path(config.store_path)
+        self.scheduler = Scheduler(self.store, config.machines, self.catalog)
+        self.machines: dict[str, Machine] = {}
+        self.workers: dict[str, MachineWorker] = {}
+        self.stop_event = asyncio.Event()
+        self.ready = asyncio.Event()
+        self._links: dict[str, Callable[[], bool]] = {}
+
+    @property
+    def mode(self) -> str:
+        """``temporal`` when the workflow drives jobs, ``standalone`` otherwise."""
+        return "temporal" if self.config.temporal.enabled else "standalone"
+
+    def links(self) -> dict[str, bool]:
+        """Connectivity of the optional links (mqtt, temporal)."""
+        return {name: check() for name, check in self._links.items()}
+
+    def add_link(self, name: str, check: Callable[[], bool]) -> None:
+        """Register a link's health check for ``status``."""
+        self._links[name] = check
+
+    def wake_machines(self) -> None:
+        """Tell idle machine workers to look at the queue now."""
+        for worker in self.workers.values():
+            worker.wake.set()
+
+    # --- job operations used by handlers and standalone mode -----------------------------------
+
+    async def intake_local(self, msg: IntakeMessage) -> Job:
+        """Standalone intake: record, check fit, reserve, queue."""
+        now = self.clock()
+        job = await self.store.submit(msg, now)
+        if job.status is JobStatus.RECEIVED:
+            try:
+                estimate = render_program(job, self.catalog).estimate_s
+            except CrownEdgeError as exc:
+                reason = (
+                    "unknown_item" if type(exc).__name__ == "UnknownItem" else ("text_does_not_fit")
+                )
+                await self.store.transition(
+                    msg.job_id, JobEvent.BLOCK, now, sets={"reason": reason}
+                )
+                raise
+            job = await self.store.validate_and_reserve(msg.job_id, now)
+            job = await self.scheduler.enqueue(msg.job_id, now, estimate_s=estimate, attempt=1)
+            self.wake_machines()
+        return job
+
+    async def cancel_job(self, job_id: str, reason: str) -> Job:
+        """Cancel a job; an engraving job's machine is stopped first."""
+        job = await self.store.get_job(job_id)
+        if job.status is JobStatus.ENGRAVING and job.machine_id in self.machines:
+            await self.machines[job.machine_id].stop()
+        now = self.clock()
+
+        def fn(conn: sqlite3.Connection) -> Job:
+            from crown_edge.store.store import _settle
+
+            _settle(conn, job_id, "released", now)
+            return _transition(conn, job_id, JobEvent.CANCEL, now, sets={"reason": reason})
+
+        return await self.store.run_sql(fn)
+
+    async def record_qa(self, job_id: str, passed: bool, notes: str, by: str) -> dict[str, Any]:
+        """Store a technician's verdict (delivered to the workflow by the QA activity)."""
+        now = self.clock()
+
+        def fn(conn: sqlite3.Connection) -> Job:
+            from crown_edge.store.store import _get_job, _settle
+
+            job = _get_job(conn, job_id)
+            if job.status is not JobStatus.QA_PENDING:
+                raise IllegalTransition(job_id, str(job.status), "qa_pass" if passed else "qa_fail")
+            conn.execute(
+                "INSERT INTO qa_verdicts (job_id, attempt, passed, notes, by, at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, attempt) DO UPDATE SET "
+                "passed = excluded.passed, notes = excluded.notes, by = excluded.by, "
+                "at = excluded.at",
+                (job_id, job.attempt, int(passed), notes, by, now),
+            )
+            if passed:
+                _settle(conn, job_id, "consumed", now)
+                return _transition(conn, job_id, JobEvent.QA_PASS, now, data={"notes": notes})
+            return _transition(
+                conn,
+                job_id,
+                JobEvent.QA_FAIL,
+                now,
+                sets={"retry_count": job.retry_count + 1},
+                data={"notes": notes},
+            )
+
+        job = await self.store.run_sql(fn)
+        if self.mode == "standalone" and job.status is JobStatus.QA_FAILED:
+            job = await self._standalone_after_qa_fail(job)
+        return job.to_dict()
+
+    async def _standalone_after_qa_fail(self, job: Job) -> Job:
+        now = self.clock()
+        if job.attempt >= MAX_ATTEMPTS:
+            return await self.store.transition(
+                job.job_id, JobEvent.ESCALATE, now, sets={"reason": "qa_failed_3_times"}
+            )
+        job = await self.scheduler.enqueue(
+            job.job_id, now, event=JobEvent.REENGRAVE, attempt=job.attempt + 1
+        )
+        self.wake_machines()
+        return job
+
+    async def machine_action(self, machine_id: str, action: str) -> dict[str, Any]:
+        """Technician actions on a machine: home, unlock, frame."""
+        machine = self.machines.get(machine_id)
+        if machine is None:
+            raise UnknownMachine(machine_id)
+        method = getattr(machine, action, None)
+        if action not in ("home", "unlock", "frame") or method is None:
+            raise CrownEdgeError(f"machine {machine_id} does not support {action!r}")
+        await method()
+        return {"machine_id": machine_id, "action": action, "done": True}
+
+    # --- life cycle ----------------------------------------------------------------------------
+
+    async def run(self, machine_factory: MachineFactory | None = None) -> None:
+        """Run until ``stop_event`` is set (SIGTERM/SIGINT set it)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop_event.set)
+        try:
+            async with AsyncExitStack() as stack:
+                await self._start(stack, machine_factory)
+                self.notifier.send(f"READY=1\nSTATUS=serving {len(self.workers)} machines")
+                self.ready.set()
+                log.info("crown-edge %s serving shop %s", self.version, self.config.shop_id)
+                async with asyncio.TaskGroup() as tg:
+                    tasks = [tg.create_task(w.run_forever()) for w in self.workers.values()]
+                    tasks.append(tg.create_task(self._watchdog()))
+                    await self.stop_event.wait()
+                    self.notifier.send("STOPPING=1")
+                    log.info("stopping: interrupting running jobs")
+                    for task in tasks:
+                        task.cancel()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+
+    async def _start(self, stack: AsyncExitStack, machine_factory: MachineFactory | None) -> None:
+        await stack.enter_async_context(self.store)
+        now = self.clock()
+        await self.store.sync_catalog(self.catalog, now)
+        recovered = await self.store.recover_on_startup(now)
+        for job_id in recovered:
+            log.warning("job %s was engraving when the daemon stopped: now interrupted", job_id)
+        await self.scheduler.start()
+        if machine_factory is None:
+            from crown_edge.daemon.binding import build_machines
+
+            machine_factory = build_machines
+        self.machines = await machine_factory(self.config, stack)
+        for cfg in self.config.machines:
+            self.workers[cfg.id] = MachineWorker(
+                cfg,
+                self.machines[cfg.id],
+                self.store,
+                self.scheduler,
+                self.catalog,
+                clock=self.clock,
+                on_change=self.wake_machines,
+            )
+        await stack.enter_async_context(
+            ControlServer(self.config.control_socket, build_handlers(self))
+        )
+        for hook in _extra_components:
+            await hook(self, stack)
+
+    async def _watchdog(self) -> None:
+        interval = self.notifier.watchdog_interval() or 5.0
+        while True:
+            if await self.store.healthy():
+                self.notifier.send("WATCHDOG=1")
+            else:
+                log.error("store unhealthy: withholding the systemd watchdog ping")
+            await asyncio.sleep(interval)
+
+
+# Optional components (MQTT link, Temporal worker) register a start hook here.
+_extra_components: list[Callable[[EdgeDaemon, AsyncExitStack], Any]] = []
+
+
+def estimate_for(job: Job, catalog: Catalog) -> float:
+    """Estimated engraving seconds for a job (toolpath estimate or heuristic)."""
+    return estimate_job(job, catalog)

@@ -1,0 +1,144 @@
+"""Binding configured machines to real drivers: GRBL over serial, Modbus I/O, or simulators.
+
+``driver = "sim"`` starts an in-process GRBL simulator on a pseudo-terminal and talks to it
+through the very same serial driver as real hardware. A machine with a Modbus device (its
+``rotary``) gets its interlocks checked before every job and monitored during it: door open or
+e-stop trips a real-time feed hold and soft reset (laser off at once) and the run ends
+``interrupted``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from typing import Any
+
+from crown_edge.config import EdgeConfig, MachineConfig
+from crown_edge.daemon.machines import Machine, RunReport
+from crown_edge.drivers.base import RunProgress
+from crown_edge.drivers.grbl.driver import GrblDriver
+from crown_edge.drivers.modbus import ModbusDevice
+from crown_edge.errors import DriverError
+from crown_edge.models import MachineState
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 10.0
+
+
+class GrblMachine:
+    """A GRBL laser (real or simulated) with optional Modbus safety I/O."""
+
+    def __init__(
+        self,
+        config: MachineConfig,
+        driver: GrblDriver,
+        io: ModbusDevice | None = None,
+        *,
+        ready_timeout_s: float = READY_TIMEOUT_S,
+    ) -> None:
+        self.config = config
+        self.driver = driver
+        self.io = io
+        self.ready_timeout_s = ready_timeout_s
+        self.tripped: str | None = None
+
+    def state(self) -> MachineState:
+        """The driver's live state."""
+        return self.driver.state
+
+    async def run(
+        self,
+        job_id: str,
+        lines: Sequence[str],
+        start_line: int,
+        on_progress: Callable[[int, int], None],
+    ) -> RunReport:
+        """Check readiness and interlocks, stream the program, report how it ended."""
+        total = len(lines)
+        try:
+            await self.driver.wait_ready(self.ready_timeout_s)
+            if self.io is not None:
+                await self.io.check_interlocks()
+        except DriverError as exc:
+            # nothing was sent: the scheduler may give the job to another machine
+            return RunReport(
+                "interrupted", 0, total, start_line, {"reason": str(exc), "before_start": True}
+            )
+        self.tripped = None
+
+        def progress(p: RunProgress) -> None:
+            on_progress(start_line + p.acked_lines, p.total_lines)
+
+        monitor = self.io.monitor(self._trip) if self.io is not None else None
+        async with monitor if monitor is not None else contextlib.nullcontext():
+            result = await self.driver.run_program(
+                job_id, lines, start_line=start_line, on_progress=progress
+            )
+        detail: dict[str, Any] = result.to_dict()
+        if self.tripped:
+            detail["reason"] = self.tripped
+            detail["interlock"] = self.tripped
+        elif result.alarm_code is not None:
+            detail["reason"] = f"ALARM:{result.alarm_code}"
+        elif result.error_code is not None:
+            detail["error"] = f"error:{result.error_code} at line {result.error_line}"
+        outcome = str(result.outcome)
+        if self.tripped and outcome == "completed":
+            outcome = "interrupted"
+        return RunReport(
+            outcome,
+            start_line + result.acked_lines,
+            result.total_lines,
+            result.last_acked_line,
+            detail,
+        )
+
+    async def _trip(self, error: DriverError) -> None:
+        self.tripped = str(error.fields.get("reason") or error)
+        log.warning("machine %s: interlock tripped (%s): stopping", self.config.id, self.tripped)
+        await self.driver.emergency_stop()
+
+    async def stop(self) -> None:
+        """Feed-hold, then stop (soft reset: laser off, planner flushed)."""
+        with contextlib.suppress(DriverError):
+            await self.driver.feed_hold()
+        with contextlib.suppress(DriverError):
+            await self.driver.emergency_stop()
+
+    async def home(self) -> None:
+        """``$H``: technician action."""
+        await self.driver.home()
+
+    async def unlock(self) -> None:
+        """``$X``: technician action."""
+        await self.driver.unlock()
+
+    async def frame(self) -> None:
+        """Trace the bed's engraving window with the laser off."""
+        await self.driver.frame(0.0, 0.0, self.config.bed_width_mm, self.config.bed_height_mm)
+
+
+async def build_machines(config: EdgeConfig, stack: AsyncExitStack) -> dict[str, Machine]:
+    """Start drivers (and simulators for ``driver = "sim"``) for every configured machine."""
+    from crown_edge.sim.grbl import GrblSimulator
+
+    devices: dict[str, ModbusDevice] = {}
+    for dev in config.devices:
+        device = ModbusDevice.from_profile(dev.id, dev.profile, dev.url)
+        devices[dev.id] = await stack.enter_async_context(device)
+    machines: dict[str, Machine] = {}
+    for cfg in config.machines:
+        url = cfg.port
+        if cfg.driver == "sim":
+            sim = GrblSimulator(baud=cfg.baud, time_scale=cfg.sim_time_scale)
+            await stack.enter_async_context(sim)
+            url = sim.device_path
+            log.info("machine %s: simulated GRBL on %s", cfg.id, url)
+        driver = GrblDriver.from_config(cfg.id, url, cfg.baud)
+        await stack.enter_async_context(driver)
+        io = devices.get(cfg.rotary) if cfg.rotary else None
+        machines[cfg.id] = GrblMachine(cfg, driver, io)
+    return machines

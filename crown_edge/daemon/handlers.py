@@ -1,0 +1,205 @@
+"""Control-socket command handlers: what technician commands do inside the daemon."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from crown_edge.errors import IllegalTransition, NoInventory, UnknownMachine, ValidationError
+from crown_edge.lifecycle import JobEvent
+from crown_edge.models import IntakeMessage, JobStatus
+from crown_edge.store.store import _get_job, _reserve, _settle, _transition
+
+if TYPE_CHECKING:
+    from crown_edge.daemon.app import EdgeDaemon
+
+Handler = Callable[[dict[str, Any]], Any]
+
+
+def _job_id(args: dict[str, Any]) -> str:
+    job_id = args.get("job_id")
+    if not isinstance(job_id, str) or not job_id:
+        raise ValidationError("a job id is required")
+    return job_id
+
+
+def build_handlers(d: EdgeDaemon) -> dict[str, Callable[[dict[str, Any]], Any]]:
+    """The command table served on the control socket."""
+    store, sched = d.store, d.scheduler
+
+    async def ping(args: dict[str, Any]) -> dict[str, Any]:
+        return {"pong": True, "shop_id": d.config.shop_id}
+
+    async def status(args: dict[str, Any]) -> dict[str, Any]:
+        def counts(conn: sqlite3.Connection) -> dict[str, int]:
+            return dict(conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status"))
+
+        jobs = await store.run_sql(counts, write=False)
+        pending = await store.run_sql(
+            lambda c: c.execute("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0],
+            write=False,
+        )
+        return {
+            "shop_id": d.config.shop_id,
+            "version": d.version,
+            "uptime_s": round(d.clock() - d.started_at, 1),
+            "mode": d.mode,
+            "jobs": jobs,
+            "queue_depth": jobs.get("queued", 0),
+            "outbox_pending": pending,
+            "links": d.links(),
+            "machines": await sched.machine_rows(),
+        }
+
+    async def queue(args: dict[str, Any]) -> list[dict[str, Any]]:
+        limit = int(args.get("limit", 100))
+        snap = await sched.snapshot(d.clock(), limit=limit)
+        return [
+            {
+                "position": p.position,
+                "job_id": j.job_id,
+                "item_id": j.item_id,
+                "rush": j.rush,
+                "due_at": j.due_at,
+                "estimate_s": j.estimate_s,
+                "machine_id": p.machine_id,
+                "eta": p.finish_at,
+            }
+            for j, p in snap
+        ]
+
+    async def jobs_list(args: dict[str, Any]) -> list[dict[str, Any]]:
+        status_filter = args.get("status")
+        statuses = [status_filter] if isinstance(status_filter, str) else None
+        return [j.to_dict() for j in await store.list_jobs(statuses, int(args.get("limit", 200)))]
+
+    async def jobs_show(args: dict[str, Any]) -> dict[str, Any]:
+        job_id = _job_id(args)
+        job = await store.get_job(job_id)
+        out = job.to_dict()
+        out["queue_position"] = await sched.position(job_id)
+        out["events"] = await store.events(job_id)
+        out["runs"] = [
+            {k: getattr(r, k) for k in r.__dataclass_fields__} for r in await store.runs(job_id)
+        ]
+        return out
+
+    async def jobs_submit(args: dict[str, Any]) -> dict[str, Any]:
+        """Local intake (no cloud): validate, reserve and queue a job on this workshop."""
+        msg = IntakeMessage.parse(args.get("message"))
+        job = await d.intake_local(msg)
+        return job.to_dict()
+
+    async def jobs_cancel(args: dict[str, Any]) -> dict[str, Any]:
+        job_id = _job_id(args)
+        job = await d.cancel_job(job_id, reason=str(args.get("reason", "technician")))
+        return job.to_dict()
+
+    async def jobs_top(args: dict[str, Any]) -> dict[str, Any]:
+        job = await sched.move_to_top(_job_id(args), d.clock())
+        return job.to_dict()
+
+    async def jobs_resume(args: dict[str, Any]) -> dict[str, Any]:
+        job_id = _job_id(args)
+        mode = args.get("mode")
+        now = d.clock()
+        job = await store.get_job(job_id)
+        if job.status is not JobStatus.INTERRUPTED:
+            raise IllegalTransition(job_id, str(job.status), "resume")
+        if mode == "restart":
+            # the partly engraved unit is scrapped; a fresh one is reserved for the new run
+
+            def swap(conn: sqlite3.Connection) -> None:
+                current = _get_job(conn, job_id)
+                _settle(conn, job_id, "consumed", now)
+                if not _reserve(conn, current, now):
+                    raise NoInventory(current.item_id)
+
+            await store.run_sql(swap)
+            job = await sched.enqueue(job_id, now, event=JobEvent.RESTART, start_line=0)
+        elif mode == "from_line":
+            line = args.get("line")
+            if not isinstance(line, int) or line < 0:
+                raise ValidationError("--from-line needs a line number >= 0")
+            job = await sched.enqueue(job_id, now, event=JobEvent.RESUME_FROM_LINE, start_line=line)
+        elif mode == "scrap":
+
+            def scrap(conn: sqlite3.Connection) -> None:
+                _settle(conn, job_id, "consumed", now)
+                _transition(conn, job_id, JobEvent.SCRAP, now, sets={"reason": "scrapped"})
+
+            await store.run_sql(scrap)
+            job = await store.get_job(job_id)
+        else:
+            raise ValidationError(
+                "an interrupted job needs an explicit choice: --restart, --from-line N or --scrap"
+            )
+        d.wake_machines()
+        return job.to_dict()
+
+    async def machines_list(args: dict[str, Any]) -> list[dict[str, Any]]:
+        return await sched.machine_rows()
+
+    async def machines_pause(args: dict[str, Any]) -> dict[str, Any]:
+        mid = str(args.get("machine_id", ""))
+        await sched.set_paused(mid, True)
+        return {"machine_id": mid, "paused": True}
+
+    async def machines_resume(args: dict[str, Any]) -> dict[str, Any]:
+        mid = str(args.get("machine_id", ""))
+        await sched.set_paused(mid, False)
+        d.wake_machines()
+        return {"machine_id": mid, "paused": False}
+
+    async def machines_action(args: dict[str, Any]) -> dict[str, Any]:
+        mid = str(args.get("machine_id", ""))
+        action = str(args.get("action", ""))
+        machine = d.machines.get(mid)
+        if machine is None:
+            raise UnknownMachine(mid)
+        return await d.machine_action(mid, action)
+
+    async def inventory_list(args: dict[str, Any]) -> list[dict[str, Any]]:
+        return [s.to_dict() for s in await store.list_stock()]
+
+    async def inventory_set(args: dict[str, Any]) -> dict[str, Any]:
+        available = args.get("available")
+        if not isinstance(available, int) or available < 0:
+            raise ValidationError("available must be an integer >= 0")
+        row = await store.set_stock(str(args.get("item_id", "")), available, d.clock())
+        return row.to_dict()
+
+    async def qa_verdict(args: dict[str, Any]) -> dict[str, Any]:
+        job_id = _job_id(args)
+        passed = bool(args.get("passed"))
+        notes = str(args.get("notes", ""))
+        by = str(args.get("by", "technician"))
+        return await d.record_qa(job_id, passed, notes, by)
+
+    async def outbox(args: dict[str, Any]) -> list[dict[str, Any]]:
+        return [
+            {"id": e.id, "topic": e.topic, "payload": e.payload}
+            for e in await store.outbox_pending(int(args.get("limit", 50)))
+        ]
+
+    table: dict[str, Callable[[dict[str, Any]], Any]] = {
+        "ping": ping,
+        "status": status,
+        "queue": queue,
+        "jobs.list": jobs_list,
+        "jobs.show": jobs_show,
+        "jobs.submit": jobs_submit,
+        "jobs.cancel": jobs_cancel,
+        "jobs.top": jobs_top,
+        "jobs.resume": jobs_resume,
+        "machines.list": machines_list,
+        "machines.pause": machines_pause,
+        "machines.resume": machines_resume,
+        "machines.action": machines_action,
+        "inventory.list": inventory_list,
+        "inventory.set": inventory_set,
+        "qa.verdict": qa_verdict,
+        "outbox.pending": outbox,
+    }
+    return table

@@ -1,0 +1,256 @@
+"""One worker per machine: claim the next job, check interlocks, stream it, record the outcome.
+
+The worker is the only writer of a machine's runs. Outcomes map onto the lifecycle:
+
+- ``completed``  -> ``finish`` (``qa_pending``)
+- ``interrupted`` (alarm, lost port, silent controller, door/e-stop, shutdown) -> ``interrupt``;
+  the job waits for a technician (``jobs resume``) and is never re-run automatically
+- ``failed`` (``error:n``: the controller refused a line) -> ``machine_error`` (``failed``)
+- a fault before the first line was acknowledged -> ``requeue`` so another eligible machine
+  takes it (the seed's MACHINE_ERROR handler), and this machine goes UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from crown_edge.catalog import Catalog
+from crown_edge.config import MachineConfig
+from crown_edge.daemon.programs import render_program
+from crown_edge.errors import CrownEdgeError
+from crown_edge.lifecycle import JobEvent
+from crown_edge.models import JobStatus, MachineState
+from crown_edge.scheduler import Scheduler
+from crown_edge.store import Job, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    """What a driver reports at the end of a program run."""
+
+    outcome: str  # completed | interrupted | failed
+    acked_lines: int
+    total_lines: int
+    last_acked_line: int
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Machine(Protocol):
+    """What the worker needs from a machine driver."""
+
+    async def run(
+        self,
+        job_id: str,
+        lines: Sequence[str],
+        start_line: int,
+        on_progress: Callable[[int, int], None],
+    ) -> RunReport:
+        """Stream a program; return how it ended (never raise for machine faults)."""
+        ...
+
+    async def stop(self) -> None:
+        """Feed-hold, then stop: laser off, state recorded."""
+        ...
+
+    def state(self) -> MachineState:
+        """The machine's live state."""
+        ...
+
+
+class MachineWorker:
+    """Runs jobs on one machine, one at a time."""
+
+    def __init__(
+        self,
+        config: MachineConfig,
+        machine: Machine,
+        store: Store,
+        scheduler: Scheduler,
+        catalog: Catalog,
+        *,
+        clock: Callable[[], float] = time.time,
+        idle_poll_s: float = 0.5,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.machine = machine
+        self.store = store
+        self.scheduler = scheduler
+        self.catalog = catalog
+        self.clock = clock
+        self.idle_poll_s = idle_poll_s
+        self.on_change = on_change
+        self.wake = asyncio.Event()
+        self.current: Job | None = None
+        self._last_state: MachineState | None = None
+        self._last_progress_at = 0.0
+
+    async def publish_state(self, force: bool = False) -> None:
+        """Store the machine's state (and queue it for MQTT) when it changed."""
+        state = self.machine.state()
+        key = (state.availability, state.execution, state.alarm, state.paused)
+        last = self._last_state
+        if (
+            not force
+            and last is not None
+            and key
+            == (
+                last.availability,
+                last.execution,
+                last.alarm,
+                last.paused,
+            )
+        ):
+            return
+        self._last_state = state
+        stamped = MachineState(
+            machine_id=self.config.id,
+            availability=state.availability,
+            execution=state.execution,
+            alarm=state.alarm,
+            heartbeat_at=self.clock(),
+            job_id=self.current.job_id if self.current else None,
+            progress=state.progress,
+        )
+        await self.scheduler.set_machine_state(stamped, self.clock())
+
+    async def run_forever(self) -> None:
+        """Claim and run jobs until cancelled."""
+        await self.publish_state(force=True)
+        while True:
+            await self.publish_state()
+            job = await self.scheduler.claim_next(self.config.id, self.clock())
+            if job is None:
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.idle_poll_s)
+                continue
+            await self.run_job(job)
+
+    async def run_job(self, job: Job) -> None:
+        """Run one claimed job to an outcome and record it."""
+        self.current = job
+        log.info("job %s: engraving on %s (attempt %s)", job.job_id, self.config.id, job.attempt)
+        try:
+            try:
+                program = render_program(job, self.catalog, self.config)
+            except CrownEdgeError as exc:
+                await self._finish(job, RunReport("failed", 0, 0, 0, {"error": str(exc)}))
+                return
+            report = await self.machine.run(
+                job.job_id,
+                program.lines,
+                job.start_line,
+                lambda acked, total: self._progress(job, acked, total),
+            )
+            await self._finish(job, report)
+        except asyncio.CancelledError:
+            # daemon shutdown: stop the laser, record an interruption, never re-run it
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.machine.stop())
+            await asyncio.shield(
+                self._finish(job, RunReport("interrupted", 0, 0, 0, {"reason": "shutdown"}))
+            )
+            raise
+        finally:
+            self.current = None
+            if self.on_change:
+                self.on_change()
+
+    def _progress(self, job: Job, acked: int, total: int) -> None:
+        now = self.clock()
+        if now - self._last_progress_at < 1.0 and acked < total:
+            return
+        self._last_progress_at = now
+        task = asyncio.get_running_loop().create_task(
+            self._store_progress(job.job_id, acked, total, now)
+        )
+        task.add_done_callback(_log_failure)
+
+    async def _store_progress(self, job_id: str, acked: int, total: int, now: float) -> None:
+        progress = acked / total if total else 0.0
+        await self.store.run_sql(
+            lambda c: c.execute(
+                "UPDATE jobs SET progress = ?, acked_lines = ?, total_lines = ?, updated_at = ? "
+                "WHERE job_id = ? AND status = 'engraving'",
+                (progress, acked, total, now, job_id),
+            )
+        )
+
+    async def _finish(self, job: Job, report: RunReport) -> None:
+        now = self.clock()
+        detail = json.dumps(report.detail, sort_keys=True, default=str)
+        total = report.total_lines
+        progress = report.acked_lines / total if total else 0.0
+        sets: dict[str, Any] = {
+            "acked_lines": report.acked_lines,
+            "total_lines": total,
+            "last_acked_line": report.last_acked_line,
+            "progress": progress,
+        }
+        if report.outcome == "completed":
+            event = JobEvent.FINISH
+        elif (
+            report.outcome == "interrupted"
+            and report.acked_lines == 0
+            and (report.detail.get("reason") != "shutdown")
+        ):
+            event = JobEvent.REQUEUE  # nothing was engraved: another machine may take it
+            sets["machine_id"] = None
+        elif report.outcome == "interrupted":
+            event = JobEvent.INTERRUPT
+            sets["reason"] = str(report.detail.get("reason", "interrupted"))
+        else:
+            event = JobEvent.MACHINE_ERROR
+            sets["reason"] = str(report.detail.get("error", "machine_error"))
+        await self.store.run_sql(
+            lambda c: c.execute(
+                "UPDATE runs SET ended_at = ?, outcome = ?, acked_lines = ?, total_lines = ?, "
+                "last_acked_line = ?, detail = ? WHERE job_id = ? AND machine_id = ? "
+                "AND ended_at IS NULL",
+                (
+                    now,
+                    report.outcome,
+                    report.acked_lines,
+                    total,
+                    report.last_acked_line,
+                    detail,
+                    job.job_id,
+                    self.config.id,
+                ),
+            )
+        )
+        try:
+            await self.store.transition(
+                job.job_id,
+                event,
+                now,
+                expect=[JobStatus.ENGRAVING],
+                sets=sets,
+                data={"outcome": report.outcome, **report.detail},
+            )
+        except CrownEdgeError as exc:
+            log.warning("job %s: could not record outcome %s: %s", job.job_id, event, exc)
+        log.info(
+            "job %s: %s on %s (%s/%s lines)",
+            job.job_id,
+            report.outcome,
+            self.config.id,
+            report.acked_lines,
+            total,
+        )
+        await self.publish_state(force=True)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("progress update failed: %s", task.exception())
