@@ -1,12 +1,16 @@
 """The cloud's view of every job, machine and workshop, built from status events. Pure: no I/O.
 
-Events carry a per-job ``seq`` that grows with every transition. Delivery is at least once and a
-workshop may resend after an outage, so :meth:`StatusBoard.apply` keeps an event only if its
-``seq`` is higher than the last one seen for that job; anything else is a stale or duplicate copy.
+Two sources report a job's status, each with its own per-job ``seq``: the workflow (cloud,
+``event_id`` ``{job_id}:{seq}``) and the workshop's store (over MQTT, after any outage). Delivery
+is at least once everywhere, so per ``(job, source)`` an event counts only if its ``seq`` is
+higher than the last one seen — anything else is a stale or duplicate copy. Across sources the
+newer ``at`` wins the job's "latest" slot, so a workshop draining an hour-old backlog does not
+roll back a status the workflow has moved past.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +34,32 @@ def event_problem(event: dict[str, Any]) -> str | None:
     return None
 
 
+def event_time(event: dict[str, Any]) -> float | None:
+    """``at`` as POSIX seconds: a number, or an ISO 8601 string (naive means UTC)."""
+    at = event.get("at")
+    if isinstance(at, bool):
+        return None
+    if isinstance(at, int | float):
+        return float(at)
+    if isinstance(at, str):
+        try:
+            parsed = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        return parsed.timestamp()
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What :meth:`StatusBoard.apply` did: ``fresh`` in its source; now the job's ``latest``."""
+
+    fresh: bool
+    latest: bool
+
+
 @dataclass(slots=True)
 class StatusBoard:
     """Latest event per job, latest state per machine and workshop."""
@@ -38,18 +68,32 @@ class StatusBoard:
     machines: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     edges: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_jobs: int = 100_000
+    _seqs: dict[tuple[str, str], int] = field(default_factory=dict)
 
-    def apply(self, event: dict[str, Any]) -> bool:
-        """Take ``event`` if it is newer than what we have for its job; return whether it was."""
+    def apply(self, event: dict[str, Any], source: str = "workflow") -> Applied:
+        """Take ``event`` from ``source`` (see the module docstring for the rules)."""
         if event_problem(event) is not None:
-            return False
-        current = self.jobs.get(event["job_id"])
-        if current is not None and int(current["seq"]) >= int(event["seq"]):
-            return False
-        self.jobs[event["job_id"]] = dict(event)
-        if len(self.jobs) > self.max_jobs:  # forget the oldest-inserted job
-            del self.jobs[next(iter(self.jobs))]
-        return True
+            return Applied(False, False)
+        job_id, seq = event["job_id"], int(event["seq"])
+        key = (job_id, source)
+        if self._seqs.get(key, -1) >= seq:
+            return Applied(False, False)
+        self._seqs[key] = seq
+        current = self.jobs.get(job_id)
+        if current is not None and current.get("source") != source:
+            new_at, cur_at = event_time(event), event_time(current)
+            if new_at is not None and cur_at is not None and new_at < cur_at:
+                return Applied(True, False)
+        self.jobs[job_id] = dict(event, source=source)
+        self._trim()
+        return Applied(True, True)
+
+    def _trim(self) -> None:
+        while len(self.jobs) > self.max_jobs:  # forget the oldest-inserted job
+            old = next(iter(self.jobs))
+            del self.jobs[old]
+            for key in [k for k in self._seqs if k[0] == old]:
+                del self._seqs[key]
 
     def accept(self, job_id: str, at: float, **extra: Any) -> dict[str, Any]:
         """Record that the Order API accepted ``job_id`` (``received``, seq 0) unless known."""
@@ -62,9 +106,11 @@ class StatusBoard:
             "seq": 0,
             "status": "received",
             "at": at,
+            "source": "api",
             **extra,
         }
         self.jobs[job_id] = event
+        self._trim()
         return event
 
     def job(self, job_id: str) -> dict[str, Any] | None:

@@ -10,7 +10,9 @@ Subscribes to every workshop's ``events``, ``machines/+/state`` and ``edge/state
 
 The MQTT session is persistent (fixed client id, ``clean_session=False``) so the broker keeps
 QoS 1 events for the bridge while it reconnects. Cloud-side code (workflow activities, the Order
-API) feeds statuses that never crossed MQTT through :meth:`Bridge.publish`.
+API) feeds statuses that never crossed MQTT through :meth:`Bridge.publish` (the cloud activities'
+sink is :meth:`Bridge.cloud_sink`). Each source has its own ``seq`` per job; see
+:mod:`crown_edge.sync.board` for how they are merged.
 """
 
 from __future__ import annotations
@@ -156,20 +158,34 @@ class Bridge:
 
     # -- events ------------------------------------------------------------------------------------
 
-    def publish(self, event: dict[str, Any], *, relay: bool = True) -> bool:
-        """Take a status event: dedupe by seq, relay to SQS, fan out. Returns whether it was new."""
+    def publish(
+        self, event: dict[str, Any], *, source: str = "workflow", relay: bool = True
+    ) -> bool:
+        """Take a status event from ``source``: dedupe by seq, relay to SQS, fan out if latest.
+
+        Returns whether the event was new. Workshop events arrive with source ``edge:{shop_id}``.
+        """
         problem = event_problem(event)
         if problem is not None:
             log.warning("dropping malformed event: %s", problem)
             self.dropped += 1
             return False
-        if not self.board.apply(event):
+        applied = self.board.apply(event, source)
+        if not applied.fresh:
             self.dropped += 1
             return False
         if relay and self.sink is not None:
-            self._relay.put_nowait(event)
-        self._fan_out(event)
+            self._relay.put_nowait(dict(event, source=source))
+        if applied.latest:
+            self._fan_out(dict(event, source=source))
         return True
+
+    async def cloud_sink(self, kind: str, payload: dict[str, Any]) -> None:
+        """The cloud activities' ``sink(kind, payload)``: statuses go to :meth:`publish`."""
+        if kind == "status":
+            self.publish(payload, source="workflow")
+        else:
+            log.debug("cloud event %s for job %s", kind, payload.get("job_id"))
 
     def accept(self, job_id: str, **extra: Any) -> dict[str, Any]:
         """The Order API accepted ``job_id``: make ``received`` visible at once."""
@@ -185,7 +201,8 @@ class Bridge:
             self.dropped += 1
             return
         if parsed.kind == "events":
-            self.publish(dict(payload, shop_id=payload.get("shop_id", parsed.shop_id)))
+            event = dict(payload, shop_id=payload.get("shop_id", parsed.shop_id))
+            self.publish(event, source=f"edge:{parsed.shop_id}")
         elif parsed.kind == "machine_state" and parsed.name is not None:
             self.board.set_machine(parsed.shop_id, parsed.name, payload)
         elif parsed.kind == "edge_state":

@@ -6,7 +6,7 @@ from typing import Any
 
 from crown_edge.sync import topics
 from crown_edge.sync.backoff import Backoff
-from crown_edge.sync.board import StatusBoard, event_problem
+from crown_edge.sync.board import Applied, StatusBoard, event_problem, event_time
 
 
 def _ev(seq: int, status: str = "queued", job: str = "J-1") -> dict[str, Any]:
@@ -15,19 +15,46 @@ def _ev(seq: int, status: str = "queued", job: str = "J-1") -> dict[str, Any]:
 
 def test_stale_and_duplicate_events_dropped() -> None:
     board = StatusBoard()
-    assert board.apply(_ev(1, "received"))
-    assert board.apply(_ev(3, "queued"))
-    assert not board.apply(_ev(2, "validated"))  # stale
-    assert not board.apply(_ev(3, "queued"))  # duplicate
-    assert board.job("J-1") == _ev(3, "queued")
-    assert board.apply(_ev(1, job="J-2"))
+    assert board.apply(_ev(1, "received")) == Applied(True, True)
+    assert board.apply(_ev(3, "queued")).fresh
+    assert board.apply(_ev(2, "validated")) == Applied(False, False)  # stale
+    assert not board.apply(_ev(3, "queued")).fresh  # duplicate
+    assert board.job("J-1") == {**_ev(3, "queued"), "source": "workflow"}
+    assert board.apply(_ev(1, job="J-2")).latest
+
+
+def test_sources_have_their_own_seq_and_newer_at_wins() -> None:
+    board = StatusBoard()
+    wf = {**_ev(5, "engraving"), "at": "2026-11-26T10:00:00+00:00"}
+    assert board.apply(wf, "workflow") == Applied(True, True)
+    old_edge = {**_ev(1, "queued"), "event_id": "u1", "at": 1.0}  # a backlog from long ago
+    assert board.apply(old_edge, "edge:s1") == Applied(True, False)
+    assert board.job("J-1")["status"] == "engraving"  # type: ignore[index]
+    new_edge = {**_ev(2, "qa_pending"), "event_id": "u2", "at": wf_time(wf) + 1}
+    assert board.apply(new_edge, "edge:s1") == Applied(True, True)
+    assert board.apply(new_edge, "edge:s1") == Applied(False, False)
+    assert event_time({"at": "2026-11-26T10:00:00"}) == wf_time(wf)
+    assert event_time({"at": "garbage"}) is None
+
+
+def wf_time(event: dict[str, Any]) -> float:
+    t = event_time(event)
+    assert t is not None
+    return t
 
 
 def test_accept_does_not_override_newer_events() -> None:
     board = StatusBoard()
     assert board.accept("J-1", at=1.0)["status"] == "received"
-    assert board.apply(_ev(1, "validated"))
+    assert board.apply(_ev(1, "validated")).latest
     assert board.accept("J-1", at=2.0)["status"] == "validated"
+
+
+def test_board_is_bounded() -> None:
+    board = StatusBoard(max_jobs=2)
+    for i in range(4):
+        board.apply(_ev(1, job=f"J{i}"))
+    assert list(board.jobs) == ["J2", "J3"]
 
 
 def test_event_problems() -> None:
@@ -36,7 +63,7 @@ def test_event_problems() -> None:
     assert event_problem({**_ev(1), "seq": "1"}) is not None
     assert event_problem({**_ev(1), "seq": True}) is not None
     assert event_problem({**_ev(1), "job_id": ""}) is not None
-    assert not StatusBoard().apply({**_ev(1), "seq": -1})
+    assert not StatusBoard().apply({**_ev(1), "seq": -1}).fresh
 
 
 def test_topics_parse_and_prefix() -> None:

@@ -70,7 +70,7 @@ async def test_workshop_events_reach_sqs_and_subscribers(
         assert bridge.dropped == 2
     relayed = _events_queue(sqs, sqs_queues)
     assert sorted((e["job_id"], e["seq"]) for e in relayed) == [("J-1", 1), ("J-1", 2), ("J-2", 1)]
-    assert all(e["shop_id"] == shop for e in relayed)
+    assert all(e["shop_id"] == shop and e["source"] == f"edge:{shop}" for e in relayed)
 
 
 async def test_malformed_mqtt_payloads_ignored(mqtt_broker: MqttBroker) -> None:
@@ -85,6 +85,15 @@ async def test_malformed_mqtt_payloads_ignored(mqtt_broker: MqttBroker) -> None:
         await until(lambda: bridge.board.job("J-1") is not None)
         assert bridge.dropped == 2
         assert bridge.connected
+
+
+async def test_cloud_sink_feeds_workflow_statuses() -> None:
+    async with Bridge(None) as bridge:
+        with bridge.subscribe("J-1") as live:
+            await bridge.cloud_sink("status", _ev(1, "validated"))
+            await bridge.cloud_sink("design_ready", {"job_id": "J-1"})
+            assert (await live.get())["source"] == "workflow"
+        assert bridge.board.job("J-1")["status"] == "validated"  # type: ignore[index]
 
 
 async def test_relay_retries_until_sink_recovers() -> None:
@@ -106,4 +115,4 @@ async def test_relay_retries_until_sink_recovers() -> None:
     async with Bridge(None, sink) as bridge:
         assert bridge.publish(_ev(1, "received"))
         await until(lambda: bridge.relayed == 1)
-    assert sink.sent == [_ev(1, "received")]
+    assert sink.sent == [{**_ev(1, "received"), "source": "workflow"}]
