@@ -239,11 +239,9 @@ class EdgeActivities:
     @activity.defn(name=n.SEND_TO_MACHINE)
     async def send_to_machine(self, req: n.MachineRunInput) -> n.MachineRunResult:
         """Queue the job once per (job_id, attempt), wait for the run, return its outcome."""
-        done = await self._begin_run(req)
-        if done is not None:
-            return done
         try:
-            return await self._watch_run(req)
+            done = await self._begin_run(req)
+            return done if done is not None else await self._watch_run(req)
         except asyncio.CancelledError:
             details = activity.cancellation_details()
             if details is not None and details.cancel_requested:

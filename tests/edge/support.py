@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from crown_edge.errors import UnknownJob
 from crown_edge.lifecycle import JobEvent
 from crown_edge.models import JobStatus
 from crown_edge.scheduler import Scheduler
@@ -70,8 +71,17 @@ async def eventually(
 
 
 async def wait_status(store: Store, job_id: str, *status: JobStatus) -> Job:
-    """Wait until the job is in one of ``status``."""
-    return await eventually(lambda: store.get_job(job_id), lambda j: j.status in status)
+    """Wait until the job exists and is in one of ``status``."""
+
+    async def probe() -> Job | None:
+        try:
+            return await store.get_job(job_id)
+        except UnknownJob:
+            return None
+
+    job = await eventually(probe, lambda j: j is not None and j.status in status)
+    assert job is not None
+    return job
 
 
 class FakeMachine:
