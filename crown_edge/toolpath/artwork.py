@@ -115,6 +115,8 @@ def _fetch_http(url: str, limits: ArtworkLimits, deadline: float, holder: dict[s
         response = opener.open(request, timeout=remaining)
     except urllib.error.HTTPError as exc:
         exc.close()
+        if 300 <= exc.code < 400:
+            raise _fail(url, "url", f"redirect refused (HTTP {exc.code})") from None
         raise _fail(url, "status", f"server answered HTTP {exc.code}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
