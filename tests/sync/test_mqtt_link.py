@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -160,3 +161,51 @@ async def test_commands_dispatched_and_malformed_ignored(mqtt_broker: MqttBroker
         assert calls == [("explode", {}), ("pause", {"machine_id": "m1"})]
         assert link.commands_received == 4
         assert link.connected
+
+
+_LINK_PROCESS = """
+import asyncio, sys
+from crown_edge.sync.mqtt import MqttLink, MqttSettings
+
+class Empty:
+    async def outbox_pending(self, limit):
+        return []
+    async def outbox_mark_sent(self, ids):
+        pass
+
+async def main():
+    settings = MqttSettings(sys.argv[1], int(sys.argv[2]), sys.argv[3], keepalive=5)
+    async with MqttLink(settings, Empty()) as link:
+        await link.wait_connected()
+        print("up", flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def test_last_will_marks_a_killed_edge_offline(mqtt_broker: MqttBroker) -> None:
+    shop = _shop()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _LINK_PROCESS,
+        mqtt_broker.host,
+        str(mqtt_broker.port),
+        shop,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(30):
+            assert await proc.stdout.readline() == b"up\n"
+        async with subscriber(mqtt_broker, f"crown/v1/{shop}/edge/state") as got:
+            await until(lambda: len(got) == 1)
+            assert got[0][1]["online"] is True
+            proc.kill()  # no DISCONNECT: the broker must publish the Last Will
+            await until(lambda: len(got) == 2)
+            assert got[1][1]["online"] is False
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()

@@ -1,0 +1,110 @@
+"""The cloud side assembled: Order API + SQS dispatcher + bridge, one async context manager.
+
+``crown-edge cloud`` and ``crown-edge up`` build :class:`CloudServices` from their settings and a
+``start_job`` (:func:`crown_edge.sync.starter.start_job` bound to a Temporal client); the Temporal
+worker for ``crown-orders`` runs beside it, with :meth:`~crown_edge.sync.bridge.Bridge.cloud_sink`
+as the cloud activities' sink.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from crown_edge.cloud.app import OrderApi, create_app
+from crown_edge.embedded.sqs import DEFAULT_REGION, sqs_client
+from crown_edge.sync.bridge import Bridge, BridgeSettings
+from crown_edge.sync.dispatcher import Dispatcher, StartJob
+from crown_edge.sync.sqs import OrderQueue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CloudSettings:
+    """Where the cloud side listens and what it talks to.
+
+    ``sqs_endpoint_url`` None means AWS with the default credential chain; a loopback endpoint
+    (moto) gets dummy credentials. ``mqtt_host`` None runs the bridge without MQTT.
+    """
+
+    designs_dir: Path
+    http_host: str = "127.0.0.1"
+    http_port: int = 0
+    mqtt_host: str | None = "127.0.0.1"
+    mqtt_port: int = 1883
+    bridge_client_id: str = "crown-bridge"
+    sqs_endpoint_url: str | None = None
+    sqs_region: str = DEFAULT_REGION
+    dispatcher_wait_seconds: int = 1
+    dispatcher_retry_delay: int | None = 30
+
+
+def _client_for(settings: CloudSettings) -> Any:
+    url = settings.sqs_endpoint_url
+    if url is None:
+        import boto3.session
+
+        return boto3.session.Session(region_name=settings.sqs_region).client("sqs")
+    return sqs_client(url, settings.sqs_region)
+
+
+class CloudServices:
+    """Order API, dispatcher and bridge sharing one SQS client; stopped in reverse order."""
+
+    def __init__(
+        self, settings: CloudSettings, start_job: StartJob, *, client: Any | None = None
+    ) -> None:
+        self.settings = settings
+        self.start_job = start_job
+        self._own_client = client is None
+        self.client = client if client is not None else _client_for(settings)
+        self.orders = OrderQueue(self.client)
+        bridge_settings = (
+            BridgeSettings(settings.mqtt_host, settings.mqtt_port, settings.bridge_client_id)
+            if settings.mqtt_host is not None
+            else None
+        )
+        self.bridge = Bridge(bridge_settings, self.orders)
+        self.dispatcher = Dispatcher(
+            self.orders,
+            start_job,
+            wait_seconds=settings.dispatcher_wait_seconds,
+            retry_delay=settings.dispatcher_retry_delay,
+        )
+        self.api: OrderApi = create_app(
+            self.orders,
+            self.bridge,
+            designs_dir=settings.designs_dir,
+            host=settings.http_host,
+            port=settings.http_port,
+        )
+        self._stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.orders.resolve()
+            await self._stack.enter_async_context(self.bridge)
+            await self._stack.enter_async_context(self.dispatcher)
+            await self._stack.enter_async_context(self.api)
+        except BaseException:
+            await self._close()
+            raise
+        log.info("cloud services up: api %s", self.api.url)
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._close()
+
+    async def _close(self) -> None:
+        try:
+            await self._stack.aclose()
+        finally:
+            if self._own_client:
+                self.client.close()

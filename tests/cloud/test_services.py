@@ -1,0 +1,74 @@
+"""The assembled cloud side and the embedded stack: an order from POST to a workshop event."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+
+from crown_edge.cloud.service import CloudServices, CloudSettings
+from crown_edge.embedded import EmbeddedServices, MotoServer, MqttBroker
+from crown_edge.embedded._proc import port_open
+from crown_edge.errors import SyncError
+from crown_edge.models import IntakeMessage
+from crown_edge.sync.mqtt import MqttLink, MqttSettings
+from tests.cloud.client import post_json, request
+from tests.sync.fakes import MemoryOutbox, until
+
+pytestmark = pytest.mark.integration
+
+GOOD = {"job_id": "J-1", "customer_id": "C-1", "item_id": "plaque-a5", "due_date": "2026-12-01"}
+
+
+async def test_order_flows_from_api_to_dispatcher_and_back_from_the_workshop(
+    mqtt_broker: MqttBroker, moto_server: MotoServer, sqs_queues: dict[str, str], tmp_path: Path
+) -> None:
+    started: list[IntakeMessage] = []
+
+    async def start_job(msg: IntakeMessage) -> None:
+        started.append(msg)
+
+    settings = CloudSettings(
+        designs_dir=tmp_path,
+        mqtt_host=mqtt_broker.host,
+        mqtt_port=mqtt_broker.port,
+        bridge_client_id=uuid.uuid4().hex,
+        sqs_endpoint_url=moto_server.endpoint_url,
+        dispatcher_wait_seconds=0,
+    )
+    async with CloudServices(settings, start_job) as cloud:
+        async with asyncio.timeout(20):
+            await cloud.bridge.wait_connected()
+        reply = await post_json(f"{cloud.api.url}/orders", {**GOOD, "shop_id": "s1"})
+        assert reply.status == 202
+        await until(lambda: len(started) == 1)
+        assert started[0].shop_id == "s1"
+
+        outbox = MemoryOutbox()
+        outbox.put("events", {"event_id": "u1", "job_id": "J-1", "seq": 1, "status": "queued"})
+        async with MqttLink(MqttSettings(mqtt_broker.host, mqtt_broker.port, "s1"), outbox):
+            await until(lambda: cloud.bridge.relayed == 1)
+        status = await request(f"{cloud.api.url}/orders/J-1")
+        assert status.json()["status"] == "queued"
+        assert status.json()["source"] == "edge:s1"
+
+
+async def test_embedded_stack_starts_and_stops_everything() -> None:
+    async with EmbeddedServices(temporal=False) as services:
+        summary = services.summary()
+        assert set(summary) == {"mqtt", "sqs"}
+        assert len(services.queue_urls) == 4
+        broker_port = services.broker.port
+        assert port_open("127.0.0.1", broker_port)
+    assert not port_open("127.0.0.1", broker_port)
+
+
+async def test_embedded_stack_cleans_up_when_one_service_fails(tmp_path: Path) -> None:
+    services = EmbeddedServices(temporal_binary=tmp_path / "no-temporal")
+    with pytest.raises(SyncError):
+        async with services:
+            pass
+    assert not services.broker.running
+    assert not services.moto.running
