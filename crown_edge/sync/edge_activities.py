@@ -55,7 +55,7 @@ from crown_edge.models import IntakeMessage, JobStatus
 from crown_edge.scheduler import Scheduler
 from crown_edge.store import Job, Store
 from crown_edge.sync import edge_store as es
-from crown_edge.sync.edge_fit import alternative_items, fit_text
+from crown_edge.sync.edge_fit import alternative_items, estimate_seconds, fit_text
 from crown_edge.sync.edge_report import RunReporter
 from crown_edge.sync.edge_runs import auto_verdict, run_result
 from crown_edge.workflow import names as n
@@ -163,7 +163,10 @@ class EdgeActivities:
         except UnknownItem:
             await self._block(job, "unknown_item", now)
             raise refuse(n.ERR_UNKNOWN_ITEM, f"item {req.item_id!r} has no stock record") from None
-        if job.status in TERMINAL or job.status in (S.RECEIVED, S.BLOCKED):
+        if job.status is S.BLOCKED:
+            err = _BLOCK_TYPES.get(job.reason or "", ERR_JOB_CLOSED)
+            raise refuse(err, f"job {req.job_id} is blocked on the workshop ({job.reason})")
+        if job.status in TERMINAL or job.status is S.RECEIVED:
             raise refuse(ERR_JOB_CLOSED, f"job {req.job_id} is {job.status} on the workshop")
         return n.ValidateResult(
             job_id=req.job_id,
@@ -273,8 +276,11 @@ class EdgeActivities:
                         due_at=due_at,
                         artwork_url=req.artwork_url,
                     )
+            estimate = await self._estimate(req)
             try:
-                await self.scheduler.enqueue(req.job_id, now, event=event, attempt=req.attempt)
+                await self.scheduler.enqueue(
+                    req.job_id, now, event=event, attempt=req.attempt, estimate_s=estimate
+                )
             except IllegalTransition:
                 continue  # another try of this activity moved the job meanwhile: look again
             log.info("job %s: attempt %s queued (%s)", req.job_id, req.attempt, event)
@@ -301,6 +307,15 @@ class EdgeActivities:
             raise ApplicationError(f"job {req.job_id} is not validated yet", type="NotValidated")
         return None
 
+    async def _estimate(self, req: n.MachineRunInput) -> float | None:
+        item = self.catalog.items.get(req.item_id)
+        if item is None:
+            return None
+        material = self.catalog.material(req.material or item.material)
+        return await asyncio.to_thread(
+            estimate_seconds, item, req.lines, req.font, material, req.job_id
+        )
+
     def _eligible(self, item_id: str) -> bool:
         try:
             return self.scheduler.mask_for(item_id) != 0
@@ -316,6 +331,8 @@ class EdgeActivities:
         while True:
             job = await self.store.get_job(req.job_id)
             if job.attempt != req.attempt or job.status not in _RUNNING:
+                if job.status is S.CANCELLED and job.attempt == req.attempt:
+                    await self._cancelled_here(req, job, reporter)
                 return await self._result(req, job)
             if job.status is S.QUEUED:
                 tick = time.monotonic()
@@ -333,6 +350,23 @@ class EdgeActivities:
                 reason=job.reason if job.status is S.INTERRUPTED else None,
             )
             await asyncio.sleep(self.poll_s)
+
+    async def _cancelled_here(
+        self, req: n.MachineRunInput, job: Job, reporter: RunReporter
+    ) -> None:
+        """A technician cancelled the job on the workshop: have the workflow cancel too.
+
+        Once the ``cancel`` signal is delivered the workflow cancels this activity (and ends the
+        job ``cancelled``); meanwhile keep heartbeating. Without a link, fall through to a
+        ``failed`` result naming the cancellation.
+        """
+        if not await reporter.ask_cancel(job.reason or "cancelled on the workshop"):
+            return
+        waited = 0.0
+        while waited < self.cancel_wait_s:
+            activity.heartbeat({"status": "cancelled", "attempt": req.attempt})
+            await asyncio.sleep(self.poll_s)
+            waited += self.poll_s
 
     async def _result(self, req: n.MachineRunInput, job: Job) -> n.MachineRunResult:
         return run_result(job, await self.store.runs(req.job_id), req.attempt)

@@ -19,8 +19,8 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from crown_edge.workflow.data import MachineUpdate
-from crown_edge.workflow.names import MACHINE_UPDATE, workflow_id
+from crown_edge.workflow.data import CancelRequest, MachineUpdate
+from crown_edge.workflow.names import CANCEL, MACHINE_UPDATE, workflow_id
 
 log = logging.getLogger(__name__)
 
@@ -109,3 +109,17 @@ class RunReporter:
             return
         self._sent = update
         self._sent_at = self._clock()
+
+    async def ask_cancel(self, reason: str) -> bool:
+        """Tell the workflow the job was cancelled on the workshop; True when delivered."""
+        if self._client is None:
+            return False
+        handle = self._client.get_workflow_handle(workflow_id(self.job_id))
+        try:
+            await handle.signal(
+                CANCEL, CancelRequest(reason=reason, by="workshop"), rpc_timeout=SIGNAL_RPC_TIMEOUT
+            )
+        except (RPCError, RuntimeError, OSError, TimeoutError) as exc:
+            log.info("job %s: cancel not delivered to the workflow (%s)", self.job_id, exc)
+            return False
+        return True

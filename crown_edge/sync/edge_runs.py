@@ -42,7 +42,7 @@ def run_result(job: Job, runs: Sequence[RunRecord], attempt: int) -> n.MachineRu
         completed = job.status in RAN_TO_END
     else:  # a later attempt exists: this one ended as its last run row says
         completed = run is not None and run.outcome == n.OUTCOME_COMPLETED
-    message = _text(detail, "message") or _text(detail, "reason")
+    message = _text(detail, "message") or _text(detail, "error") or _text(detail, "reason")
     if not completed:
         if job.status is S.CANCELLED and job.attempt == attempt:
             message = message or f"cancelled on the workshop: {job.reason or 'no reason given'}"

@@ -12,6 +12,7 @@ import contextlib
 import sqlite3
 import sys
 import time
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,12 @@ async def test_workflow_completes_on_the_edge(
             await wait_status(store, "IT-1", JobStatus.QA_PENDING)
             await qa_pass(store, "IT-1")
             result = await handle.result()
+            # a technician cancels a queued job on the workshop: the workflow ends cancelled
+            await scheduler.set_paused("laser-1", True)
+            other = await start_job(env.client, replace(msg, job_id="IT-2"), default_shop_id=SHOP)
+            await wait_status(store, "IT-2", JobStatus.QUEUED)
+            await store.transition("IT-2", JobEvent.CANCEL, time.time(), sets={"reason": "phone"})
+            cancelled = await other.result()
     finally:
         machine.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -110,8 +117,11 @@ async def test_workflow_completes_on_the_edge(
     assert (row.reserved, row.consumed) == (0, 1)
     runs = await store.runs("IT-1")
     assert [(r.attempt, r.outcome) for r in runs] == [(1, "completed")]
-    notes = [p for kind, p in events if kind == "notification"]
+    notes = [p for kind, p in events if kind == "notification" and p["job_id"] == "IT-1"]
     assert [p["kind"] for p in notes] == ["complete"]
-    statuses = [p["status"] for kind, p in events if kind == "status"]
+    statuses = [p["status"] for kind, p in events if kind == "status" and p["job_id"] == "IT-1"]
     assert statuses[0] == "received" and statuses[-1] == "complete"
     assert {"validated", "queued", "qa_pending"} <= set(statuses)
+    assert (cancelled.status, cancelled.reason) == ("cancelled", "phone")
+    row = next(r for r in await store.list_stock() if r.item_id == "plaque-a5")
+    assert (row.reserved, row.consumed) == (0, 1), "the cancelled job's unit is back"

@@ -222,3 +222,25 @@ async def test_item_no_machine_can_engrave(edge: EdgeActivities, store: Store) -
         )
     assert info.value.type == n.ERR_NO_ELIGIBLE_MACHINE and info.value.non_retryable
     assert (await store.get_job("M-9")).status is S.VALIDATED
+
+
+async def test_job_cancelled_on_the_workshop_ends_the_run(
+    edge: EdgeActivities, store: Store
+) -> None:
+    await validated(edge, "M-10")
+    task = asyncio.create_task(ActivityEnvironment().run(edge.send_to_machine, run_input("M-10")))
+    await wait_status(store, "M-10", S.QUEUED)
+    await store.transition("M-10", JobEvent.CANCEL, time.time(), sets={"reason": "customer called"})
+    result = await task
+    assert result.outcome == n.OUTCOME_FAILED
+    assert result.message == "cancelled on the workshop: customer called"
+
+
+async def test_queued_job_gets_an_estimate(edge: EdgeActivities, store: Store) -> None:
+    await validated(edge, "M-11")
+    task = asyncio.create_task(ActivityEnvironment().run(edge.send_to_machine, run_input("M-11")))
+    job = await wait_status(store, "M-11", S.QUEUED)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert job.estimate_s > 0 and job.estimate_s != 60.0, "estimate from the toolpath render"
