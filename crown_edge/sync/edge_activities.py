@@ -148,12 +148,17 @@ class EdgeActivities:
         """Record the job, check item and text fit, reserve one unit (idempotent per job)."""
         now = self._clock()
         job = await self.store.submit(self._intake(req), now)
+        if job.status in TERMINAL:
+            raise refuse(ERR_JOB_CLOSED, f"job {req.job_id} is {job.status} on the workshop")
         item = self.catalog.items.get(req.item_id)
-        if item is None:
+        fit = None if item is None else await asyncio.to_thread(fit_text, item, req.lines, req.font)
+        if job.status not in (S.RECEIVED, S.BLOCKED):  # validated before: the same answer
+            cap = fit.cap_height_mm if fit is not None else None
+            return await self._validated(req, item.material if item else "", cap)
+        if item is None or fit is None:
             await self._block(job, "unknown_item", now)
             raise refuse(n.ERR_UNKNOWN_ITEM, f"unknown item {req.item_id!r}")
-        fit = await asyncio.to_thread(fit_text, item, req.lines, req.font)
-        if not fit.fits and job.status in (S.RECEIVED, S.BLOCKED):
+        if not fit.fits:
             await self._block(job, "text_does_not_fit", now)
             raise refuse(n.ERR_TEXT_DOES_NOT_FIT, fit.reason or "the text does not fit")
         try:
@@ -166,13 +171,16 @@ class EdgeActivities:
         if job.status is S.BLOCKED:
             err = _BLOCK_TYPES.get(job.reason or "", ERR_JOB_CLOSED)
             raise refuse(err, f"job {req.job_id} is blocked on the workshop ({job.reason})")
-        if job.status in TERMINAL or job.status is S.RECEIVED:
-            raise refuse(ERR_JOB_CLOSED, f"job {req.job_id} is {job.status} on the workshop")
+        return await self._validated(req, item.material, fit.cap_height_mm)
+
+    async def _validated(
+        self, req: n.ValidateJobInput, item_material: str, cap: float | None
+    ) -> n.ValidateResult:
         return n.ValidateResult(
             job_id=req.job_id,
             item_id=req.item_id,
-            material=req.material or item.material,
-            cap_height_mm=fit.cap_height_mm,
+            material=req.material or item_material,
+            cap_height_mm=cap,
             remaining=await es.available_units(self.store, req.item_id),
         )
 
@@ -192,7 +200,7 @@ class EdgeActivities:
         )
 
     async def _block(self, job: Job, reason: str, now: float) -> None:
-        if job.status in (S.RECEIVED, S.VALIDATED):
+        if job.status is S.RECEIVED:  # a held reservation is never blocked here
             await es.apply_if_allowed(self.store, job.job_id, (JobEvent.BLOCK,), now, reason=reason)
 
     @activity.defn(name=n.LIST_ALTERNATIVES)
@@ -406,6 +414,8 @@ class EdgeActivities:
                 continue
             if current and job.status is S.COMPLETE:
                 return n.QaResult(True, "complete on the workshop", "workshop")
+            if current and job.status is S.QA_FAILED:
+                return n.QaResult(False, job.reason or "failed on the workshop", "workshop")
             if job.status in TERMINAL:
                 raise refuse(ERR_JOB_CLOSED, f"job {req.job_id} is {job.status} on the workshop")
             activity.heartbeat(

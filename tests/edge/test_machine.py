@@ -222,6 +222,11 @@ async def test_item_no_machine_can_engrave(edge: EdgeActivities, store: Store) -
         )
     assert info.value.type == n.ERR_NO_ELIGIBLE_MACHINE and info.value.non_retryable
     assert (await store.get_job("M-9")).status is S.VALIDATED
+    # the workflow then releases the unit with the blocking reason
+    release = n.ReleaseInput("M-9", "glass-tumbler", "no_eligible_machine")
+    await ActivityEnvironment().run(edge.release_reservation, release)
+    job = await store.get_job("M-9")
+    assert (job.status, job.reason) == (S.BLOCKED, "no_eligible_machine")
 
 
 async def test_job_cancelled_on_the_workshop_ends_the_run(
