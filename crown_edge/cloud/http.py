@@ -81,8 +81,8 @@ class Response:
         """A plain-text response."""
         return cls(status, text.encode())
 
-    def encode(self, keep_alive: bool) -> bytes:
-        """Status line, headers and body as bytes."""
+    def encode(self, keep_alive: bool, head_only: bool = False) -> bytes:
+        """Status line, headers and (unless ``head_only``, for HEAD) body as bytes."""
         reason = (
             HTTPStatus(self.status).phrase if self.status in HTTPStatus._value2member_map_ else ""
         )
@@ -95,7 +95,8 @@ class Response:
             **self.headers,
         }
         lines += [f"{k}: {v}" for k, v in headers.items()]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return head if head_only else head + self.body
 
 
 def parse_head(head: bytes) -> Request:
@@ -230,7 +231,8 @@ class HttpServer:
                 response = Response.text("internal error", 500)
             if response.upgraded:
                 return
-            await self._send(writer, response, request.keep_alive)
+            writer.write(response.encode(request.keep_alive, head_only=request.method == "HEAD"))
+            await writer.drain()
             if not request.keep_alive:
                 return
 

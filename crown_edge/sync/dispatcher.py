@@ -163,15 +163,29 @@ class Dispatcher:
     async def poll_once(self, wait_seconds: int | None = None) -> int:
         """One round: the priority queue, and the standard queue only if no rush job was waiting.
 
-        Returns how many messages were handled.
+        Messages of different FIFO groups (jobs) are handled concurrently, those of one group in
+        order. Returns how many messages were handled; the first SQS error is re-raised after the
+        whole batch was dealt with.
         """
         wait = self.wait_seconds if wait_seconds is None else wait_seconds
         got = await self.queues.receive(queues.PRIORITY_QUEUE, self.batch, wait)
         if not got:
             got = await self.queues.receive(queues.ENGRAVING_QUEUE, self.batch, wait)
+        groups: dict[str, list[ReceivedMessage]] = {}
         for message in got:
-            await self.handle(message)
+            group = (message.attributes or {}).get("MessageGroupId", message.message_id)
+            groups.setdefault(group, []).append(message)
+        results = await asyncio.gather(
+            *(self._handle_group(batch) for batch in groups.values()), return_exceptions=True
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
         return len(got)
+
+    async def _handle_group(self, messages: list[ReceivedMessage]) -> None:
+        for message in messages:
+            await self.handle(message)
 
     async def handle(self, message: ReceivedMessage) -> None:
         """Start, drop or dead-letter one message (see the module docstring)."""

@@ -4,9 +4,10 @@ One :class:`MqttLink` per workshop daemon. It keeps one connection to the broker
 connected, runs two loops:
 
 - **drain**: reads the outbox (:class:`~crown_edge.sync.ports.OutboxSource`) in id order and
-  publishes each entry with QoS 1; an entry is marked sent only after the broker's PUBACK, one
-  at a time, so order holds and nothing is lost (a crash between PUBACK and the mark can repeat
-  an entry: delivery is at least once, consumers dedup on ``event_id``);
+  publishes each entry with QoS 1, waiting for each PUBACK before the next, so order holds; the
+  acknowledged ids of a batch are marked sent together (also when the link drops mid-batch), so
+  nothing is lost — a crash between PUBACK and the mark can repeat an entry: delivery is at
+  least once, consumers dedup on ``event_id`` / ``seq``;
 - **receive**: dispatches ``commands/{verb}`` to the command handler; malformed payloads are
   logged and dropped, and a failing handler never takes the link down.
 
@@ -225,15 +226,25 @@ class MqttLink:
                 await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
 
     async def _publish_entries(self, client: aiomqtt.Client, entries: list[OutboxEntry]) -> None:
-        for entry in entries:
-            await client.publish(
-                self.prefix + entry.topic,
-                topics.encode(entry.payload),
-                qos=entry.qos,
-                retain=entry.retain,
-            )
-            await self.outbox.outbox_mark_sent([entry.id])
-            self.published += 1
+        """Publish in order, one PUBACK at a time; mark what was acknowledged, even on failure.
+
+        The mark is shielded so a cancellation (link lost, shutdown) cannot drop the record of
+        entries the broker already has; at worst an entry is sent twice, never lost or reordered.
+        """
+        acked: list[int] = []
+        try:
+            for entry in entries:
+                await client.publish(
+                    self.prefix + entry.topic,
+                    topics.encode(entry.payload),
+                    qos=entry.qos,
+                    retain=entry.retain,
+                )
+                acked.append(entry.id)
+                self.published += 1
+        finally:
+            if acked:
+                await asyncio.shield(self.outbox.outbox_mark_sent(acked))
 
     async def _publish_states(self, client: aiomqtt.Client) -> None:
         while self._dirty:

@@ -166,3 +166,24 @@ async def test_queue_unavailable_is_503(api: tuple[OrderApi, Bridge]) -> None:
         reply = await post_json(f"{app.url}/orders", {**GOOD, "job_id": "D-1"})
     assert reply.status == 503
     assert bridge.board.job("D-1") is None
+
+
+async def test_keep_alive_and_head(api: tuple[OrderApi, Bridge]) -> None:
+    app, _ = api
+    reader, writer = await asyncio.open_connection(app.server.host, app.server.port)
+    try:
+        for method in ("GET", "HEAD"):
+            writer.write(f"{method} /healthz HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            await writer.drain()
+            async with asyncio.timeout(10):
+                head = await reader.readuntil(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200")
+                length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+                if method == "GET":
+                    assert json.loads(await reader.readexactly(length))["ok"] is True
+        writer.write(b"BROKEN\r\n\r\n")
+        async with asyncio.timeout(10):
+            assert (await reader.read()).startswith(b"HTTP/1.1 400")
+    finally:
+        writer.close()
+        await writer.wait_closed()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -13,6 +14,7 @@ from crown_edge.models import IntakeMessage
 from crown_edge.sync import queues
 from crown_edge.sync.dispatcher import Dispatcher, SeenJobs, classify
 from crown_edge.sync.sqs import OrderQueue, ReceivedMessage, dead_letter_body
+from tests.sync.fakes import until
 
 GOOD = {"job_id": "J-1", "customer_id": "C-1", "item_id": "plaque-a5", "due_date": "2026-12-01"}
 
@@ -188,3 +190,36 @@ def test_dead_letter_body_keeps_reason_and_body() -> None:
     assert wrapped["reason"] == "invalid_message"
     assert wrapped["body"] == "garbage"
     assert wrapped["message_id"] == "m7"
+
+
+async def test_same_group_in_one_batch_is_handled_in_order_and_started_once() -> None:
+    fake = FakeQueues()
+    started: list[str] = []
+    release = asyncio.Event()
+
+    async def start(msg: IntakeMessage) -> None:
+        started.append(msg.job_id)
+        if msg.job_id == "slow":
+            await release.wait()
+
+    def grouped(body: dict[str, Any], mid: str) -> ReceivedMessage:
+        return ReceivedMessage(
+            queue=queues.ENGRAVING_QUEUE,
+            message_id=mid,
+            receipt_handle=f"rh-{mid}",
+            body=json.dumps(body),
+            attributes={"MessageGroupId": body["job_id"]},
+        )
+
+    fake.waiting[queues.ENGRAVING_QUEUE] += [
+        grouped({**GOOD, "job_id": "slow"}, "a"),
+        grouped(GOOD, "b"),
+        grouped(GOOD, "c"),  # the same job again, in the same batch
+    ]
+    dispatcher = Dispatcher(fake, start)
+    poll = asyncio.create_task(dispatcher.poll_once())
+    await until(lambda: started == ["slow", "J-1"])  # the other group is not held up
+    release.set()
+    assert await poll == 3
+    assert sorted(fake.deleted) == ["a", "b", "c"]
+    assert dispatcher.stats.duplicates == 1
