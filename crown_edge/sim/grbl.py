@@ -382,7 +382,8 @@ class GrblSimulator:
     async def _main_loop(self) -> None:
         while True:
             newline = self._rx.find(b"\n")
-            if newline < 0 or self._stalled or self.core.state == "Home":
+            busy = self._stalled or self.core.state == "Home" or self.core.critical
+            if newline < 0 or busy:
                 self._wake_main.clear()
                 await self._wake_main.wait()
                 continue

@@ -115,6 +115,8 @@ class GrblCore:
         self.position = [0.0, 0.0, 0.0]
         self.state = "Idle"
         self.alarm: int | None = None
+        self.critical = False
+        """Hard/soft limit: grbl ignores everything but a reset (``[MSG:Reset to continue]``)."""
         self.door_open = False
         self.hold = False
         self.spindle = (5, 0.0)
@@ -138,6 +140,7 @@ class GrblCore:
         """Reset state as after power-up; return the lines grbl prints."""
         self.abort()
         self.alarm = None
+        self.critical = False
         out = ["", BANNER]
         if self.homing_enabled:
             self.state = "Alarm"
@@ -161,6 +164,7 @@ class GrblCore:
     def soft_reset(self) -> list[str]:
         """Ctrl-X: stop at once, keep an alarm if one was raised or motion was cut."""
         moving = self.abort()
+        self.critical = False
         out: list[str] = []
         if moving:
             self.alarm = codes.ABORT_DURING_CYCLE
@@ -179,7 +183,8 @@ class GrblCore:
         self.alarm = code
         self.state = "Alarm"
         out = [f"ALARM:{code}"]
-        if code in (codes.HARD_LIMIT, codes.ABORT_DURING_CYCLE):
+        if code in (codes.HARD_LIMIT, codes.SOFT_LIMIT):
+            self.critical = True
             out.append("[MSG:Reset to continue]")
         return out
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from crown_edge.drivers.grbl import protocol as p
 from crown_edge.drivers.grbl.transport import SerialLink
-from crown_edge.errors import ControllerError, DriverError, LinkLost, ProtocolError
+from crown_edge.errors import ControllerAlarm, ControllerError, DriverError, LinkLost, ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,10 @@ class Connection:
         self.silence_timeout = silence_timeout
         self._on_change = on_change
         self.protocol = p.GrblProtocol()
-        self.answers: deque[p.Ok | p.Error] = deque()
+        self.answers: deque[p.Ok | p.Error | p.Alarm] = deque()
+        """Answers in wire order; an ALARM is queued too so it lands between the right answers."""
+        self.orphans = 0
+        """Answers still due for lines of a run that ended early; dropped when they arrive."""
         self.feedback: deque[p.Event] = deque(maxlen=256)
         self.status: p.Status | None = None
         self.status_seq = 0
@@ -140,7 +143,10 @@ class Connection:
 
     def _dispatch(self, event: p.Event) -> None:
         if isinstance(event, p.Ok | p.Error):
-            self.answers.append(event)
+            if self.orphans > 0:
+                self.orphans -= 1
+            else:
+                self.answers.append(event)
         elif isinstance(event, p.Status):
             self.status = event
             self.status_seq += 1
@@ -148,10 +154,12 @@ class Connection:
                 self.alarm = None
         elif isinstance(event, p.Alarm):
             self.alarm = event
+            self.answers.append(event)
             log.warning("machine %s: ALARM:%d %s", self.machine_id, event.code, event.name)
         elif isinstance(event, p.Welcome):
             self.resets += 1
             self.answers.clear()
+            self.orphans = 0  # a reset empties grbl's buffers: no answer is due any more
             self.version = self.version or p.Version(event.version, "")
         elif isinstance(event, p.Options):
             self.options = event
@@ -202,6 +210,13 @@ class Connection:
             await self.wait(min(left, 0.2))
         answer = self.answers.popleft()
         feedback = list(self.feedback)
+        if isinstance(answer, p.Alarm):
+            raise ControllerAlarm(
+                f"{line!r}: ALARM:{answer.code} {answer.name}",
+                machine_id=self.machine_id,
+                code=answer.code,
+                text=answer.text,
+            )
         if isinstance(answer, p.Error):
             raise ControllerError(
                 f"{line!r} refused: error:{answer.code} {answer.name}",

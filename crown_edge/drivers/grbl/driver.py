@@ -335,10 +335,15 @@ class GrblDriver:
             self._run = run
             self._interrupted = False
             self._notify()
+            resets = conn.resets
             try:
                 result = await self._stream(conn, run)
             finally:
                 self._run = None
+                if conn.resets == resets:
+                    arrived = sum(1 for a in conn.answers if not isinstance(a, p.Alarm))
+                    conn.orphans += max(0, streamer.in_flight - arrived)
+                conn.answers.clear()
                 self._notify()
             self._interrupted = result.outcome is RunOutcome.INTERRUPTED
             log.info(
@@ -359,6 +364,7 @@ class GrblDriver:
         conn.alarm = None
         last_answer = time.monotonic()
         idle_since: float | None = None
+        idle_seq = 0
         acked_seq: int | None = None
 
         def result(outcome: RunOutcome, **extra: Any) -> RunResult:
@@ -379,6 +385,14 @@ class GrblDriver:
             while conn.answers:
                 answer = conn.answers.popleft()
                 last_answer = time.monotonic()
+                if isinstance(answer, p.Alarm):
+                    self._alarm = answer
+                    return result(
+                        RunOutcome.INTERRUPTED,
+                        reason="alarm",
+                        alarm_code=answer.code,
+                        alarm_text=f"{answer.name}: {answer.text}",
+                    )
                 try:
                     number = streamer.on_ok() if isinstance(answer, p.Ok) else streamer.answer()
                 except ProtocolError as exc:
@@ -393,14 +407,6 @@ class GrblDriver:
                         error_text=f"{answer.name}: {answer.text}",
                     )
                 self._progress(run)
-            if conn.alarm is not None:
-                self._alarm = conn.alarm
-                return result(
-                    RunOutcome.INTERRUPTED,
-                    reason="alarm",
-                    alarm_code=conn.alarm.code,
-                    alarm_text=f"{conn.alarm.name}: {conn.alarm.text}",
-                )
             if conn.resets != resets:
                 return result(RunOutcome.INTERRUPTED, reason=run.stop_reason or "reset")
             if conn.lost.is_set():
@@ -418,10 +424,13 @@ class GrblDriver:
                         conn.write(data)
                 except LinkLost:
                     continue
+                # A lost ``ok``: fresh reports keep saying Idle while a line is still unanswered.
                 now = time.monotonic()
                 if status is not None and status.state == "Idle" and streamer.in_flight:
-                    idle_since = idle_since or now
-                    if min(now - idle_since, now - last_answer) > self.lost_ack_timeout:
+                    if idle_since is None:
+                        idle_since, idle_seq = now, conn.status_seq
+                    quiet = min(now - idle_since, now - last_answer)
+                    if quiet > self.lost_ack_timeout and conn.status_seq >= idle_seq + 3:
                         return result(RunOutcome.INTERRUPTED, reason="lost_ack")
                 else:
                     idle_since = None
@@ -506,7 +515,18 @@ class GrblDriver:
         self._notify()
 
     async def unlock(self) -> None:
-        """Clear an alarm lock with ``$X`` (technician action)."""
+        """Clear an alarm lock with ``$X`` (technician action).
+
+        After a hard or soft limit grbl listens to nothing but a reset, so one is sent first.
+        """
+        if self._alarm is not None and self._alarm.code in (1, 2):
+            conn = self._live()
+            resets = conn.resets
+            conn.realtime(p.RealTime.SOFT_RESET)
+            deadline = time.monotonic() + self.open_timeout
+            while conn.resets == resets and time.monotonic() < deadline:
+                await conn.wait(0.05)
+            await asyncio.sleep(0.05)
         await self.command("$X")
         self._alarm = None
         self._interrupted = False

@@ -62,6 +62,7 @@ class Streamer:
                 raise ProtocolError(f"line {number}: {exc}", line=number, text=text) from exc
             self._queue.append((number, data, is_send_response(text)))
         self._in_flight: deque[tuple[int, int]] = deque()  # (line number, bytes)
+        self._alone_in_flight = False
         self.in_flight_bytes = 0
         self.bytes_sent = 0
         self.acked_lines = 0
@@ -87,12 +88,13 @@ class Streamer:
         if not self._queue:
             return None
         number, data, alone = self._queue[0]
-        if self._in_flight and (alone or self.send_response):
+        if self._in_flight and (alone or self.send_response or self._alone_in_flight):
             return None
         if self.in_flight_bytes + len(data) > self.capacity:
             return None
         self._queue.popleft()
         self._in_flight.append((number, len(data)))
+        self._alone_in_flight = alone
         self.in_flight_bytes += len(data)
         self.bytes_sent += len(data)
         return data
@@ -106,6 +108,8 @@ class Streamer:
             raise ProtocolError("controller answered a line that was never sent")
         number, size = self._in_flight.popleft()
         self.in_flight_bytes -= size
+        if not self._in_flight:
+            self._alone_in_flight = False
         return number
 
     def on_ok(self) -> int:

@@ -1,0 +1,1 @@
+"""Tests of the GRBL driver, its protocol and the GRBL simulator."""

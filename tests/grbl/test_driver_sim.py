@@ -1,0 +1,211 @@
+"""The driver streaming real programs to the simulator over a pty, with faults."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from crown_edge.drivers.base import RunOutcome, RunProgress
+from crown_edge.drivers.grbl.driver import GrblDriver
+from crown_edge.errors import ControllerAlarm, InterlockOpen, ProtocolError
+from crown_edge.models import Availability, Execution
+from crown_edge.sim.grbl import GrblSimulator
+from tests.grbl.conftest import eventually, plate_program
+
+
+def assert_sent_once_in_order(sim: GrblSimulator, job_id: str, lines: list[str]) -> list[str]:
+    runs = sim.runs_of(job_id)
+    assert len(runs) == 1, "the program reached the controller more than once"
+    received = runs[0].received
+    assert received == [line.strip() for line in lines[: len(received)]]
+    return received
+
+
+async def test_full_job_completes_and_every_line_runs_once(
+    sim: GrblSimulator, driver: GrblDriver
+) -> None:
+    lines = plate_program("J-1")
+    seen: list[RunProgress] = []
+    result = await driver.run_program("J-1", lines, on_progress=seen.append)
+    assert result.outcome is RunOutcome.COMPLETED and result.qa_auto_ok
+    assert result.acked_lines == result.total_lines == result.last_acked_line == len(lines)
+    assert seen[0].fraction == 0.0 and seen[-1].fraction == 1.0
+    run = sim.runs_of("J-1")
+    assert len(run) == 1 and run[0].executed == lines and not run[0].interrupted
+    assert sim.stats.rx_overflows == 0
+    assert sim.stats.rx_peak > 64  # character counting kept the RX buffer busy
+    assert driver.state.execution is Execution.READY
+
+
+async def test_send_response_mode_completes(sim: GrblSimulator, driver: GrblDriver) -> None:
+    lines = plate_program("J-2", moves=30)
+    result = await driver.run_program("J-2", lines, send_response=True)
+    assert result.qa_auto_ok
+    assert sim.stats.rx_peak <= max(len(line) for line in lines) + 1
+
+
+async def test_error_mid_job_fails_at_that_line(sim: GrblSimulator, driver: GrblDriver) -> None:
+    lines = plate_program("J-3")
+    lines[59] = "G1 X10 Q5"  # Q is not a grbl word: error:20
+    result = await driver.run_program("J-3", lines)
+    assert result.outcome is RunOutcome.FAILED and not result.qa_auto_ok
+    assert result.error_line == 60 and result.error_code == 20
+    assert result.last_acked_line == 59
+    assert "Unsupported command" in (result.error_text or "")
+    assert len(sim.runs_of("J-3")) == 1
+    received = sim.runs_of("J-3")[0].received  # accepted lines: the refused one is not there
+    assert received == [line for line in lines[: len(received) + 1] if "Q5" not in line]
+    assert sim.runs_of("J-3")[0].interrupted  # the buffered rest was flushed, not executed
+    await driver.wait_ready(timeout=5)
+
+
+async def test_alarm_mid_job_interrupts_and_locks(sim: GrblSimulator, driver: GrblDriver) -> None:
+    lines = plate_program("J-4")
+    sim.alarm_after_line(80, code=1)
+    result = await driver.run_program("J-4", lines)
+    assert result.outcome is RunOutcome.INTERRUPTED and result.reason == "alarm"
+    assert result.alarm_code == 1 and "Hard limit" in (result.alarm_text or "")
+    assert 80 <= result.last_acked_line < len(lines)
+    state = driver.state
+    assert state.availability is Availability.UNAVAILABLE
+    assert state.alarm is not None and state.alarm.startswith("ALARM:1")
+    with pytest.raises(ControllerAlarm):
+        await driver.run_program("J-5", plate_program("J-5", 5))
+    await driver.unlock()
+    assert (await driver.wait_ready(timeout=5)).availability is Availability.AVAILABLE
+    assert_sent_once_in_order(sim, "J-4", lines)
+
+
+async def test_unplug_mid_job_interrupts_without_resending(
+    sim: GrblSimulator, driver: GrblDriver
+) -> None:
+    lines = plate_program("J-6")
+
+    def pull(progress: RunProgress) -> None:
+        if progress.fraction >= 0.3:
+            sim.unplug()
+
+    result = await driver.run_program("J-6", lines, on_progress=pull)
+    assert result.outcome is RunOutcome.INTERRUPTED and result.reason == "link_lost"
+    assert 0 < result.last_acked_line < len(lines)
+    assert driver.state.availability is Availability.UNAVAILABLE
+    assert driver.state.execution is Execution.INTERRUPTED
+    received = assert_sent_once_in_order(sim, "J-6", lines)
+    assert len(received) >= result.last_acked_line
+    sim.replug()
+    state = await driver.wait_ready(timeout=5)
+    assert state.availability is Availability.AVAILABLE
+    await asyncio.sleep(0.3)
+    assert len(sim.runs_of("J-6")) == 1 and sim.runs_of("J-6")[0].received == received
+
+
+async def test_stalled_controller_interrupts(sim: GrblSimulator, driver: GrblDriver) -> None:
+    lines = plate_program("J-7")
+
+    def freeze(progress: RunProgress) -> None:
+        if progress.fraction >= 0.2:
+            sim.stall()
+
+    result = await driver.run_program("J-7", lines, on_progress=freeze)
+    assert result.outcome is RunOutcome.INTERRUPTED and result.reason == "silent"
+    assert driver.state.availability is Availability.UNAVAILABLE
+    assert_sent_once_in_order(sim, "J-7", lines)
+    sim.unstall()
+    await driver.wait_ready(timeout=5)
+
+
+async def test_door_open_holds_then_resumes(sim: GrblSimulator, driver: GrblDriver) -> None:
+    lines = plate_program("J-8")
+    states: list[Execution] = []
+
+    async def door() -> None:
+        await eventually(
+            lambda: bool(sim.runs_of("J-8")) and len(sim.runs_of("J-8")[0].executed) >= 50
+        )
+        sim.set_door(True)
+        assert not sim.laser_on
+        for _ in range(50):
+            await asyncio.sleep(0.05)
+            states.append(driver.state.execution)
+            if states[-1] is Execution.FEED_HOLD:
+                break
+        sim.set_door(False)
+        await asyncio.sleep(0.3)
+        await driver.resume()
+
+    task = asyncio.create_task(door())
+    result = await driver.run_program("J-8", lines)
+    await task
+    assert Execution.FEED_HOLD in states
+    assert result.qa_auto_ok
+    assert sim.runs_of("J-8")[0].executed == lines
+
+
+async def test_door_open_refuses_to_start(sim: GrblSimulator, driver: GrblDriver) -> None:
+    sim.set_door(True)
+    await asyncio.sleep(0.5)
+    with pytest.raises(InterlockOpen):
+        await driver.run_program("J-9", plate_program("J-9", 3))
+    assert sim.runs_of("J-9") == []
+
+
+async def test_emergency_stop_turns_laser_off(sim: GrblSimulator, driver: GrblDriver) -> None:
+    lines = plate_program("J-10")
+
+    async def stop() -> None:
+        await eventually(lambda: sim.laser_on)
+        await driver.emergency_stop()
+        assert not sim.laser_on
+
+    task = asyncio.create_task(stop())
+    result = await driver.run_program("J-10", lines)
+    await task
+    assert result.outcome is RunOutcome.INTERRUPTED and result.reason == "emergency_stop"
+    assert sim.state in ("Idle", "Alarm") and not sim.laser_on
+    assert sim.runs_of("J-10")[0].interrupted
+
+
+async def test_lost_ok_ends_interrupted(sim: GrblSimulator, driver: GrblDriver) -> None:
+    lines = plate_program("J-11", moves=20)
+    sim.drop_oks(1)
+    result = await driver.run_program("J-11", lines)
+    assert result.outcome is RunOutcome.INTERRUPTED and result.reason == "lost_ack"
+    assert result.last_acked_line < len(lines)
+
+
+async def test_line_noise_is_survived(sim: GrblSimulator, driver: GrblDriver) -> None:
+    lines = plate_program("J-12", moves=50)
+
+    def noise(progress: RunProgress) -> None:
+        if 0.2 < progress.fraction < 0.25:
+            sim.inject_garbage(b"\x00\xff#@garbage\r\n")
+
+    result = await driver.run_program("J-12", lines, on_progress=noise)
+    assert result.qa_auto_ok
+
+
+async def test_resume_from_line(sim: GrblSimulator, driver: GrblDriver) -> None:
+    lines = plate_program("J-13", moves=40)
+    result = await driver.run_program("J-13", lines, start_line=30)
+    assert result.qa_auto_ok and result.acked_lines == len(lines) - 30
+    run = sim.runs_of("J-13")[0]
+    assert run.received[-(len(lines) - 30) :] == lines[30:]
+    assert "G0X9.000Y4.500Z0.000" in run.received  # where line 30 ended, laser off
+
+
+async def test_overlong_line_refused_before_sending(sim: GrblSimulator, driver: GrblDriver) -> None:
+    lines = [*plate_program("J-14", 3), "G1 X1 Y1 " + "Z0.000 " * 15]
+    with pytest.raises(ProtocolError):
+        await driver.run_program("J-14", lines)
+    assert sim.runs_of("J-14") == []
+
+
+async def test_settings_home_frame(sim: GrblSimulator, driver: GrblDriver) -> None:
+    settings = await driver.settings()
+    assert settings[32] == "1" and settings[110] == "6000"
+    await driver.command("$22=1")
+    await driver.home(timeout=5)
+    result = await driver.frame(0, 0, 20, 10)
+    assert result.qa_auto_ok and not sim.laser_on
+    assert sim.runs_of("frame")[0].executed[-1] == "G1X0.000Y0.000F3000"
