@@ -107,12 +107,23 @@ def estimate_moves(
         if length < 1e-6:
             continue
         x, y, a = tx, ty, ta
+        adx = dx if dx >= 0.0 else -dx
+        ady = dy if dy >= 0.0 else -dy
+        ada = da if da >= 0.0 else -da
+        dxy = adx if adx > ady else ady
+        if ada == 0.0:
+            block_acc = length / (dxy * ia_xy)
+            rate = length / (dxy * ir_xy)
+        else:
+            block_acc = length / max(dxy * ia_xy, ada * ia_a)
+            rate = length / max(dxy * ir_xy, ada * ir_a)
         ux, uy, ua = dx / length, dy / length, da / length
-        axy = max(abs(ux), abs(uy))
-        aa = abs(ua)
-        block_acc = 1.0 / max(axy * ia_xy, aa * ia_a)
-        rate = 1.0 / max(axy * ir_xy, aa * ir_a)
-        speed = rate if move.rapid else min(move.feed_mm_min / 60, rate)
+        if move.rapid:
+            speed = rate
+        else:
+            speed = move.feed_mm_min / 60.0
+            if speed > rate:
+                speed = rate
         if speed < 1e-3:
             speed = 1e-3
         v_sq = speed * speed
@@ -143,45 +154,43 @@ def estimate_moves(
     if n == 0:
         return Estimate(0.0, 0.0, 0.0, 0)
     two_al = [2 * acc[k] * lengths[k] for k in range(n)]
-    # Backward pass: the fastest each block may be entered and still stop by the end.
-    allowed = [0.0] * (n + 1)
-    for k in range(n - 1, -1, -1):
-        allowed[k] = min(max_entry[k], allowed[k + 1] + two_al[k])
-    # Look-ahead horizon: block k must be able to stop within the blocks behind it in the buffer.
+    # Backward: ``allowed`` is the fastest entry (squared) from which the rest can still stop;
+    # the exit of block k is also capped by stopping within the next ``horizon`` blocks, the
+    # ones behind it in grbl's buffer. In squared speeds both are min-plus sums, so the capped
+    # exit is min(allowed[k + 1], sum of 2·a·L over the window).
     horizon = n if m.planner_blocks is None else max(1, m.planner_blocks - 1)
-    window = 0.0
     exit_bound = [0.0] * n
+    allowed_next = 0.0
+    window = 0.0
     for k in range(n - 1, -1, -1):
-        # window = sum of two_al over blocks k+1 .. k+horizon
         if k + 1 < n:
             window += two_al[k + 1]
-        if k + 1 + horizon < n:
-            window -= two_al[k + 1 + horizon]
-        exit_bound[k] = min(allowed[k + 1], window) if k + 1 < n else 0.0
+            if k + 1 + horizon < n:
+                window -= two_al[k + 1 + horizon]
+            exit_bound[k] = max(0.0, min(allowed_next, window))
+        allowed_next = min(max_entry[k], allowed_next + two_al[k])
+    # Forward: accelerate as far as allowed; each block is a trapezoid or a triangle.
     cut_s = rapid_s = 0.0
-    entry_sq = 0.0
+    v0_sq = 0.0
     for k in range(n):
-        exit_sq = min(exit_bound[k], entry_sq + two_al[k])
-        t = _trapezoid_time(lengths[k], acc[k], entry_sq, exit_sq, nominal_sq[k])
+        v1_sq = min(exit_bound[k], v0_sq + two_al[k])
+        vn_sq = nominal_sq[k]
+        a2 = 2.0 * acc[k]
+        length = lengths[k]
+        d_acc = (vn_sq - v0_sq) / a2
+        d_dec = (vn_sq - v1_sq) / a2
+        if d_acc + d_dec <= length:
+            vn = sqrt(vn_sq)
+            t = (2.0 * vn - sqrt(v0_sq) - sqrt(v1_sq)) / acc[k] + (length - d_acc - d_dec) / vn
+        else:
+            peak = sqrt(max(v0_sq, v1_sq, 0.5 * (a2 * length + v0_sq + v1_sq)))
+            t = (2.0 * peak - sqrt(v0_sq) - sqrt(v1_sq)) / acc[k]
         if rapid[k]:
             rapid_s += t
         else:
             cut_s += t
-        entry_sq = exit_sq
+        v0_sq = v1_sq
     return Estimate(cut_s + rapid_s, cut_s, rapid_s, n)
-
-
-def _trapezoid_time(length: float, a: float, v0_sq: float, v1_sq: float, vn_sq: float) -> float:
-    v0_sq = min(v0_sq, vn_sq)
-    v1_sq = min(v1_sq, vn_sq)
-    d_acc = (vn_sq - v0_sq) / (2 * a)
-    d_dec = (vn_sq - v1_sq) / (2 * a)
-    v0, v1 = math.sqrt(v0_sq), math.sqrt(v1_sq)
-    if d_acc + d_dec <= length:
-        vn = math.sqrt(vn_sq)
-        return (vn - v0) / a + (vn - v1) / a + (length - d_acc - d_dec) / vn
-    peak = math.sqrt(max(v0_sq, v1_sq, (2 * a * length + v0_sq + v1_sq) / 2))
-    return (peak - v0) / a + (peak - v1) / a
 
 
 def estimate_gcode(lines: Iterable[str], machine: MachineParams | None = None) -> Estimate:

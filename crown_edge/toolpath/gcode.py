@@ -156,7 +156,12 @@ def emit_gcode(
                 if length <= 1e-9:
                     continue
                 m0, m1 = to_machine(u, v) if rotary else (u, v)
-                t0, t1 = _fmt(m0), _fmt(m1)
+                t0 = f"{m0:.3f}"
+                t1 = f"{m1:.3f}"
+                if t0 == "-0.000":
+                    t0 = "0.000"
+                if t1 == "-0.000":
+                    t1 = "0.000"
                 if t0 == c0 and t1 == c1:
                     continue  # below the printed resolution; the next point carries on
                 if rotary:
