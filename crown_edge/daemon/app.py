@@ -15,7 +15,7 @@ import logging
 import signal
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -26,7 +26,7 @@ from crown_edge.control import ControlServer
 from crown_edge.daemon.handlers import build_handlers
 from crown_edge.daemon.machines import Machine, MachineWorker
 from crown_edge.daemon.notify import Notifier
-from crown_edge.daemon.programs import estimate_job, render_program
+from crown_edge.daemon.programs import render_program
 from crown_edge.errors import CrownEdgeError, IllegalTransition, UnknownMachine
 from crown_edge.lifecycle import JobEvent
 from crown_edge.models import IntakeMessage, JobStatus
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
 
-MachineFactory = Callable[[EdgeConfig, AsyncExitStack], Any]
+MachineFactory = Callable[[EdgeConfig, AsyncExitStack], Awaitable[dict[str, Machine]]]
 
 
 class EdgeDaemon:
@@ -231,8 +231,10 @@ class EdgeDaemon:
         await stack.enter_async_context(
             ControlServer(self.config.control_socket, build_handlers(self))
         )
-        for hook in _extra_components:
-            await hook(self, stack)
+        from crown_edge.daemon.links import start_mqtt, start_temporal
+
+        await start_mqtt(self, stack)
+        await start_temporal(self, stack)
 
     async def _watchdog(self) -> None:
         interval = self.notifier.watchdog_interval() or 5.0
@@ -242,12 +244,3 @@ class EdgeDaemon:
             else:
                 log.error("store unhealthy: withholding the systemd watchdog ping")
             await asyncio.sleep(interval)
-
-
-# Optional components (MQTT link, Temporal worker) register a start hook here.
-_extra_components: list[Callable[[EdgeDaemon, AsyncExitStack], Any]] = []
-
-
-def estimate_for(job: Job, catalog: Catalog) -> float:
-    """Estimated engraving seconds for a job (toolpath estimate or heuristic)."""
-    return estimate_job(job, catalog)

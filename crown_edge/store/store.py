@@ -109,6 +109,8 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = None
+        #: Called (in the event loop) after every committed write, e.g. to wake the MQTT link.
+        self.on_commit: list[Callable[[], None]] = []
 
     @classmethod
     def from_path(cls, path: Path | str) -> Self:
@@ -201,7 +203,10 @@ class Store:
             conn.execute("COMMIT")
             return result
 
-        return await self._run(body)
+        result = await self._run(body)
+        for callback in self.on_commit:
+            callback()
+        return result
 
     async def healthy(self) -> bool:
         """True when the database answers a trivial query (used for the systemd watchdog)."""

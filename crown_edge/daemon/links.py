@@ -1,0 +1,120 @@
+"""The daemon's links to the cloud: the MQTT link (outbox, commands) and the Temporal worker.
+
+Both are optional and both tolerate being offline: the daemon starts and runs jobs whether or
+not the broker or the Temporal server answers; the MQTT link drains the outbox whenever it is
+connected, and the Temporal worker connects (and reconnects) in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from crown_edge.errors import CrownEdgeError
+
+if TYPE_CHECKING:
+    from crown_edge.daemon.app import EdgeDaemon
+
+log = logging.getLogger(__name__)
+
+#: MQTT ``commands/{verb}`` -> control command and the payload key it needs.
+COMMANDS = {
+    "cancel": ("jobs.cancel", "job_id"),
+    "top": ("jobs.top", "job_id"),
+    "pause": ("machines.pause", "machine_id"),
+    "resume": ("machines.resume", "machine_id"),
+}
+
+
+async def start_mqtt(d: EdgeDaemon, stack: AsyncExitStack) -> None:
+    """Start the MQTT link when ``[mqtt] enabled``; it drains the store's outbox."""
+    if not d.config.mqtt.enabled:
+        return
+    from crown_edge.daemon.handlers import build_handlers
+    from crown_edge.sync.mqtt import MqttLink, MqttSettings
+
+    handlers = build_handlers(d)
+
+    async def on_command(verb: str, payload: dict[str, Any]) -> None:
+        target = COMMANDS.get(verb)
+        if target is None:
+            log.warning("mqtt command %r is not supported; ignored", verb)
+            return
+        name, key = target
+        if not isinstance(payload.get(key), str):
+            log.warning("mqtt command %r without %s; ignored", verb, key)
+            return
+        try:
+            await handlers[name]({key: payload[key], "reason": "remote"})
+        except CrownEdgeError as exc:
+            log.warning("mqtt command %s(%s) refused: %s", verb, payload[key], exc)
+
+    cfg = d.config.mqtt
+    settings = MqttSettings(
+        host=cfg.host,
+        port=cfg.port,
+        shop_id=d.config.shop_id,
+        username=cfg.username,
+        password=cfg.password,
+        keepalive=cfg.keepalive_s,
+    )
+    link = MqttLink(settings, d.store, on_command)
+    await stack.enter_async_context(link)
+    d.store.on_commit.append(link.wake)
+    d.add_link("mqtt", lambda: link.connected)
+
+
+async def start_temporal(d: EdgeDaemon, stack: AsyncExitStack) -> None:
+    """Run the workshop activity worker on ``crown-edge-{shop_id}`` when enabled."""
+    if not d.config.temporal.enabled:
+        return
+    state = {"connected": False}
+    d.add_link("temporal", lambda: state["connected"])
+    await stack.enter_async_context(_temporal_worker(d, state))
+
+
+@asynccontextmanager
+async def _temporal_worker(d: EdgeDaemon, state: dict[str, bool]) -> AsyncIterator[None]:
+    task = asyncio.create_task(_serve_temporal(d, state), name="temporal-worker")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _serve_temporal(d: EdgeDaemon, state: dict[str, bool]) -> None:
+    from temporalio.client import Client
+
+    from crown_edge.sync.edge_activities import EdgeActivities, edge_worker
+
+    cfg = d.config.temporal
+    activities = EdgeActivities(d.store, d.scheduler, d.catalog, qa_mode=d.config.qa_mode)
+    delay = 1.0
+    while True:
+        try:
+            client = await Client.connect(cfg.target, namespace=cfg.namespace)
+        except Exception as exc:  # offline is normal: keep running jobs, retry later
+            state["connected"] = False
+            log.info("temporal at %s unreachable (%s); retrying in %.0f s", cfg.target, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+            continue
+        delay = 1.0
+        state["connected"] = True
+        log.info("temporal worker on %s (%s)", d.config.task_queue, cfg.target)
+        try:
+            worker = edge_worker(client, activities, d.config.task_queue)
+            await worker.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("temporal worker stopped (%s); reconnecting", exc)
+            await asyncio.sleep(delay)
+        finally:
+            state["connected"] = False
