@@ -74,6 +74,8 @@ def render(
     """Render text lines for an item (or an ad-hoc area) to G-code, with preview and figures."""
     if (item is None) == (area is None):
         _fail("give exactly one of --item or --area", 2)
+    if not line and not artwork:
+        _fail("nothing to engrave: give --line and/or --artwork", 2)
     try:
         cat = load_catalog(catalog)
         the_item = cat.item(item) if item is not None else _area_item(area or "")

@@ -82,7 +82,12 @@ class _Measured:
 
 
 def normalise_lines(lines: Sequence[str]) -> list[str]:
-    """Strip each line and drop blank lines at the start and the end (inner blanks are spacers)."""
+    """Strip each line and drop blank lines at the start and the end (inner blanks are spacers).
+
+    A bare string is taken as one line (its newlines, if any, are then rejected as glyphs).
+    """
+    if isinstance(lines, str):
+        lines = [lines]
     out = [line.strip(" ") for line in lines]
     while out and not out[0]:
         out.pop(0)

@@ -27,7 +27,11 @@ DEFAULT_EVALUATIONS_PER_STROKE = 25
 
 @dataclass(frozen=True, slots=True)
 class Ordering:
-    """Strokes in cutting order, each already turned the way it is cut."""
+    """Strokes in cutting order, each already turned the way it is cut.
+
+    A closed stroke (a loop, first point = last point) may also start at another of its
+    vertices: the same segments are cut.
+    """
 
     strokes: tuple[Polyline, ...]
     order: tuple[int, ...]
@@ -349,6 +353,27 @@ def _improve(
             requeue((a - 1, a, a + 1))
 
 
+def _rotate_loops(strokes: list[Polyline], start: Point) -> None:
+    """Start each closed stroke at the vertex nearest its neighbours (same segments, less air)."""
+    px, py = start
+    last = len(strokes) - 1
+    for k, stroke in enumerate(strokes):
+        if len(stroke) > 3 and stroke[0] == stroke[-1]:
+            nx, ny = strokes[k + 1][0] if k < last else (px, py)
+            follow = 1.0 if k < last else 0.0
+            best_cost = math.inf
+            best_v = 0
+            for v, (x, y) in enumerate(stroke[:-1]):
+                cost = _hypot(x - px, y - py) + follow * _hypot(x - nx, y - ny)
+                if cost < best_cost:
+                    best_cost, best_v = cost, v
+            if best_v:
+                ring = stroke[:-1]
+                stroke = ring[best_v:] + ring[:best_v] + (ring[best_v],)
+                strokes[k] = stroke
+        px, py = stroke[-1]
+
+
 def order_strokes(
     strokes: Sequence[Polyline],
     *,
@@ -386,6 +411,7 @@ def order_strokes(
     for t in tour.seq:
         s = items[t]
         out.append(s[::-1] if tour.flip[t] else s)
+    _rotate_loops(out, start)
     travel = travel_length(out, start)
     return Ordering(
         tuple(out),

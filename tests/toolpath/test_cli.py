@@ -70,6 +70,7 @@ def test_text_that_does_not_fit_is_one_line_on_stderr() -> None:
 
 def test_usage_errors() -> None:
     assert runner.invoke(app, ["--line", "x"]).exit_code == 2
+    assert runner.invoke(app, ["--item", "plaque-a5"]).exit_code == 2
     assert runner.invoke(app, ["--area", "big", "--line", "x"]).exit_code == 2
     assert runner.invoke(app, ["--item", "nope", "--line", "x"]).exit_code == 1
     missing = runner.invoke(app, ["--item", "plaque-a5", "--line", "caf\u00e9"])

@@ -121,6 +121,7 @@ def test_control_and_exotic_characters_are_rejected(char: str) -> None:
 
 def test_blank_lines_at_the_ends_are_dropped_inner_kept() -> None:
     assert normalise_lines(["", "  a ", "", "b", "  "]) == ["a", "", "b"]
+    assert normalise_lines("Winner") == ["Winner"]
     assert layout_text(EngravingArea(50, 20), ["", " "]).strokes == ()
 
 
