@@ -76,8 +76,9 @@ class InterlockMonitor:
     """Polls a device's monitored interlocks and calls ``on_trip`` once when one opens.
 
     An async context manager owning its polling task: entering starts it (the first poll runs at
-    once), leaving stops it. ``tripped`` holds the reason after a trip. If ``on_trip`` itself
-    raises, the error is re-raised when the block exits.
+    once), leaving stops it — but leaving waits for an ``on_trip`` already running rather than
+    cancel it. ``tripped`` holds the reason after a trip. If ``on_trip`` itself raises, the error
+    is re-raised when the block exits.
     """
 
     def __init__(
@@ -98,6 +99,7 @@ class InterlockMonitor:
         self.tripped: DriverError | None = None
         self.polls = 0
         self._trip_event = asyncio.Event()
+        self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._callback_error: BaseException | None = None
 
@@ -122,9 +124,16 @@ class InterlockMonitor:
     ) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            self._stop.set()
+            # A trip in progress is never cancelled: on_trip is the emergency stop. Otherwise
+            # cancel the poll in flight; the stop flag ends the loop even if a cancellation is
+            # swallowed on the way (asyncio.wait_for in Python 3.11 can do that).
+            while not task.done():
+                if self.tripped is None:
+                    task.cancel()
+                await asyncio.wait({task}, timeout=self.period_s)
+            if not task.cancelled():
+                task.result()
         if self._callback_error is not None:
             if exc is None:
                 raise self._callback_error
@@ -135,7 +144,10 @@ class InterlockMonitor:
             )
 
     async def wait_tripped(self) -> DriverError:
-        """Wait until the monitor trips and return the reason (callers add their own timeout)."""
+        """Wait until the monitor has tripped and ``on_trip`` has returned; return the reason.
+
+        Callers bound the wait with their own timeout.
+        """
         await self._trip_event.wait()
         assert self.tripped is not None
         return self.tripped
@@ -148,7 +160,7 @@ class InterlockMonitor:
         names = [spec.point for spec in self.interlocks]
         failures = 0
         next_at = loop.time()
-        while True:
+        while not self._stop.is_set():
             reason: DriverError | None = None
             try:
                 values = await self.device.read_points(*names)
@@ -175,17 +187,20 @@ class InterlockMonitor:
                         [spec.point for spec in failed[1:]],
                     )
             self.polls += 1
-            if reason is not None:
+            if reason is not None and not self._stop.is_set():
                 await self._trip(reason)
                 return
             next_at = max(next_at + self.period_s, loop.time())
-            await asyncio.sleep(next_at - loop.time())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(next_at - loop.time()):
+                    await self._stop.wait()
 
     async def _trip(self, reason: DriverError) -> None:
         self.tripped = reason
-        self._trip_event.set()
         logger.error("modbus device %s: interlock tripped: %s", self.device.device_id, reason)
         try:
             await self.on_trip(reason)
         except Exception as exc:
             self._callback_error = exc
+        finally:
+            self._trip_event.set()

@@ -1,0 +1,1 @@
+"""Modbus device layer: profiles, codec, device, interlocks, simulator."""
