@@ -105,7 +105,7 @@ def emit_gcode(
     a_axis = name1 == "A"
     to_machine = mapping.to_machine
     rotary = mapping.is_rotary
-    feed_factor = mapping.feed_factor
+    scale = mapping.rotary_scale
     lines: list[str] = ["(crown-edge toolpath v1)", f"(job {job_id})", "G21 G90"]
     lines.append("M8" if material.air_assist else "M9")
     append = lines.append
@@ -155,7 +155,10 @@ def emit_gcode(
                 length = hypot(du, dv)
                 if length <= 1e-9:
                     continue
-                m0, m1 = to_machine(u, v) if rotary else (u, v)
+                if rotary:  # SurfaceMapping.to_machine, inlined: this loop runs per point
+                    m0, m1 = v, u * scale
+                else:
+                    m0, m1 = u, v
                 t0 = f"{m0:.3f}"
                 t1 = f"{m1:.3f}"
                 if t0 == "-0.000":
@@ -164,8 +167,9 @@ def emit_gcode(
                     t1 = "0.000"
                 if t0 == c0 and t1 == c1:
                     continue  # below the printed resolution; the next point carries on
-                if rotary:
-                    f_value = max(1, min(round(feed * feed_factor(du, dv)), 999_999))
+                if rotary:  # keep the surface speed: F applies to the machine-axis length
+                    f_value = round(feed * hypot(du * scale, dv) / length)
+                    f_value = max(1, min(f_value, 999_999))
                 else:
                     f_value = flat_f
                 words = "G1"

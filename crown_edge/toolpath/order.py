@@ -21,6 +21,10 @@ from crown_edge.toolpath.fonts import Point, Polyline
 
 _hypot = math.hypot
 
+CELL_DIVISOR = 2.0
+"""Grid cell = stroke-end spread / sqrt(strokes) / this; candidates come from 3 x 3 cells."""
+SKIP_FRACTION = 0.3
+"""Jumps shorter than this fraction of a cell are not worth a search (measured on plates)."""
 DEFAULT_EVALUATIONS_PER_STROKE = 25
 """Local-search budget per stroke; a trophy plate converges within it (a safety cap)."""
 
@@ -292,7 +296,7 @@ def _improve(
                     queue.append(t)
 
     evaluations = 0
-    threshold = grid.cell * 0.05
+    threshold = grid.cell * SKIP_FRACTION
     steps = 0
     while queue and evaluations < max_evaluations:
         steps += 1
@@ -401,7 +405,7 @@ def order_strokes(
         xs += (s[0][0], s[-1][0])
         ys += (s[0][1], s[-1][1])
     span = max(max(xs) - min(xs), max(ys) - min(ys), 1e-3)
-    cell = max(span / math.sqrt(n) / 1.5, 0.25)
+    cell = max(span / math.sqrt(n) / CELL_DIVISOR, 0.25)
     grid = _Grid(xs, ys, cell)
     seq, flips = _nearest_neighbour(xs, ys, grid, start, n)
     tour = _Tour(xs, ys, seq, flips, start)
