@@ -248,3 +248,12 @@ async def test_closed_device_refuses_requests(device: ModbusDevice) -> None:
     with pytest.raises(DeviceError) as info:
         await device.read_point("door_closed")
     assert info.value.fields["reason"] == "disconnected"
+
+
+async def test_from_config_takes_an_edge_config_entry(sim: ModbusSimulator) -> None:
+    from crown_edge.config import DeviceConfig
+
+    entry = DeviceConfig(id="rotary-c", profile="rotary-io", url=sim.url)
+    async with ModbusDevice.from_config(entry) as dev:
+        assert dev.device_id == "rotary-c"
+        assert await dev.read_point("door_closed") is True

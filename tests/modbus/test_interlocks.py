@@ -222,3 +222,20 @@ async def test_monitor_trips_on_a_door_already_open(
             await monitor.wait_tripped()
     assert monitor.polls == 1
     assert len(on_trip.calls) == 1
+
+
+async def test_a_poll_that_crashes_trips_instead_of_dying_quietly(
+    device: ModbusDevice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*names: str) -> dict[str, bool]:
+        raise RuntimeError("decoder bug")
+
+    monkeypatch.setattr(device, "read_points", broken)
+    on_trip = Recorder()
+    async with device.monitor(on_trip) as monitor:
+        async with asyncio.timeout(SAFETY_TIMEOUT_S):
+            tripped = await monitor.wait_tripped()
+    assert isinstance(tripped, DeviceError)
+    assert tripped.fields["reason"] == "monitor_error"
+    assert isinstance(tripped.__cause__, RuntimeError)
+    assert on_trip.calls == [tripped]

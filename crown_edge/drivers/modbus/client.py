@@ -22,7 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.client.base import ModbusBaseClient
@@ -44,6 +44,23 @@ from crown_edge.drivers.modbus.profile import (
 from crown_edge.errors import DeviceError, ValidationError
 
 logger = logging.getLogger(__name__)
+
+
+class DeviceSettings(Protocol):
+    """What :meth:`ModbusDevice.from_config` needs of a device's config entry."""
+
+    @property
+    def id(self) -> str:
+        """The device id, e.g. ``rotary-1``."""
+
+    @property
+    def profile(self) -> str:
+        """A built-in profile name or a path to a TOML profile."""
+
+    @property
+    def url(self) -> str:
+        """The device URL (``tcp://``, ``rtu+tcp://`` or ``rtu://``)."""
+
 
 _Request = Callable[[ModbusBaseClient], Awaitable[ModbusPDU]]
 
@@ -93,6 +110,11 @@ class ModbusDevice:
         if not isinstance(profile, DeviceProfile):
             profile = load_profile(profile)
         return cls(device_id, profile, Endpoint.parse(url), timeout_s=timeout_s, retries=retries)
+
+    @classmethod
+    def from_config(cls, config: DeviceSettings) -> ModbusDevice:
+        """Build from a ``[[devices]]`` entry of the edge config (``id``, ``profile``, ``url``)."""
+        return cls.from_profile(config.id, config.profile, config.url)
 
     # --- lifecycle ---------------------------------------------------------------------------
 

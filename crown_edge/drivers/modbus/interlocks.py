@@ -175,6 +175,14 @@ class InterlockMonitor:
                 )
                 if failures >= self.failures_to_trip:
                     reason = exc
+            except Exception as exc:  # a poll that cannot even be judged is unsafe: trip now
+                reason = DeviceError(
+                    f"modbus device {self.device.device_id}: interlock poll failed: {exc!r}",
+                    device_id=self.device.device_id,
+                    point=", ".join(names),
+                    reason="monitor_error",
+                )
+                reason.__cause__ = exc
             else:
                 failures = 0
                 failed = open_interlocks(self.interlocks, values)
