@@ -131,8 +131,11 @@ class MachineWorker:
             job = await self.scheduler.claim_next(self.config.id, self.clock())
             if job is None:
                 self.wake.clear()
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that races with the wake-up, and the worker would never stop
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), self.idle_poll_s)
+                    async with asyncio.timeout(self.idle_poll_s):
+                        await self.wake.wait()
                 continue
             await self.run_job(job)
 

@@ -181,8 +181,11 @@ class MqttLink:
             if self._stop.is_set():
                 return
             delay = self._backoff.next()
+            # asyncio.timeout rather than wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that races with the awaited event, and the loop would never end
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._stop.wait()
 
     async def _session(self) -> None:
         async with self._client() as client:
@@ -215,7 +218,12 @@ class MqttLink:
     # -- drain -------------------------------------------------------------------------------------
 
     async def _drain(self, client: aiomqtt.Client) -> None:
+        me = asyncio.current_task()
         while True:
+            if me is not None and me.cancelling():
+                # a cancellation swallowed below us (Python 3.11's wait_for, used inside
+                # aiomqtt's publish, can lose one that races with the PUBACK): honour it here
+                raise asyncio.CancelledError
             self._wake.clear()
             await self._publish_states(client)
             entries = await self.outbox.outbox_pending(self.settings.batch)
@@ -223,7 +231,8 @@ class MqttLink:
                 await self._publish_entries(client, entries)
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                async with asyncio.timeout(self.settings.poll_interval):
+                    await self._wake.wait()
 
     async def _publish_entries(self, client: aiomqtt.Client, entries: list[OutboxEntry]) -> None:
         """Publish in order, one PUBACK at a time; mark what was acknowledged, even on failure.

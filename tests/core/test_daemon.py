@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from crown_edge.config import EdgeConfig, MachineConfig, TemporalConfig
+from crown_edge.config import EdgeConfig, MachineConfig, MqttConfig, TemporalConfig
 from crown_edge.control import call
 from crown_edge.daemon.app import EdgeDaemon
 from crown_edge.daemon.machines import RunReport
@@ -70,6 +70,7 @@ async def daemon(tmp_path: Path) -> AsyncIterator[tuple[EdgeDaemon, dict[str, Fa
             MachineConfig(id="m2", driver="sim", materials=("anodised-aluminium",)),
         ),
         temporal=TemporalConfig(enabled=False),
+        mqtt=MqttConfig(enabled=False),
     )
     fakes = {m.id: FakeMachine(m.id) for m in config.machines}
 
@@ -211,6 +212,7 @@ async def test_shutdown_mid_job_records_interrupted(tmp_path: Path) -> None:
         control_socket=tmp_path / "ctl.sock",
         machines=(MachineConfig(id="m1", driver="sim"),),
         temporal=TemporalConfig(enabled=False),
+        mqtt=MqttConfig(enabled=False),
     )
     fake = FakeMachine("m1")
     fake.gate = asyncio.Event()  # the run never ends on its own
