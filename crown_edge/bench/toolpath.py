@@ -5,6 +5,8 @@ the catalogue's items, 1 to 4 lines each. A text that does not fit is shortened 
 line count or skipped (and counted), as the shop would bounce it back to the customer.
 
 Targets: ``render_p99_ms`` <= 20, ``travel_reduction`` (1 - optimised / font order) >= 0.35.
+``render_p99_ms`` is wall time; ``render_cpu_p99_ms`` (process CPU time) shows how much of it is
+the code rather than a busy shared machine.
 """
 
 from __future__ import annotations
@@ -124,6 +126,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     warm = jobs[0]
     render_job(warm[1], warm[2], catalog.material(warm[1].material), job_id=warm[0])
     times_ms: list[float] = []
+    cpu_ms: list[float] = []
     font_order = optimised = 0.0
     skipped = 0
     segments = 0
@@ -132,17 +135,20 @@ def run(quick: bool = False) -> dict[str, Any]:
     for job_id, item, lines in jobs:
         material = catalog.material(item.material)
         started = time.perf_counter()
+        cpu_started = time.process_time()
         try:
             result = render_job(item, lines, material, job_id=job_id)
         except TextDoesNotFit:
             skipped += 1
             continue
         times_ms.append((time.perf_counter() - started) * 1000)
+        cpu_ms.append((time.process_time() - cpu_started) * 1000)
         font_order += result.stats.travel_font_order_mm
         optimised += result.stats.travel_optimised_mm
         segments += result.stats.segments
     gc.unfreeze()
     times_ms.sort()
+    cpu_ms.sort()
     p99_index = min(len(times_ms) - 1, max(0, round(0.99 * len(times_ms)) - 1))
     return {
         "plates": plates,
@@ -152,6 +158,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "render_p50_ms": round(statistics.median(times_ms), 3),
         "render_p99_ms": round(times_ms[p99_index], 3),
         "render_max_ms": round(times_ms[-1], 3),
+        "render_cpu_p99_ms": round(cpu_ms[p99_index], 3),
         "travel_font_order_mm": round(font_order, 1),
         "travel_optimised_mm": round(optimised, 1),
         "travel_reduction": round(1 - optimised / font_order, 4) if font_order else 0.0,
