@@ -224,3 +224,13 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_profile(tmp_path / "nope.toml")
     assert "rotary-io" in info.value.fields["allowed"]
+
+
+def test_errors_from_a_file_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "lathe-io.toml"
+    path.write_text(ROTARY_IO.replace("address = 3\n", 'address = "three"\n'), encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_profile(path)
+    assert info.value.fields["section"] == "points.exhaust_fan"
+    assert info.value.fields["source"] == str(path)
+    assert str(path) in str(info.value)

@@ -228,7 +228,13 @@ class DeviceProfile:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(source, "", f"not valid TOML: {exc}") from exc
-        return cls.parse(data)
+        try:
+            return cls.parse(data)
+        except ConfigError as exc:
+            # Say which profile: a daemon may load several.
+            exc.fields["source"] = source
+            exc.message = f"{exc.message} in profile {source}"
+            raise
 
 
 def load_profile(ref: str | Path) -> DeviceProfile:
@@ -256,15 +262,15 @@ E = TypeVar("E", bound=StrEnum)
 
 _NAME = re.compile(r"[a-z][a-z0-9_\-]{0,63}")
 _NAME_RULE = "lower-case letters, digits, '_' or '-', starting with a letter"
+_POINT_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_POINT_NAME_RULE = "lower-case letters, digits or '_', starting with a letter"
 _POINT_KEYS = ("kind", "address", "unit", "type", "scale", "access", "word_order", "description")
 
 
 def _parse_point(name: str, table: Mapping[str, Any], default_unit: int) -> PointSpec:
     section = f"points.{name}"
-    if not _NAME.fullmatch(name) or "-" in name:
-        raise ConfigError(
-            section, "", f"{name!r} is not a valid point name", _NAME_RULE.replace(", '-'", "")
-        )
+    if not _POINT_NAME.fullmatch(name):
+        raise ConfigError(section, "", f"{name!r} is not a valid point name", _POINT_NAME_RULE)
     _only(table, section, _POINT_KEYS)
     kind = _enum(table, section, "kind", PointKind, None)
     default_type = ValueType.BOOL if kind.is_bit else ValueType.UINT16
