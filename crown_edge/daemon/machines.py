@@ -6,6 +6,8 @@ The worker is the only writer of a machine's runs. Outcomes map onto the lifecyc
 - ``interrupted`` (alarm, lost port, silent controller, door/e-stop, shutdown) -> ``interrupt``;
   the job waits for a technician (``jobs resume``) and is never re-run automatically
 - ``failed`` (``error:n``: the controller refused a line) -> ``machine_error`` (``failed``)
+- ``cancelled`` (a cancel request from the Temporal activity, see
+  :mod:`crown_edge.sync.edge_store`) -> the machine is stopped and the job is cancelled
 - a fault before the first line was acknowledged -> ``requeue`` so another eligible machine
   takes it (the seed's MACHINE_ERROR handler), and this machine goes UNAVAILABLE.
 """
@@ -29,8 +31,11 @@ from crown_edge.lifecycle import JobEvent
 from crown_edge.models import JobStatus, MachineState
 from crown_edge.scheduler import Scheduler
 from crown_edge.store import Job, Store
+from crown_edge.sync.edge_store import cancel_requested, clear_cancel_request
 
 log = logging.getLogger(__name__)
+
+CANCEL_POLL_S = 0.5  # how often a running job's cancel request is looked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,13 +154,25 @@ class MachineWorker:
             except CrownEdgeError as exc:
                 await self._finish(job, RunReport("failed", 0, 0, 0, {"error": str(exc)}))
                 return
-            report = await self.machine.run(
-                job.job_id,
-                program.lines,
-                job.start_line,
-                lambda acked, total: self._progress(job, acked, total),
+            run = asyncio.create_task(
+                self.machine.run(
+                    job.job_id,
+                    program.lines,
+                    job.start_line,
+                    lambda acked, total: self._progress(job, acked, total),
+                ),
+                name=f"run-{self.config.id}-{job.job_id}",
             )
-            await self._finish(job, report)
+            try:
+                cancel_reason = await self._watch_cancel(job, run)
+                report = await run
+            except asyncio.CancelledError:
+                run.cancel()
+                raise
+            if cancel_reason is not None:
+                await self._finish(job, report, cancelled=cancel_reason)
+            else:
+                await self._finish(job, report)
         except asyncio.CancelledError:
             # daemon shutdown: stop the laser, record an interruption, never re-run it
             with contextlib.suppress(Exception):
@@ -168,6 +185,21 @@ class MachineWorker:
             self.current = None
             if self.on_change:
                 self.on_change()
+
+    async def _watch_cancel(self, job: Job, run: asyncio.Task[RunReport]) -> str | None:
+        """While the run goes on, honour a cancel request (from the Temporal activity)."""
+        while not run.done():
+            await asyncio.wait({run}, timeout=CANCEL_POLL_S)
+            if run.done():
+                return None
+            reason = await cancel_requested(self.store, job.job_id)
+            if reason is not None:
+                log.warning(
+                    "job %s: cancel requested (%s): stopping %s", job.job_id, reason, self.config.id
+                )
+                await self.machine.stop()
+                return reason
+        return None
 
     def _progress(self, job: Job, acked: int, total: int) -> None:
         now = self.clock()
@@ -189,8 +221,16 @@ class MachineWorker:
             )
         )
 
-    async def _finish(self, job: Job, report: RunReport) -> None:
+    async def _finish(self, job: Job, report: RunReport, cancelled: str | None = None) -> None:
         now = self.clock()
+        if cancelled is not None:
+            report = RunReport(
+                "cancelled",
+                report.acked_lines,
+                report.total_lines,
+                report.last_acked_line,
+                {**report.detail, "reason": cancelled},
+            )
         detail = json.dumps(report.detail, sort_keys=True, default=str)
         total = report.total_lines
         progress = report.acked_lines / total if total else 0.0
@@ -200,7 +240,10 @@ class MachineWorker:
             "last_acked_line": report.last_acked_line,
             "progress": progress,
         }
-        if report.outcome == "completed":
+        if report.outcome == "cancelled":
+            event = JobEvent.CANCEL
+            sets["reason"] = str(report.detail.get("reason", "cancelled"))
+        elif report.outcome == "completed":
             event = JobEvent.FINISH
         elif (
             report.outcome == "interrupted"
@@ -243,6 +286,8 @@ class MachineWorker:
             )
         except CrownEdgeError as exc:
             log.warning("job %s: could not record outcome %s: %s", job.job_id, event, exc)
+        if cancelled is not None:
+            await clear_cancel_request(self.store, job.job_id)
         log.info(
             "job %s: %s on %s (%s/%s lines)",
             job.job_id,

@@ -102,4 +102,13 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX runs_job ON runs (job_id, attempt);
     """,
+    # 2: cancel requests for running jobs (written by the Temporal activity, acted on by the
+    # machine worker; see crown_edge.sync.edge_store)
+    """
+    CREATE TABLE IF NOT EXISTS edge_cancel_requests (
+        job_id TEXT PRIMARY KEY,
+        at     REAL NOT NULL,
+        reason TEXT NOT NULL DEFAULT ''
+    );
+    """,
 )

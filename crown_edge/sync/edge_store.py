@@ -34,11 +34,6 @@ from crown_edge.models import JobStatus
 from crown_edge.store import Job, Store
 from crown_edge.store.store import _get_job, _transition
 
-CANCEL_TABLE_SQL = (
-    "CREATE TABLE IF NOT EXISTS edge_cancel_requests ("
-    "job_id TEXT PRIMARY KEY, at REAL NOT NULL, reason TEXT NOT NULL DEFAULT '')"
-)
-
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -62,7 +57,6 @@ def allowed(status: JobStatus, event: JobEvent) -> bool:
 
 
 def _stop(conn: sqlite3.Connection, job_id: str, reason: str, now: float) -> Job:
-    conn.execute(CANCEL_TABLE_SQL)
     job = _get_job(conn, job_id)
     if job.status is JobStatus.ENGRAVING:
         conn.execute(
@@ -89,20 +83,18 @@ async def cancel_requested(store: Store, job_id: str) -> str | None:
     """The reason of a pending cancel request for the job, or None (for the machine worker)."""
 
     def fn(conn: sqlite3.Connection) -> str | None:
-        conn.execute(CANCEL_TABLE_SQL)
         row = conn.execute(
             "SELECT reason FROM edge_cancel_requests WHERE job_id = ?", (job_id,)
         ).fetchone()
         return None if row is None else str(row[0])
 
-    return await store.run_sql(fn)
+    return await store.run_sql(fn, write=False)
 
 
 async def clear_cancel_request(store: Store, job_id: str) -> None:
     """Forget the job's cancel request (the machine worker has stopped the run)."""
 
     def fn(conn: sqlite3.Connection) -> None:
-        conn.execute(CANCEL_TABLE_SQL)
         conn.execute("DELETE FROM edge_cancel_requests WHERE job_id = ?", (job_id,))
 
     await store.run_sql(fn)

@@ -125,6 +125,6 @@ async def test_migrations_apply_once_and_reopen_keeps_data(tmp_path: Path) -> No
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
-        assert versions == [1]
+        assert versions == [1, 2]
     finally:
         conn.close()
