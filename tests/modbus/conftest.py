@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 
 import pytest
@@ -16,9 +17,10 @@ TIMEOUT_S = 0.1
 
 @pytest.fixture(autouse=True)
 async def no_leaked_tasks() -> AsyncIterator[None]:
-    """Fail a test that leaves a task running (monitor, held request, reconnect...)."""
+    """Fail a test that leaves a task running or a socket unclosed (a ResourceWarning)."""
     yield
     await asyncio.sleep(0)
+    gc.collect()  # unclosed transports warn now, inside the test that leaked them
     current = asyncio.current_task()
     leaked = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
     assert not leaked, f"tasks left running: {leaked}"
