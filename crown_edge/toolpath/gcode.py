@@ -28,12 +28,15 @@ from crown_edge.toolpath.surface import SurfaceMapping
 
 MAX_LINE = 80
 
-_NUM = r"-?\d{1,6}\.\d{3}"
-_COMMENT = r"\((?:crown-edge toolpath v1|job [A-Za-z0-9._-]{1,64}|pass \d{1,2} of \d{1,2}|end)\)"
+_NUM = r"-?[0-9]{1,6}\.[0-9]{3}"
+_COMMENT = (
+    r"\((?:crown-edge toolpath v1|job [A-Za-z0-9._-]{1,64}|pass [0-9]{1,2} of [0-9]{1,2}|end)\)"
+)
 _AXES = rf"(?: X{_NUM})?(?: Y{_NUM})?(?: A{_NUM})?"
 GRAMMAR = re.compile(
-    rf"{_COMMENT}|G21 G90|G0(?= [XYA]){_AXES}|G1(?= [XYAF]){_AXES}(?: F\d{{1,6}})?"
-    r"|M4 S\d{1,4}|M5|M8|M9"
+    rf"{_COMMENT}|G21 G90|G0(?= [XYA]){_AXES}|G1(?= [XYA]){_AXES}(?: F[0-9]{{1,6}})?"
+    r"|M4 S[0-9]{1,4}|M5|M8|M9",
+    re.ASCII,
 )
 """Every emitted line matches this regular expression in full (see :func:`is_grammar_line`)."""
 
@@ -101,6 +104,15 @@ def emit_gcode(
     if not 1 <= passes <= 20:
         raise ValidationError(f"passes {passes} out of range", key="passes", allowed="1..20")
 
+    us = [u for stroke in strokes for u, _ in stroke]
+    vs = [v for stroke in strokes for _, v in stroke]
+    if us and not math.isfinite(sum(us) + sum(vs)):
+        raise ValidationError("non-finite coordinate in strokes", key="strokes")
+    if us:
+        corners = [mapping.to_machine(u, v) for u in (min(us), max(us)) for v in (min(vs), max(vs))]
+        reach = max(abs(c) for corner in corners for c in corner)
+        if not reach < 999_999:
+            raise ValidationError(f"machine coordinate {reach} out of range", key="strokes")
     name0, name1 = mapping.axes
     a_axis = name1 == "A"
     to_machine = mapping.to_machine

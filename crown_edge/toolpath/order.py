@@ -76,9 +76,11 @@ class _Grid:
         self.y1 = max(k[1] for k in keys)
 
     def key(self, x: float, y: float) -> tuple[int, int]:
+        """The cell holding (x, y)."""
         return math.floor(x * self.inv), math.floor(y * self.inv)
 
     def ring(self, cx: int, cy: int, r: int) -> list[tuple[int, int]]:
+        """Cells at Chebyshev distance r from (cx, cy)."""
         if r == 0:
             return [(cx, cy)]
         cells = [(x, cy - r) for x in range(cx - r, cx + r + 1)]
@@ -88,9 +90,11 @@ class _Grid:
         return cells
 
     def max_ring(self, cx: int, cy: int) -> int:
+        """The ring beyond which no cell holds a point."""
         return max(abs(cx - self.x0), abs(cx - self.x1), abs(cy - self.y0), abs(cy - self.y1))
 
     def near(self, x: float, y: float, radius: int) -> list[int]:
+        """End point ids in the (2 radius + 1)² cells around (x, y)."""
         cx, cy = self.key(x, y)
         found: list[int] = []
         buckets = self.buckets
@@ -177,6 +181,7 @@ class _Tour:
         self.refresh(0, n)
 
     def refresh(self, lo: int, hi: int) -> None:
+        """Recompute positions and entry/exit coordinates for positions lo..hi-1."""
         xs, ys, seq, flip = self.xs, self.ys, self.seq, self.flip
         for k in range(lo, hi):
             t = seq[k]
@@ -188,6 +193,7 @@ class _Tour:
             self.bx[k], self.by[k] = xs[eb], ys[eb]
 
     def exit_of(self, k: int) -> Point:
+        """Exit point of position k (the start point for k = -1)."""
         if k < 0:
             return self.start
         return self.bx[k], self.by[k]
@@ -209,6 +215,7 @@ class _Tour:
         return old - new
 
     def apply_2opt(self, i: int, j: int) -> None:
+        """Reverse positions i..j, flipping each stroke."""
         seq = self.seq
         seq[i : j + 1] = seq[i : j + 1][::-1]
         for k in range(i, j + 1):
@@ -240,6 +247,7 @@ class _Tour:
         return removed - (fwd - base), False
 
     def apply_move(self, j: int, k: int, i: int, reverse: bool) -> None:
+        """Move positions j..j+k-1 into the jump before position i."""
         seq = self.seq
         run = seq[j : j + k]
         if reverse:
@@ -392,13 +400,14 @@ def order_strokes(
     ``max_evaluations`` bounds the local search (default 25 per stroke) so the same input
     always gives the same program; ``deadline``/``clock`` add an optional wall-clock cap.
     """
-    items = [s for s in strokes if s]
+    keep = [i for i, s in enumerate(strokes) if s]  # empty strokes cut nothing: dropped
+    items = [strokes[i] for i in keep]
     n = len(items)
     input_travel = travel_length(items, start)
     if n == 0:
         return Ordering((), (), (), 0.0, 0.0)
     if not optimise:
-        return Ordering(tuple(items), tuple(range(n)), (False,) * n, input_travel, input_travel)
+        return Ordering(tuple(items), tuple(keep), (False,) * n, input_travel, input_travel)
     xs: list[float] = []
     ys: list[float] = []
     for s in items:
@@ -419,7 +428,7 @@ def order_strokes(
     travel = travel_length(out, start)
     return Ordering(
         tuple(out),
-        tuple(tour.seq),
+        tuple(keep[t] for t in tour.seq),
         tuple(tour.flip[t] for t in tour.seq),
         travel,
         input_travel,

@@ -63,6 +63,9 @@ def test_grammar_accepts_what_the_emitter_writes(good: str) -> None:
         "%",
         "G0",
         "G1 F3000 X1.000",
+        "G1 F3000",
+        "G0 X\u0661.000",
+        "M4 S\u0664\u0660\u0660",
         "G0 X1",
         "G1 X1.000 Y2.000 ; hi",
         "(Happy birthday)",
@@ -138,6 +141,15 @@ def test_emit_skips_moves_below_resolution() -> None:
     g1 = [x for x in program.lines if x.startswith("G1")]
     assert g1 == ["G1 X1.000 F2500"]
     assert program.segments == 1
+
+
+def test_coordinates_out_of_range_are_refused() -> None:
+    huge = [((0.0, 0.0), (2_000_000.0, 0.0))]
+    with pytest.raises(ValidationError):
+        emit_gcode(huge, mapping_for(flat_item()), MATERIAL, job_id="J-1")
+    nan = [((0.0, 0.0), (float("nan"), 0.0))]
+    with pytest.raises(ValidationError):
+        emit_gcode(nan, mapping_for(flat_item()), MATERIAL, job_id="J-1")
 
 
 HOSTILE = [

@@ -59,6 +59,15 @@ def test_text_travel_is_much_shorter_and_deterministic() -> None:
     assert _segments(first.strokes) == _segments(layout.strokes)
 
 
+def test_empty_strokes_are_dropped_and_indices_refer_to_the_input() -> None:
+    strokes: list[Polyline] = [(), ((5.0, 5.0), (6.0, 5.0)), (), ((1.0, 1.0), (2.0, 1.0))]
+    result = order_strokes(strokes)
+    assert sorted(result.order) == [1, 3]
+    assert result.order == (3, 1)
+    plain = order_strokes(strokes, optimise=False)
+    assert plain.order == (1, 3)
+
+
 def test_no_optimise_keeps_input_order() -> None:
     strokes = [((0.0, 0.0), (1.0, 0.0)), ((5.0, 5.0), (6.0, 5.0))]
     result = order_strokes(strokes, optimise=False)
