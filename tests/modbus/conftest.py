@@ -12,7 +12,7 @@ from crown_edge.drivers.modbus import DeviceProfile, ModbusDevice, load_profile
 from crown_edge.sim.modbus import ModbusSimulator
 
 #: Short request timeouts keep the fault tests quick; no test asserts a duration.
-TIMEOUT_S = 0.1
+TIMEOUT_S = 0.25
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +41,7 @@ async def sim(profile: DeviceProfile) -> AsyncIterator[ModbusSimulator]:
 
 @pytest.fixture
 async def device(sim: ModbusSimulator) -> AsyncIterator[ModbusDevice]:
-    """A driver connected to ``sim``: timeout 0.1 s, no retries."""
+    """A driver connected to ``sim``: timeout 0.25 s, no retries."""
     dev = ModbusDevice.from_profile(
         "rotary-1", sim.profile, sim.url, timeout_s=TIMEOUT_S, retries=0
     )
