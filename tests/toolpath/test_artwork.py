@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crown_edge.errors import ArtworkError
 from crown_edge.toolpath.artwork import (
@@ -212,3 +214,21 @@ def test_fit_keeps_aspect_and_stays_inside() -> None:
     assert min(xs) == pytest.approx(2) and max(xs) == pytest.approx(42)
     assert max(ys) - min(ys) == pytest.approx(20)
     assert (min(ys) + max(ys)) / 2 == pytest.approx(23)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    body=st.one_of(
+        st.binary(max_size=300),
+        st.text(max_size=200).map(
+            lambda t: f"<svg xmlns='http://www.w3.org/2000/svg'><path d='{t}'/></svg>".encode()
+        ),
+        st.text(max_size=200).map(lambda t: f"<svg>{t}</svg>".encode("utf-8", "surrogatepass")),
+    )
+)
+def test_random_bytes_only_ever_raise_artwork_error(body: bytes) -> None:
+    try:
+        art = parse_svg(body)
+    except ArtworkError:
+        return
+    assert art.polylines and all(len(p) >= 2 for p in art.polylines)
