@@ -90,7 +90,9 @@ class GrblSimulator:
         self._wake_wire = asyncio.Event()
         self._wake_main = asyncio.Event()
         self._wake_tx = asyncio.Event()
-        self._changed = asyncio.Event()
+        self._interrupt = asyncio.Event()  # hold, reset, door, stall...: a running block reacts
+        self._work = asyncio.Event()  # the motion loop has something new to look at
+        self._space = asyncio.Event()  # the planner freed a block
         self._tasks: list[asyncio.Task[None]] = []
         self._epoch = 0
         self._stalled = False
@@ -180,7 +182,7 @@ class GrblSimulator:
         self.core.door_open = open_
         if open_ and self.core.state in ("Idle", "Run", "Hold", "Jog"):
             self.core.state = "Door"
-        self._changed.set()
+        self._kick()
 
     def trigger_alarm(self, code: int = 1) -> None:
         """Raise ``ALARM:code`` now (a hard limit by default)."""
@@ -193,12 +195,13 @@ class GrblSimulator:
     def stall(self) -> None:
         """Freeze: no more responses, no status, no motion (a hung controller)."""
         self._stalled = True
-        self._changed.set()
+        self._kick()
 
     def unstall(self) -> None:
         """Undo :meth:`stall`."""
         self._stalled = False
-        for event in (self._changed, self._wake_main, self._wake_tx, self._wake_wire):
+        self._kick()
+        for event in (self._wake_main, self._wake_tx, self._wake_wire):
             event.set()
 
     def unplug(self) -> None:
@@ -211,7 +214,7 @@ class GrblSimulator:
         self._unplug_fds()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.device_path)
-        self._changed.set()
+        self._kick()
 
     def replug(self) -> None:
         """Plug back in: a new pty behind the same :attr:`device_path`; grbl powers up."""
@@ -347,7 +350,8 @@ class GrblSimulator:
                 feed = self._moving.block.nominal_speed * 60.0
             rx_free = core.rx_buffer - 1 - len(self._rx)
             self._send([core.status(feed=feed, laser=self.laser_on, rx_free=rx_free)])
-        elif byte == ord("!"):
+            return
+        if byte == ord("!"):
             if core.state in ("Idle", "Run", "Jog"):
                 core.state = "Hold"
                 core.hold = True
@@ -369,12 +373,17 @@ class GrblSimulator:
             core.abort()
             self._epoch += 1
             core.state = "Idle"
-        self._changed.set()
+        self._kick()
+
+    def _kick(self) -> None:
+        """A state change: wake every waiter so it re-checks."""
+        for event in (self._interrupt, self._work, self._space):
+            event.set()
 
     def _alarm(self, code: int) -> None:
         self._epoch += 1
         self._send(self.core.raise_alarm(code))
-        self._changed.set()
+        self._kick()
 
     def _paused(self) -> bool:
         return self._stalled or self._master is None or self.core.state in ("Hold", "Door", "Alarm")
@@ -392,13 +401,13 @@ class GrblSimulator:
             self.stats.lines += 1
             text = raw.decode("ascii", "replace")
             while self.core.planner_full and not text.lstrip().startswith("$"):
-                self._changed.clear()
-                await self._changed.wait()
+                self._space.clear()
+                await self._space.wait()
             out = self.core.execute(text)
             if self.core.state == "Home":
                 self._tasks.append(asyncio.create_task(self._homing(self._epoch)))
             self._send(out)
-            self._changed.set()
+            self._work.set()
 
     async def _homing(self, epoch: int) -> None:
         await asyncio.sleep(self.homing_time_s * self.time_scale)
@@ -409,13 +418,15 @@ class GrblSimulator:
             self._wake_main.set()
 
     async def _motion_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         entry_speed = 0.0
+        clock = 0.0  # when the previous block ended on the ideal timeline
         while True:
             core = self.core
             if not core.queue or self._paused():
                 entry_speed = 0.0
-                self._changed.clear()
-                await self._changed.wait()
+                self._work.clear()
+                await self._work.wait()
                 continue
             if self._alarm_after is not None and core.record is not None:
                 line, code = self._alarm_after
@@ -428,14 +439,18 @@ class GrblSimulator:
                 core.queue.popleft()
                 core.finish(entry)
                 core.update_idle()
-                self._changed.set()
+                self._space.set()
                 await asyncio.sleep(0)
                 continue
             seconds, exit_speed = block_duration(
                 core.window(), min(entry_speed, entry.block.max_entry_speed)
             )
             self._moving = entry
-            done = await self._run_for(seconds * self.time_scale)
+            # Blocks follow each other on an absolute timeline, so timer lateness (~1 ms on
+            # epoll) does not accumulate over thousands of short blocks.
+            start = clock if entry_speed > 0 else loop.time()
+            clock = start + seconds * self.time_scale
+            done = await self._run_until(clock)
             self._moving = None
             if not done:
                 entry_speed = 0.0
@@ -444,25 +459,25 @@ class GrblSimulator:
             core.finish(entry)
             core.update_idle()
             entry_speed = exit_speed
-            self._changed.set()
+            self._space.set()
             await asyncio.sleep(0)
 
-    async def _run_for(self, seconds: float) -> bool:
-        """Let ``seconds`` of motion pass, pausing while held; False if aborted meanwhile."""
+    async def _run_until(self, deadline: float) -> bool:
+        """Let motion run until ``deadline`` (pushed back while held); False if aborted."""
         loop = asyncio.get_running_loop()
         epoch = self._epoch
-        remaining = seconds
         while True:
             if self._epoch != epoch:
                 return False
             if self._paused():
-                self._changed.clear()
-                await self._changed.wait()
+                paused_at = loop.time()
+                self._interrupt.clear()
+                await self._interrupt.wait()
+                deadline += loop.time() - paused_at
                 continue
-            if remaining <= 0:
+            if loop.time() >= deadline:
                 return True
-            self._changed.clear()
-            started = loop.time()
+            self._interrupt.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            remaining -= loop.time() - started
+                async with asyncio.timeout_at(deadline):
+                    await self._interrupt.wait()
