@@ -25,6 +25,8 @@ CELL_DIVISOR = 2.0
 """Grid cell = stroke-end spread / sqrt(strokes) / this; candidates come from 3 x 3 cells."""
 SKIP_FRACTION = 0.3
 """Jumps shorter than this fraction of a cell are not worth a search (measured on plates)."""
+MAX_SPAN = 500
+"""Longest run of positions one move may rewrite, so a move costs O(1) on huge artwork."""
 DEFAULT_EVALUATIONS_PER_STROKE = 25
 """Local-search budget per stroke; a trophy plate converges within it (a safety cap)."""
 
@@ -123,7 +125,7 @@ def _nearest_neighbour(
         limit = grid.max_ring(cx, cy)
         r = 0
         while r <= limit:
-            if r > 6:  # far from everything left: a plain scan is cheaper than empty rings
+            if r > 6 and len(remaining) < 4 * r * r:  # a plain scan beats more empty rings
                 for t in remaining:
                     for e in (2 * t, 2 * t + 1):
                         d = _hypot(xs[e] - px, ys[e] - py)
@@ -333,6 +335,8 @@ def _improve(
             near.append(e)
         for e in dict.fromkeys(near):
             p = pos[e >> 1]
+            if abs(p - i) > MAX_SPAN:
+                continue
             evaluations += 1
             # 2-opt with this jump as the left edge or as the right edge.
             if p >= i:
