@@ -206,8 +206,10 @@ def parse_config(data: dict[str, Any], base_dir: Path) -> EdgeConfig:
         dev_id = _ident(sec, raw, "id")
         sec = f"devices.{dev_id}"
         url = _str(sec, raw, "url")
-        if not url.startswith(("tcp://", "rtu://")):
-            raise ConfigError(sec, "url", f"got {url!r}", "tcp://HOST:PORT, rtu:///dev/ttyX?baud=N")
+        if not url.startswith(("tcp://", "rtu://", "rtu+tcp://")):
+            raise ConfigError(
+                sec, "url", f"got {url!r}", "tcp://HOST:PORT, rtu+tcp://HOST:PORT, rtu:///dev/ttyX"
+            )
         devices.append(DeviceConfig(id=dev_id, profile=_str(sec, raw, "profile"), url=url))
     device_ids = {d.id for d in devices}
     if len(device_ids) != len(devices):

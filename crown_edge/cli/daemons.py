@@ -26,6 +26,8 @@ def setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # pymodbus logs every timeout with frame dumps at ERROR; our DeviceError already says it
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
 def run(

@@ -29,6 +29,8 @@ def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         f"up {data['uptime_s']}s  queue {data['queue_depth']}  outbox {data['outbox_pending']}  "
         f"links {links}"
     )
+    for alert in data.get("alerts", []):
+        print(f"ALERT {alert['name']} ({alert['action']}): {alert['detail']}")
     emit(None, False, _machines_table(data["machines"]))
     counts = Table("status", "jobs", title="Jobs")
     for name, count in sorted(data["jobs"].items()):

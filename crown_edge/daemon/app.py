@@ -15,7 +15,7 @@ import logging
 import signal
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -29,6 +29,7 @@ from crown_edge.daemon.notify import Notifier
 from crown_edge.daemon.programs import render_program
 from crown_edge.errors import CrownEdgeError, IllegalTransition, UnknownMachine
 from crown_edge.lifecycle import JobEvent
+from crown_edge.metrics import EdgeMetrics
 from crown_edge.models import IntakeMessage, JobStatus
 from crown_edge.scheduler import Scheduler
 from crown_edge.store import Job, Store
@@ -62,6 +63,7 @@ class EdgeDaemon:
         self.scheduler = Scheduler(self.store, config.machines, self.catalog)
         self.machines: dict[str, Machine] = {}
         self.workers: dict[str, MachineWorker] = {}
+        self.metrics = EdgeMetrics(self.store)
         self.stop_event = asyncio.Event()
         self.ready = asyncio.Event()
         self._links: dict[str, Callable[[], bool]] = {}
@@ -235,12 +237,36 @@ class EdgeDaemon:
 
         await start_mqtt(self, stack)
         await start_temporal(self, stack)
+        if self.config.metrics.enabled:
+            stack.enter_context(self._serve_metrics())
 
     async def _watchdog(self) -> None:
-        interval = self.notifier.watchdog_interval() or 5.0
+        interval = min(self.notifier.watchdog_interval() or 5.0, 5.0)
+        active: set[tuple[str, Any]] = set()
         while True:
             if await self.store.healthy():
                 self.notifier.send("WATCHDOG=1")
+                snapshot = await self.metrics.refresh(self.clock())
+                alerts = snapshot.alerts(self.config.heartbeat_timeout_s)
+                for alert in alerts:
+                    key = (alert["name"], alert.get("machine_id"))
+                    if key not in active:  # log when an alert starts, not every round
+                        log.warning("alert %s (%s): %s", key[0], alert["action"], alert["detail"])
+                active = {(a["name"], a.get("machine_id")) for a in alerts}
             else:
                 log.error("store unhealthy: withholding the systemd watchdog ping")
             await asyncio.sleep(interval)
+
+    @contextlib.contextmanager
+    def _serve_metrics(self) -> Iterator[None]:
+        from prometheus_client import start_http_server
+
+        cfg = self.config.metrics
+        server, thread = start_http_server(cfg.port, cfg.host, registry=self.metrics.registry)
+        log.info("metrics on http://%s:%s/metrics", cfg.host, server.server_port)
+        try:
+            yield
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(5.0)

@@ -36,6 +36,7 @@ def build_handlers(d: EdgeDaemon) -> dict[str, Callable[[dict[str, Any]], Any]]:
             return dict(conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status"))
 
         jobs = await store.run_sql(counts, write=False)
+        snapshot = await d.metrics.refresh(d.clock())
         pending = await store.run_sql(
             lambda c: c.execute("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0],
             write=False,
@@ -50,6 +51,15 @@ def build_handlers(d: EdgeDaemon) -> dict[str, Callable[[dict[str, Any]], Any]]:
             "outbox_pending": pending,
             "links": d.links(),
             "machines": await sched.machine_rows(),
+            "alerts": snapshot.alerts(d.config.heartbeat_timeout_s),
+            "metrics": {
+                "jobs_completed_today": snapshot.jobs_completed_today,
+                "average_completion_s": snapshot.average_completion_s,
+                "qa_pass_rate": snapshot.qa_pass_rate,
+                "revenue_today_cents": snapshot.revenue_today_cents,
+                "rush_order_percentage": snapshot.rush_order_percentage,
+                "machine_utilization": snapshot.machine_utilization,
+            },
         }
 
     async def queue(args: dict[str, Any]) -> list[dict[str, Any]]:

@@ -36,6 +36,7 @@ from crown_edge.sync.edge_store import cancel_requested, clear_cancel_request
 log = logging.getLogger(__name__)
 
 CANCEL_POLL_S = 0.5  # how often a running job's cancel request is looked for
+HEARTBEAT_S = 30.0  # an unchanged machine state is re-published this often (its heartbeat)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,25 +99,24 @@ class MachineWorker:
         self.current: Job | None = None
         self._last_state: MachineState | None = None
         self._last_progress_at = 0.0
+        self._last_published = 0.0
 
     async def publish_state(self, force: bool = False) -> None:
-        """Store the machine's state (and queue it for MQTT) when it changed."""
+        """Store the machine's state (and queue it for MQTT) when it changed, or as heartbeat."""
         state = self.machine.state()
         key = (state.availability, state.execution, state.alarm, state.paused)
         last = self._last_state
-        if (
-            not force
-            and last is not None
-            and key
-            == (
-                last.availability,
-                last.execution,
-                last.alarm,
-                last.paused,
-            )
-        ):
+        now = self.clock()
+        unchanged = last is not None and key == (
+            last.availability,
+            last.execution,
+            last.alarm,
+            last.paused,
+        )
+        if not force and unchanged and now - self._last_published < HEARTBEAT_S:
             return
         self._last_state = state
+        self._last_published = now
         stamped = MachineState(
             machine_id=self.config.id,
             availability=state.availability,
