@@ -253,3 +253,39 @@ async def test_cli_reports_daemon_not_running(tmp_path: Path) -> None:
     assert err.decode().strip() == (
         f"crown-edge: the daemon is not running (no control socket at {tmp_path / 'none.sock'})"
     )
+
+
+async def test_systemd_ready_and_watchdog(tmp_path: Path) -> None:
+    import socket as pysocket
+
+    from crown_edge.daemon.notify import Notifier
+
+    path = tmp_path / "notify.sock"
+    sock = pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.setblocking(False)
+    config = EdgeConfig(
+        shop_id="test",
+        store_path=tmp_path / "edge.db",
+        control_socket=tmp_path / "ctl.sock",
+        machines=(),
+        temporal=TemporalConfig(enabled=False),
+        mqtt=MqttConfig(enabled=False),
+    )
+
+    async def factory(cfg: EdgeConfig, stack: AsyncExitStack) -> dict[str, Any]:
+        return {}
+
+    d = EdgeDaemon(config, notifier=Notifier(str(path)))
+    task = asyncio.create_task(d.run(machine_factory=factory))
+    loop = asyncio.get_running_loop()
+    got: list[str] = []
+    try:
+        while not any(m.startswith("WATCHDOG=1") for m in got):
+            data = await asyncio.wait_for(loop.sock_recv(sock, 1024), 30)
+            got.append(data.decode())
+    finally:
+        d.stop_event.set()
+        await asyncio.wait_for(task, 30)
+        sock.close()
+    assert got[0].startswith("READY=1")
