@@ -19,6 +19,30 @@ from crown_edge.errors import GlyphMissing, ValidationError
 
 DEFAULT_FONT = "futural"
 
+TEXT_FONTS = (
+    "futural",
+    "futuram",
+    "rowmans",
+    "rowmand",
+    "rowmant",
+    "timesr",
+    "timesrb",
+    "timesi",
+    "timesib",
+    "scripts",
+    "scriptc",
+    "cursive",
+    "gothiceng",
+    "gothicger",
+    "gothicita",
+    "gothgbt",
+    "gothgrt",
+    "gothitt",
+)
+"""Hershey fonts that draw Latin letters for ASCII codes. The package's Greek, Cyrillic, Japanese
+and symbol fonts map the same codes to other alphabets, so a customer's "Anna" would come out
+as something else; they are not offered."""
+
 Point = tuple[float, float]
 Polyline = tuple[Point, ...]
 
@@ -79,8 +103,9 @@ def missing_glyph(font: str, char: str, line_index: int, column: int) -> GlyphMi
 
 
 def available_fonts() -> tuple[str, ...]:
-    """Names of the built-in Hershey fonts."""
-    return tuple(_loader().default_font_names)  # type: ignore[attr-defined]
+    """Names of the fonts a job may choose (:data:`TEXT_FONTS` present in the package)."""
+    built_in = set(_loader().default_font_names)  # type: ignore[attr-defined]
+    return tuple(name for name in TEXT_FONTS if name in built_in)
 
 
 @functools.cache

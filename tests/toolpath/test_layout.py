@@ -128,6 +128,9 @@ def test_blank_lines_at_the_ends_are_dropped_inner_kept() -> None:
 def test_unknown_font_and_other_fonts() -> None:
     with pytest.raises(ValidationError):
         check_fit(EngravingArea(100, 40), ["x"], font="comic-sans")
+    with pytest.raises(ValidationError) as info:
+        check_fit(EngravingArea(100, 40), ["Anna"], font="greek")  # would draw Greek letters
+    assert "futural" in info.value.fields["allowed"]
     assert "timesr" in available_fonts()
     assert check_fit(EngravingArea(100, 40), ["Winner"], font="timesr") > 0
 

@@ -8,7 +8,7 @@ import pytest
 
 from crown_edge.catalog import Catalog
 from crown_edge.errors import GlyphMissing, TextDoesNotFit
-from crown_edge.toolpath import Artwork, check_fit, grammar_violations, render_job
+from crown_edge.toolpath import Artwork, available_fonts, check_fit, grammar_violations, render_job
 from crown_edge.toolpath.surface import RotaryConfig, mapping_for
 
 LOGO = Artwork(
@@ -104,4 +104,23 @@ def test_rendering_is_deterministic(catalog: Catalog) -> None:
 def test_time_budget_still_gives_a_valid_program(catalog: Catalog) -> None:
     item = catalog.item("plaque-a5")
     result = render_job(item, ["Player of the Year"], job_id="J-1", time_budget_s=0.0)
+    assert grammar_violations(result.gcode) == []
+
+
+@pytest.mark.parametrize("font", available_fonts())
+def test_every_offered_font_renders(catalog: Catalog, font: str) -> None:
+    item = catalog.item("plaque-a5")
+    result = render_job(item, ["Club Champion", "Olivia Patel 2026"], job_id="J-1", font=font)
+    assert grammar_violations(result.gcode) == []
+    assert result.layout.font == font and result.cap_height_mm > 0
+
+
+def test_large_artwork_orders_and_renders(catalog: Catalog) -> None:
+    dots = tuple(
+        ((float(i % 60), float(i // 60)), (i % 60 + 0.5, i // 60 + 0.5)) for i in range(3000)
+    )
+    art = Artwork(dots, 60.0, 50.0)
+    result = render_job(catalog.item("plaque-a5"), [], job_id="J-1", artwork=art)
+    assert len(result.strokes) == 3000
+    assert result.stats.travel_optimised_mm < result.stats.travel_font_order_mm
     assert grammar_violations(result.gcode) == []
