@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import aiomqtt
 
@@ -35,6 +35,9 @@ from crown_edge.models import OutboxEntry
 from crown_edge.sync import topics
 from crown_edge.sync.backoff import Backoff
 from crown_edge.sync.ports import OutboxSource
+
+if TYPE_CHECKING:
+    from crown_edge.config import EdgeConfig
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,29 @@ class MqttSettings:
     backoff_initial: float = 0.2
     backoff_max: float = 30.0
     version: str = "0"
+
+    @classmethod
+    def from_config(cls, config: EdgeConfig, **overrides: Any) -> MqttSettings:
+        """Settings from the edge config's ``[mqtt]`` table and ``shop_id``.
+
+        The client id is fixed (``crown-edge-{shop_id}``), which makes the broker session
+        persistent: commands sent while the workshop is offline wait for it.
+        """
+        from crown_edge import __version__
+
+        mqtt = config.mqtt
+        values: dict[str, Any] = {
+            "host": mqtt.host,
+            "port": mqtt.port,
+            "shop_id": config.shop_id,
+            "client_id": f"crown-edge-{config.shop_id}",
+            "username": mqtt.username,
+            "password": mqtt.password,
+            "keepalive": mqtt.keepalive_s,
+            "version": __version__,
+        }
+        values.update(overrides)
+        return cls(**values)
 
 
 class MqttLink:
@@ -94,6 +120,13 @@ class MqttLink:
         self.published = 0
         self.connects = 0
         self.commands_received = 0
+
+    @classmethod
+    def from_config(
+        cls, config: EdgeConfig, outbox: OutboxSource, on_command: CommandHandler | None = None
+    ) -> MqttLink:
+        """The link described by the edge config (see :meth:`MqttSettings.from_config`)."""
+        return cls(MqttSettings.from_config(config), outbox, on_command)
 
     # -- public ------------------------------------------------------------------------------------
 

@@ -88,3 +88,16 @@ def test_backoff_grows_caps_and_resets() -> None:
     assert backoff.next() == 1.0
     low = Backoff(1.0, 4.0, rand=lambda: 0.0)
     assert low.next() == 0.5
+
+
+def test_mqtt_settings_from_config(tmp_path: Any) -> None:
+    from crown_edge.config import parse_config
+    from crown_edge.sync.mqtt import MqttSettings
+
+    config = parse_config(
+        {"edge": {"shop_id": "leeds"}, "mqtt": {"host": "10.0.0.5", "port": 8883}}, tmp_path
+    )
+    settings = MqttSettings.from_config(config, poll_interval=1.0)
+    assert (settings.host, settings.port, settings.shop_id) == ("10.0.0.5", 8883, "leeds")
+    assert settings.client_id == "crown-edge-leeds"
+    assert settings.poll_interval == 1.0
