@@ -1,0 +1,148 @@
+"""The simulator at the byte level, through a plain serial connection, and as a process."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+import serial_asyncio_fast
+
+from crown_edge.drivers.base import RunOutcome
+from crown_edge.drivers.grbl import protocol as p
+from crown_edge.drivers.grbl.driver import GrblDriver
+from crown_edge.sim.grbl import GrblSimulator
+from tests.grbl.conftest import FAST, eventually, plate_program
+
+
+class Port:
+    """A bare serial connection to the simulator with a parser on top."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.proto = p.GrblProtocol()
+
+    async def ask(self, data: bytes, until: type, timeout: float = 3.0) -> list[p.Event]:
+        self.writer.write(data)
+        events: list[p.Event] = []
+        async with asyncio.timeout(timeout):
+            while not any(isinstance(e, until) for e in events):
+                events += self.proto.events(await self.reader.read(4096))
+        return events
+
+
+@pytest.fixture
+async def port(sim: GrblSimulator) -> AsyncIterator[Port]:
+    reader, writer = await serial_asyncio_fast.open_serial_connection(
+        url=sim.device_path, baudrate=115200
+    )
+    try:
+        yield Port(reader, writer)
+    finally:
+        writer.transport.abort()
+        await writer.wait_closed()
+
+
+async def test_reset_banner_build_info_and_status(port: Port) -> None:
+    events = await port.ask(b"\x18", p.Welcome)
+    assert p.Welcome("1.1h") in events
+    events = await port.ask(b"$I\n", p.Ok)
+    assert p.Options("VL", 15, 128) in events
+    assert any(isinstance(e, p.Version) for e in events)
+    events = await port.ask(b"?", p.Status)
+    status = next(e for e in events if isinstance(e, p.Status))
+    assert status.state == "Idle" and status.mpos == (0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("line", "code"),
+    [
+        (b"G1 X1 Y1 " + b"Z0.000 " * 15 + b"\n", 11),  # line overflow
+        (b"G1 X10\n", 22),  # no feed rate yet
+        (b"G7 X1\n", 20),  # unsupported G code
+        (b"G1 X1 Q1 F100\n", 20),  # unsupported word
+        (b"G1 X1..2 F100\n", 2),  # bad number
+        (b"$99x\n", 3),  # bad $ statement
+    ],
+)
+async def test_bad_lines_get_grbl_error_codes(port: Port, line: bytes, code: int) -> None:
+    events = await port.ask(line, p.Error)
+    errors = [e for e in events if isinstance(e, p.Error)]
+    assert errors[0].code == code
+
+
+async def test_settings_dump_and_unlock(port: Port) -> None:
+    events = await port.ask(b"$$\n", p.Ok)
+    settings = {e.number: e.value for e in events if isinstance(e, p.Setting)}
+    assert settings[32] == "1" and settings[11] == "0.010"
+    events = await port.ask(b"$X\n", p.Ok)
+    assert p.Ok() in events
+
+
+async def test_rx_buffer_overflows_without_character_counting(
+    sim: GrblSimulator, port: Port
+) -> None:
+    slow = b"".join(f"G1 X{i} F10\n".encode() for i in range(1, 16))  # fills the planner
+    port.writer.write(slow + b"G1 X20 Y1 F10\n" * 20)
+    await eventually(lambda: sim.stats.rx_overflows > 0)
+    assert sim.stats.rx_peak == 127
+    events = await port.ask(b"\x18", p.Welcome)
+    assert any(isinstance(e, p.Alarm) and e.code == 3 for e in events)  # reset while moving
+
+
+async def test_homing_enabled_starts_locked() -> None:
+    async with (
+        GrblSimulator(time_scale=0.0, settings={22: 1}) as sim,
+        GrblDriver("laser-2", sim.device_path, **FAST) as drv,
+    ):
+        await eventually(lambda: drv.status is not None)
+        assert drv.status is not None and drv.status.state == "Alarm"
+        await drv.home(timeout=3)
+        await drv.wait_ready(timeout=3)
+
+
+async def test_larger_rx_buffer_is_detected_and_used() -> None:
+    async with (
+        GrblSimulator(time_scale=0.01, rx_buffer=256) as sim,
+        GrblDriver("laser-3", sim.device_path, **FAST) as drv,
+    ):
+        await drv.wait_ready(timeout=5)
+        assert drv.rx_buffer == 256
+        result = await drv.run_program("J-20", plate_program("J-20", 100))
+        assert result.qa_auto_ok
+        assert sim.stats.rx_overflows == 0 and sim.stats.rx_peak > 127
+
+
+async def _start_cli(*args: str) -> tuple[asyncio.subprocess.Process, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "crown_edge.sim.grbl_cli", "--time-scale", "0", *args,
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    async with asyncio.timeout(20):
+        where = (await proc.stdout.readline()).decode().strip()
+    return proc, where
+
+
+async def _stop_cli(proc: asyncio.subprocess.Process) -> int:
+    proc.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(10):
+        await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("tcp", [False, True])
+async def test_simulator_process_serves_a_driver(tcp: bool) -> None:
+    proc, url = await _start_cli(*(["--tcp", "0"] if tcp else []))
+    try:
+        assert url.startswith("socket://127.0.0.1:") if tcp else url.endswith("ttyGRBL0")
+        async with GrblDriver("laser-4", url, **FAST) as drv:
+            await drv.wait_ready(timeout=5)
+            result = await drv.run_program("J-30", plate_program("J-30", 30))
+            assert result.outcome is RunOutcome.COMPLETED
+    finally:
+        assert await _stop_cli(proc) == 0
