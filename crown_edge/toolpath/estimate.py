@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from crown_edge.errors import ConfigError
 from crown_edge.toolpath.gcode import Move
 
 _WORD = re.compile(r"([A-Z])(-?\d+(?:\.\d*)?)")
@@ -36,6 +37,21 @@ class MachineParams:
     """A axis maximum rate in deg/min ($113)."""
     planner_blocks: int | None = 15
     """Planner buffer size; None plans the whole program at once."""
+
+    def __post_init__(self) -> None:
+        for key in (
+            "acceleration_mm_s2",
+            "max_rate_mm_min",
+            "rotary_acceleration",
+            "rotary_max_rate",
+        ):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError("machine", key, f"got {value!r}", "a number > 0")
+        if not (math.isfinite(self.junction_deviation_mm) and self.junction_deviation_mm >= 0):
+            raise ConfigError("machine", "junction_deviation_mm", "must be >= 0")
+        if self.planner_blocks is not None and self.planner_blocks < 2:
+            raise ConfigError("machine", "planner_blocks", "must be >= 2 or unset")
 
 
 @dataclass(frozen=True, slots=True)

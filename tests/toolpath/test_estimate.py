@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from crown_edge.errors import ConfigError
 from crown_edge.models import MaterialProfile
 from crown_edge.toolpath import render_job
 from crown_edge.toolpath.estimate import MachineParams, estimate_gcode, estimate_moves, parse_moves
@@ -76,6 +77,21 @@ def test_parse_and_emitter_moves_agree() -> None:
             m.feed_mm_min for m in emitted if not m.rapid
         ]
         assert estimate_gcode(result.gcode).total_s == pytest.approx(result.estimate_s)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"acceleration_mm_s2": 0},
+        {"max_rate_mm_min": -1},
+        {"rotary_acceleration": float("nan")},
+        {"junction_deviation_mm": -0.1},
+        {"planner_blocks": 1},
+    ],
+)
+def test_machine_params_are_validated(bad: dict[str, float]) -> None:
+    with pytest.raises(ConfigError):
+        MachineParams(**bad)  # type: ignore[arg-type]
 
 
 def test_estimate_is_sane_for_a_plate() -> None:
