@@ -5,13 +5,14 @@ fetchers. The public API other components (scheduler, Temporal activities, the C
 
     from crown_edge.toolpath import render_job, check_fit
 
-    cap_mm = check_fit(item, ["Club Champion", "2026"], font="futural")   # validation only
+    cap_mm = check_fit(item, ["Club Champion", "2026"], font=None)  # validation only;
+                                                # artwork=True reserves the artwork's share
     result = render_job(
         item,                      # crown_edge.models.Item (flat plate or cylinder)
         ["Club Champion", "2026"],  # lines of customer text
         material,                  # crown_edge.models.MaterialProfile (power, feed, passes, air)
         job_id="J-123",            # [A-Za-z0-9._-]{1,64}; the only outside text in the G-code
-        font=None,                 # Hershey font name, default "futural"
+        font=None,                 # one of available_fonts(), default "futural"
         artwork=None,              # Artwork from load_artwork()/load_artwork_async()
         rotary=None,               # RotaryConfig for cylinders (axis "Y" or "A", per_rotation)
         machine=None,              # MachineParams for the estimate (accel, rapid, junction dev.)
@@ -22,10 +23,17 @@ fetchers. The public API other components (scheduler, Temporal activities, the C
     result.estimate_s     # motion time estimate (GRBL-like planner)
     result.stats          # RenderStats: segments, cut/travel length, estimate, cap height
     result.preview_svg()  # SVG for the approval step
+    result.gcode_text()   # the program as one string
+
+Output is deterministic for the same input (the stroke-order search has an evaluation budget;
+``time_budget_s=`` adds a wall-clock cap at the price of reproducibility). A plate renders in a
+few milliseconds (``crown-edge bench toolpath``), so callers may run it inline or in a thread.
 
 Errors (all :class:`~crown_edge.errors.ValidationError`): ``GlyphMissing`` (a character the
 font lacks, named), ``TextDoesNotFit`` (fields: reason ``lines``/``width``/``height``, line,
-needed and available mm, min cap height), ``ArtworkError`` (fetch/parse; field ``reason``).
+needed and available mm, min cap height), ``ArtworkError`` (fetch/parse; field ``reason``),
+and plain ``ValidationError`` for an unknown font, a bad job id or material values. Bad
+``MachineParams`` raise ``ConfigError``.
 
 Machine coordinates: the program's origin is the engraving area's bottom-left corner (flat),
 or, on a rotary, X along the cylinder axis from the area's bottom edge and Y/A the rotation.

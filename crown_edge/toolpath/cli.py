@@ -79,6 +79,8 @@ def render(
     try:
         cat = load_catalog(catalog)
         the_item = cat.item(item) if item is not None else _area_item(area or "")
+        if material is not None and material not in cat.materials:
+            _fail(f"unknown material {material!r} (choose from: {', '.join(cat.materials)})", 2)
         profile = cat.material(material or the_item.material)
         art = None
         if artwork:

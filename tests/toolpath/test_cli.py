@@ -73,6 +73,8 @@ def test_usage_errors() -> None:
     assert runner.invoke(app, ["--item", "plaque-a5"]).exit_code == 2
     assert runner.invoke(app, ["--area", "big", "--line", "x"]).exit_code == 2
     assert runner.invoke(app, ["--item", "nope", "--line", "x"]).exit_code == 1
+    typo = runner.invoke(app, ["--item", "plaque-a5", "--line", "x", "--material", "brasss"])
+    assert typo.exit_code == 2 and "brass" in typo.stderr
     missing = runner.invoke(app, ["--item", "plaque-a5", "--line", "caf\u00e9"])
     assert missing.exit_code == 1 and "U+00E9" in missing.stderr
     bad_art = runner.invoke(
