@@ -5,9 +5,9 @@ This is the one module of the toolpath package that does I/O (:func:`fetch_artwo
 refused connection, wrong content type, too large, too slow, not an SVG — is an
 :class:`~crown_edge.errors.ArtworkError` with a ``reason`` field, never a crash or a hang.
 
-Only ``https://`` and ``file://`` are fetched. ``allow_insecure`` (tests, the technician's own
-machine) also permits ``http://`` and loopback/private addresses; customer-supplied URLs should be
-fetched with ``allow_file=False``.
+Only ``https://`` to public addresses is fetched by default, which is what customer-supplied
+URLs get. ``allow_file`` adds ``file://`` (the CLI, the technician's own files) and
+``allow_insecure`` adds ``http://`` and loopback/private addresses (tests).
 """
 
 from __future__ import annotations
@@ -45,8 +45,10 @@ class ArtworkLimits:
     max_bytes: int = DEFAULT_MAX_BYTES
     timeout_s: float = 10.0
     content_types: tuple[str, ...] = ("image/svg+xml",)
-    allow_file: bool = True
+    allow_file: bool = False
+    """``file://`` URLs: for the technician's own files (the CLI), never for customer URLs."""
     allow_insecure: bool = False
+    """``http://`` and loopback/private hosts: tests and the workshop's own network only."""
     max_points: int = 200_000
     max_redirects: int = 3
 

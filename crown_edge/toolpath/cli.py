@@ -84,7 +84,8 @@ def render(
         profile = cat.material(material or the_item.material)
         art = None
         if artwork:
-            art = load_artwork(artwork, ArtworkLimits(allow_insecure=allow_insecure))
+            limits = ArtworkLimits(allow_file=True, allow_insecure=allow_insecure)
+            art = load_artwork(artwork, limits)
         rotary = None
         if the_item.diameter_mm is not None:
             axis = rotary_axis.upper()

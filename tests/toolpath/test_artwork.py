@@ -166,16 +166,17 @@ def test_schemes_and_private_addresses(server: str) -> None:
 
 
 def test_file_urls(tmp_path: Path) -> None:
+    files = ArtworkLimits(allow_file=True)
     good = tmp_path / "logo.svg"
     good.write_bytes(SVG)
-    assert len(load_artwork(good.as_uri()).polylines) == 3
-    assert _reason(good.as_uri(), ArtworkLimits(allow_file=False)) == "url"
-    assert _reason(good.as_uri(), ArtworkLimits(max_bytes=100)) == "size"
+    assert len(load_artwork(good.as_uri(), files).polylines) == 3
+    assert _reason(good.as_uri(), ArtworkLimits()) == "url"  # not by default: customer URLs
+    assert _reason(good.as_uri(), ArtworkLimits(allow_file=True, max_bytes=100)) == "size"
     other = tmp_path / "logo.txt"
     other.write_bytes(SVG)
-    assert _reason(other.as_uri()) == "content_type"
-    assert _reason((tmp_path / "none.svg").as_uri()) == "unreachable"
-    assert _reason("file://elsewhere/x.svg") == "url"
+    assert _reason(other.as_uri(), files) == "content_type"
+    assert _reason((tmp_path / "none.svg").as_uri(), files) == "unreachable"
+    assert _reason("file://elsewhere/x.svg", files) == "url"
 
 
 @pytest.mark.parametrize(
