@@ -233,6 +233,8 @@ class Bridge:
                         self._on_message(str(message.topic), message.payload)
             except aiomqtt.MqttError as exc:
                 log.warning("bridge lost the broker: %s", exc)
+            except Exception:
+                log.exception("bridge session failed")
             finally:
                 self._connected.clear()
             await asyncio.sleep(backoff.next())
@@ -249,6 +251,9 @@ class Bridge:
                     log.warning("relay of event %s failed: %s", event.get("event_id"), exc)
                     await asyncio.sleep(backoff.next())
                     continue
+                except Exception:  # a bug, not an outage: retrying would block every event
+                    log.exception("relay of event %s dropped", event.get("event_id"))
+                    break
                 backoff.reset()
                 self.relayed += 1
                 break

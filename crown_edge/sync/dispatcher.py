@@ -242,6 +242,9 @@ class Dispatcher:
             except SyncError as exc:
                 log.warning("dispatcher poll failed: %s", exc)
                 await asyncio.sleep(1.0)
+            except Exception:  # a bug must not stop intake for good
+                log.exception("dispatcher poll crashed")
+                await asyncio.sleep(1.0)
 
     async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self.run(), name="sqs-dispatcher")

@@ -209,6 +209,8 @@ class MqttLink:
                     exc,
                     extra={"shop_id": self.settings.shop_id},
                 )
+            except Exception:  # the outbox failed, or a bug: reconnect rather than die silently
+                log.exception("mqtt link session failed", extra={"shop_id": self.settings.shop_id})
             finally:
                 self._connected.clear()
             if self._stop.is_set():

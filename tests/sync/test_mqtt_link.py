@@ -209,3 +209,22 @@ async def test_last_will_marks_a_killed_edge_offline(mqtt_broker: MqttBroker) ->
         if proc.returncode is None:
             proc.kill()
         await proc.wait()
+
+
+async def test_outbox_failure_does_not_kill_the_link(mqtt_broker: MqttBroker) -> None:
+    from crown_edge.errors import StoreError
+
+    class FlakyOutbox(MemoryOutbox):
+        failures = 2
+
+        async def outbox_pending(self, limit: int) -> list[Any]:
+            if self.failures:
+                self.failures -= 1
+                raise StoreError("database is locked")
+            return await super().outbox_pending(limit)
+
+    outbox = FlakyOutbox()
+    outbox.put("events", {"event_id": "e1", "job_id": "j", "seq": 1})
+    async with MqttLink(_settings(mqtt_broker, _shop()), outbox) as link:
+        await until(lambda: outbox.pending == [])
+        assert link.connects >= 3
