@@ -100,8 +100,13 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
     ) -> urllib.request.Request | None:
         parts = urllib.parse.urlsplit(newurl)
         if parts.scheme != "https" and not (parts.scheme == "http" and self.limits.allow_insecure):
+            fp.close()
             raise _fail(self.url, "url", f"redirect to a {parts.scheme or 'relative'} URL refused")
-        _check_host(self.url, parts.hostname, parts.port, self.limits)
+        try:
+            _check_host(self.url, parts.hostname, parts.port, self.limits)
+        except (ArtworkError, ValueError):
+            fp.close()
+            raise
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
@@ -181,7 +186,12 @@ def fetch_artwork_bytes(url: str, limits: ArtworkLimits | None = None) -> bytes:
     lim = limits or ArtworkLimits()
     if not isinstance(url, str) or len(url) > 2048:
         raise _fail(str(url)[:120], "url", "not a usable URL")
-    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    try:
+        split = urllib.parse.urlsplit(url)
+        scheme = split.scheme.lower()
+        _ = split.port  # raises for a malformed port
+    except ValueError as exc:
+        raise _fail(url, "url", f"malformed URL: {exc}") from exc
     if scheme == "file":
         return _fetch_file(url, lim)
     if scheme != "https" and not (scheme == "http" and lim.allow_insecure):

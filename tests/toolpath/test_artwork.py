@@ -80,6 +80,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.send_response(302)
                 self.send_header("Location", "file:///etc/passwd")
                 self.end_headers()
+            elif path == "/to-ftp":
+                self.send_response(302)
+                self.send_header("Location", "ftp://127.0.0.1/x.svg")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
             elif path == "/to-ok":
                 self.send_response(302)
                 self.send_header("Location", "/ok.svg")
@@ -140,6 +145,7 @@ async def test_fetch_async(server: str) -> None:
         ("/entity.svg", "content"),
         ("/missing.svg", "status"),
         ("/to-file", "url"),
+        ("/to-ftp", "url"),
         ("/slow.svg", "timeout"),
         ("/drip.svg", "timeout"),
     ],
@@ -163,6 +169,8 @@ def test_schemes_and_private_addresses(server: str) -> None:
     assert _reason("ftp://example.com/x.svg") == "url"
     assert _reason("javascript:alert(1)") == "url"
     assert _reason("not a url") == "url"
+    assert _reason("https://example.com:99999/x.svg") == "url"
+    assert _reason("https:///x.svg") == "url"
 
 
 def test_file_urls(tmp_path: Path) -> None:
