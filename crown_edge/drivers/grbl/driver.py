@@ -48,16 +48,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 from crown_edge.drivers.base import ProgressCallback, RunOutcome, RunProgress, RunResult
 from crown_edge.drivers.grbl import protocol as p
 from crown_edge.drivers.grbl.connection import Connection
+from crown_edge.drivers.grbl.run import ProgramRun, halt
 from crown_edge.drivers.grbl.streamer import Streamer, resume_preamble
 from crown_edge.drivers.grbl.transport import SerialLink
-from crown_edge.errors import ControllerAlarm, DriverError, InterlockOpen, LinkLost, ProtocolError
+from crown_edge.errors import ControllerAlarm, DriverError, InterlockOpen, LinkLost
 from crown_edge.models import Availability, Execution, MachineState
 
 log = logging.getLogger(__name__)
@@ -73,15 +73,6 @@ _EXECUTION = {
     "Sleep": Execution.STOPPED,
     "Tool": Execution.FEED_HOLD,
 }
-
-
-@dataclass(slots=True)
-class _Run:
-    job_id: str
-    streamer: Streamer
-    on_progress: ProgressCallback | None
-    stop_reason: str | None = None
-    last_percent: int = -1
 
 
 class GrblDriver:
@@ -115,7 +106,7 @@ class GrblDriver:
         self._supervisor: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self._lock = asyncio.Lock()
-        self._run: _Run | None = None
+        self._run: ProgramRun | None = None
         self._interrupted = False
         self._alarm: p.Alarm | None = None
 
@@ -331,15 +322,24 @@ class GrblDriver:
                 send_response=send_response,
                 preamble=resume_preamble(lines, start_line),
             )
-            run = _Run(job_id, streamer, on_progress)
+            run = ProgramRun(
+                conn,
+                job_id,
+                streamer,
+                on_progress,
+                machine_id=self._machine_id,
+                lost_ack_timeout=self.lost_ack_timeout,
+                hold_timeout=self.hold_timeout,
+            )
             self._run = run
             self._interrupted = False
             self._notify()
             resets = conn.resets
             try:
-                result = await self._stream(conn, run)
+                result = await run.execute()
             finally:
                 self._run = None
+                self._alarm = run.alarm or self._alarm
                 if conn.resets == resets:
                     arrived = sum(1 for a in conn.answers if not isinstance(a, p.Alarm))
                     conn.orphans += max(0, streamer.in_flight - arrived)
@@ -355,117 +355,6 @@ class GrblDriver:
                 result.total_lines,
             )
             return result
-
-    async def _stream(self, conn: Connection, run: _Run) -> RunResult:
-        streamer = run.streamer
-        started = time.monotonic()
-        resets = conn.resets
-        conn.answers.clear()
-        conn.alarm = None
-        last_answer = time.monotonic()
-        idle_since: float | None = None
-        idle_seq = 0
-        acked_seq: int | None = None
-
-        def result(outcome: RunOutcome, **extra: Any) -> RunResult:
-            return RunResult(
-                run.job_id,
-                outcome,
-                streamer.acked_lines,
-                streamer.total,
-                streamer.last_acked_line,
-                streamer.start_line,
-                elapsed_s=time.monotonic() - started,
-                bytes_sent=streamer.bytes_sent,
-                **extra,
-            )
-
-        self._progress(run, force=True)
-        while True:
-            while conn.answers:
-                answer = conn.answers.popleft()
-                last_answer = time.monotonic()
-                if isinstance(answer, p.Alarm):
-                    self._alarm = answer
-                    return result(
-                        RunOutcome.INTERRUPTED,
-                        reason="alarm",
-                        alarm_code=answer.code,
-                        alarm_text=f"{answer.name}: {answer.text}",
-                    )
-                try:
-                    number = streamer.on_ok() if isinstance(answer, p.Ok) else streamer.answer()
-                except ProtocolError as exc:
-                    log.warning("machine %s: %s", self._machine_id, exc)
-                    continue
-                if isinstance(answer, p.Error):
-                    await self._halt(conn)
-                    return result(
-                        RunOutcome.FAILED,
-                        error_line=number,
-                        error_code=answer.code,
-                        error_text=f"{answer.name}: {answer.text}",
-                    )
-                self._progress(run)
-            if conn.resets != resets:
-                return result(RunOutcome.INTERRUPTED, reason=run.stop_reason or "reset")
-            if conn.lost.is_set():
-                return result(RunOutcome.INTERRUPTED, reason=conn.lost_reason or "link_lost")
-            status = conn.status
-            if streamer.all_acked:
-                if acked_seq is None:
-                    acked_seq = conn.status_seq
-                elif conn.status_seq > acked_seq and status and status.state in ("Idle", "Check"):
-                    self._progress(run, force=True)
-                    return result(RunOutcome.COMPLETED)
-            else:
-                try:
-                    while (data := streamer.next_to_send()) is not None:
-                        conn.write(data)
-                except LinkLost:
-                    continue
-                # A lost ``ok``: fresh reports keep saying Idle while a line is still unanswered.
-                now = time.monotonic()
-                if status is not None and status.state == "Idle" and streamer.in_flight:
-                    if idle_since is None:
-                        idle_since, idle_seq = now, conn.status_seq
-                    quiet = min(now - idle_since, now - last_answer)
-                    if quiet > self.lost_ack_timeout and conn.status_seq >= idle_seq + 3:
-                        return result(RunOutcome.INTERRUPTED, reason="lost_ack")
-                else:
-                    idle_since = None
-            await conn.wait(0.1)
-
-    def _progress(self, run: _Run, *, force: bool = False) -> None:
-        if run.on_progress is None:
-            return
-        streamer = run.streamer
-        progress = RunProgress(run.job_id, streamer.last_acked_line, streamer.total)
-        percent = int(progress.fraction * 100)
-        if force or percent != run.last_percent:
-            run.last_percent = percent
-            try:
-                run.on_progress(progress)
-            except Exception:
-                log.exception("machine %s: progress callback failed", self._machine_id)
-
-    async def _halt(self, conn: Connection) -> None:
-        """Feed hold, let the motion stop, then soft-reset so nothing buffered runs later."""
-        with contextlib.suppress(LinkLost):
-            conn.realtime(p.RealTime.FEED_HOLD)
-            deadline = time.monotonic() + self.hold_timeout
-            seq = conn.status_seq
-            while time.monotonic() < deadline and not conn.lost.is_set():
-                status = conn.status
-                fresh = conn.status_seq > seq and status is not None
-                if fresh and status and (status.state in ("Idle", "Door") or status.substate == 0):
-                    break
-                await conn.wait(0.05)
-            resets = conn.resets
-            conn.realtime(p.RealTime.SOFT_RESET)
-            deadline = time.monotonic() + self.hold_timeout
-            while conn.resets == resets and time.monotonic() < deadline:
-                await conn.wait(0.05)
 
     # --- technician and interlock actions --------------------------------------------------------
 
@@ -497,7 +386,7 @@ class GrblDriver:
         except LinkLost:
             log.warning("machine %s: emergency stop with no link", self._machine_id)
             return
-        await self._halt(conn)
+        await halt(conn, self.hold_timeout)
         self._notify()
 
     async def command(self, line: str, timeout: float = 5.0) -> list[p.Event]:
