@@ -154,10 +154,18 @@ def estimate_moves(
             else:
                 jx, jy, ja = ux - pux, uy - puy, ua - pua
                 norm = sqrt(jx * jx + jy * jy + ja * ja)
-                j_acc = norm / max(max(abs(jx), abs(jy)) * ia_xy, abs(ja) * ia_a)
+                jx = jx if jx >= 0.0 else -jx
+                jy = jy if jy >= 0.0 else -jy
+                jxy = (jx if jx > jy else jy) * ia_xy
+                if ja != 0.0:
+                    ja = (ja if ja >= 0.0 else -ja) * ia_a
+                    if ja > jxy:
+                        jxy = ja
                 sin_half = sqrt(0.5 * (1.0 - cos_theta))
-                junction = j_acc * jd * sin_half / (1.0 - sin_half)
-            entry = min(junction, v_sq, prev_nominal_sq)
+                junction = norm / jxy * jd * sin_half / (1.0 - sin_half)
+            entry = junction if junction < v_sq else v_sq
+            if prev_nominal_sq < entry:
+                entry = prev_nominal_sq
         lengths.append(length)
         acc.append(block_acc)
         nominal_sq.append(v_sq)
@@ -183,13 +191,17 @@ def estimate_moves(
             window += two_al[k + 1]
             if k + 1 + horizon < n:
                 window -= two_al[k + 1 + horizon]
-            exit_bound[k] = max(0.0, min(allowed_next, window))
-        allowed_next = min(max_entry[k], allowed_next + two_al[k])
+            bound = allowed_next if allowed_next < window else window
+            exit_bound[k] = bound if bound > 0.0 else 0.0
+        reach = allowed_next + two_al[k]
+        allowed_next = max_entry[k] if max_entry[k] < reach else reach
     # Forward: accelerate as far as allowed; each block is a trapezoid or a triangle.
     cut_s = rapid_s = 0.0
     v0_sq = 0.0
     for k in range(n):
-        v1_sq = min(exit_bound[k], v0_sq + two_al[k])
+        v1_sq = v0_sq + two_al[k]
+        if exit_bound[k] < v1_sq:
+            v1_sq = exit_bound[k]
         vn_sq = nominal_sq[k]
         a2 = 2.0 * acc[k]
         length = lengths[k]
