@@ -14,6 +14,7 @@ import serial_asyncio_fast
 from crown_edge.drivers.base import RunOutcome
 from crown_edge.drivers.grbl import protocol as p
 from crown_edge.drivers.grbl.driver import GrblDriver
+from crown_edge.errors import DriverError
 from crown_edge.sim.grbl import GrblSimulator
 from tests.grbl.conftest import FAST, eventually, plate_program
 
@@ -154,3 +155,15 @@ async def test_simulator_process_serves_a_driver(tcp: bool) -> None:
             assert result.outcome is RunOutcome.COMPLETED
     finally:
         assert await _stop_cli(proc) == 0
+
+
+async def test_driver_refuses_to_run_without_laser_mode() -> None:
+    async with (
+        GrblSimulator(time_scale=0.0, settings={32: 0}) as sim,
+        GrblDriver("laser-5", sim.device_path, **FAST) as drv,
+    ):
+        await drv.wait_ready(timeout=5)
+        assert not drv.laser_mode
+        with pytest.raises(DriverError, match="laser mode"):
+            await drv.run_program("J-40", plate_program("J-40", 3))
+        assert sim.runs_of("J-40") == []

@@ -50,6 +50,8 @@ class Connection:
         self.resets = 0
         self.version: p.Version | None = None
         self.options: p.Options | None = None
+        self.settings: dict[int, str] = {}
+        """``$$`` as read during the handshake."""
         self.garbage = 0
         self.last_heard = time.monotonic()
         self.heard_at = time.time()
@@ -228,7 +230,8 @@ class Connection:
         return feedback
 
     async def handshake(self, banner_wait: float, timeout: float) -> None:
-        """Open sequence: take the reset banner (or cause one), read ``$I``, get a first status."""
+        """Open sequence: take the reset banner (or cause one), read ``$I`` and ``$$``, get a
+        first status."""
         deadline = time.monotonic() + banner_wait
         while self.resets == 0 and time.monotonic() < deadline and not self.lost.is_set():
             await self.wait(0.05)
@@ -243,6 +246,8 @@ class Connection:
         self.answers.clear()
         try:
             await self.command("$I", timeout)
+            dump = await self.command("$$", timeout)
+            self.settings = {e.number: e.value for e in dump if isinstance(e, p.Setting)}
         except DriverError as exc:
             raise LinkLost(f"handshake failed: {exc}", machine_id=self.machine_id) from exc
         seq = self.status_seq

@@ -18,7 +18,8 @@ API (all coroutines bounded by timeouts; errors from :mod:`crown_edge.errors`):
 ``run_program(job_id, lines, *, start_line=0, on_progress=None, send_response=False)``
     Streams with character counting (``$`` and EEPROM lines send-response) and returns a
     :class:`~crown_edge.drivers.base.RunResult`: ``completed`` once every line is acknowledged
-    and the machine is back at rest; ``failed`` on ``error:N`` (feeding stops, feed hold, then a
+    and the machine is back at rest (refused up front unless laser mode ``$32=1`` is on,
+    see ``require_laser_mode``); ``failed`` on ``error:N`` (feeding stops, feed hold, then a
     soft reset flushes what grbl still buffered, so no later line of the failed program runs);
     ``interrupted`` on ALARM, reset, e-stop, a lost port, a silent controller or a lost ``ok``.
     Nothing is ever re-sent: continuing needs ``start_line`` (lines 1..start_line are skipped,
@@ -91,6 +92,7 @@ class GrblDriver:
         backoff: tuple[float, float] = (0.2, 10.0),
         lost_ack_timeout: float = 2.0,
         hold_timeout: float = 1.0,
+        require_laser_mode: bool = True,
     ) -> None:
         self._machine_id = machine_id
         self.url = url
@@ -102,6 +104,7 @@ class GrblDriver:
         self.backoff = backoff
         self.lost_ack_timeout = lost_ack_timeout
         self.hold_timeout = hold_timeout
+        self.require_laser_mode = require_laser_mode
         self._conn: Connection | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
@@ -154,6 +157,16 @@ class GrblDriver:
     def rx_buffer(self) -> int:
         """The controller's RX buffer size (from ``$I``)."""
         return self._conn.rx_buffer if self._conn is not None else p.DEFAULT_RX_BUFFER
+
+    @property
+    def laser_mode(self) -> bool:
+        """``$32=1``: laser off during rapids and feed holds, M4 dynamic power available."""
+        if self._conn is None:
+            return False
+        try:
+            return float(self._conn.settings.get(32, "0")) == 1.0
+        except ValueError:
+            return False
 
     @property
     def state(self) -> MachineState:
@@ -315,6 +328,13 @@ class GrblDriver:
             raise DriverError(f"machine {self._machine_id} is busy", machine_id=self._machine_id)
         async with self._lock:
             conn = self._check_ready()
+            if self.require_laser_mode and not self.laser_mode:
+                raise DriverError(
+                    f"machine {self._machine_id}: laser mode is off ($32="
+                    f"{conn.settings.get(32, '?')}); the laser would fire during rapids",
+                    machine_id=self._machine_id,
+                    setting=32,
+                )
             streamer = Streamer(
                 lines,
                 rx_buffer=conn.rx_buffer,
