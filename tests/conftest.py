@@ -11,6 +11,7 @@ should start their own instance with the launcher rather than disturb the shared
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,8 +22,14 @@ from crown_edge.embedded import MotoServer, MqttBroker, TemporalDevServer
 
 @pytest.fixture(scope="session")
 def mqtt_broker() -> Iterator[MqttBroker]:
-    """A broker (mosquitto if installed, else amqtt) on 127.0.0.1 and an ephemeral port."""
-    with MqttBroker() as broker:
+    """A broker (mosquitto if installed, else amqtt) on 127.0.0.1 and an ephemeral port.
+
+    ``CROWN_TEST_BROKER=amqtt`` (or ``mosquitto``) forces one implementation.
+    """
+    prefer = os.environ.get("CROWN_TEST_BROKER", "auto")
+    if prefer not in ("auto", "mosquitto", "amqtt"):
+        raise pytest.UsageError(f"CROWN_TEST_BROKER={prefer!r}: use auto, mosquitto or amqtt")
+    with MqttBroker(prefer=prefer) as broker:  # type: ignore[arg-type]
         yield broker
 
 

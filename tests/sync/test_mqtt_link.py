@@ -122,22 +122,22 @@ async def test_edge_state_retained_online_then_offline(mqtt_broker: MqttBroker) 
     async with MqttLink(_settings(mqtt_broker, shop), MemoryOutbox()) as link:
         await until(lambda: link.connected)
         async with subscriber(mqtt_broker, topic) as got:
-            await until(lambda: len(got) == 1)  # the retained value
-            assert got[0][1]["online"] is True
+            await until(lambda: len(got) >= 1)  # the retained value (QoS 1 may repeat it)
+            assert all(p["online"] is True for _, p in got)
     async with subscriber(mqtt_broker, topic) as got:
-        await until(lambda: len(got) == 1)
-        assert got[0][1]["online"] is False
+        await until(lambda: len(got) >= 1)
+        assert all(p["online"] is False for _, p in got)
 
 
 async def test_machine_state_is_retained(mqtt_broker: MqttBroker) -> None:
     shop = _shop()
+    topic = f"crown/v1/{shop}/machines/m1/state"
     async with MqttLink(_settings(mqtt_broker, shop), MemoryOutbox()) as link:
         link.set_machine_state("m1", {"machine_id": "m1", "execution": "READY"})
         link.set_machine_state("m1", {"machine_id": "m1", "execution": "ACTIVE"})
         await until(lambda: link.connected)
         async with subscriber(mqtt_broker, f"crown/v1/{shop}/machines/+/state") as got:
-            await until(lambda: any(p["execution"] == "ACTIVE" for _, p in got))
-            assert got[-1][0] == f"crown/v1/{shop}/machines/m1/state"
+            await until(lambda: any(t == topic and p["execution"] == "ACTIVE" for t, p in got))
 
 
 async def test_commands_dispatched_and_malformed_ignored(mqtt_broker: MqttBroker) -> None:
@@ -200,11 +200,9 @@ async def test_last_will_marks_a_killed_edge_offline(mqtt_broker: MqttBroker) ->
         async with asyncio.timeout(30):
             assert await proc.stdout.readline() == b"up\n"
         async with subscriber(mqtt_broker, f"crown/v1/{shop}/edge/state") as got:
-            await until(lambda: len(got) == 1)
-            assert got[0][1]["online"] is True
+            await until(lambda: any(p["online"] is True for _, p in got))
             proc.kill()  # no DISCONNECT: the broker must publish the Last Will
-            await until(lambda: len(got) == 2)
-            assert got[1][1]["online"] is False
+            await until(lambda: got[-1][1]["online"] is False)
     finally:
         if proc.returncode is None:
             proc.kill()
