@@ -119,15 +119,15 @@ def split_area(
     if placement == "auto":
         placement = "beside" if whole.width >= 2.5 * whole.height else "above"
     if placement == "above":
-        art_h = (whole.height - gap) * 0.4
-        text_h = whole.height - gap - art_h
+        art_h = max(0.0, whole.height - gap) * 0.4
+        text_h = max(0.0, whole.height - gap - art_h)
         return (
             Region(whole.x, whole.y, whole.width, text_h),
             Region(whole.x, whole.y + text_h + gap, whole.width, art_h),
         )
-    art_w = min(whole.height, (whole.width - gap) * 0.35)
+    art_w = min(whole.height, max(0.0, whole.width - gap) * 0.35)
     return (
-        Region(whole.x + art_w + gap, whole.y, whole.width - art_w - gap, whole.height),
+        Region(whole.x + art_w + gap, whole.y, max(0.0, whole.width - art_w - gap), whole.height),
         Region(whole.x, whole.y, art_w, whole.height),
     )
 
