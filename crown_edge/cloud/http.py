@@ -151,10 +151,18 @@ Handler = Callable[[Request], Awaitable[Response]]
 class HttpServer:
     """Serves ``handler`` on ``host:port`` (port 0: ephemeral). An async context manager."""
 
-    def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        max_connections: int = 1024,
+    ) -> None:
         self.handler = handler
         self.host = host
         self.port = port
+        self.max_connections = max_connections
         self._server: asyncio.Server | None = None
         self._conns: set[asyncio.Task[None]] = set()
 
@@ -193,6 +201,15 @@ class HttpServer:
         assert task is not None
         self._conns.add(task)
         try:
+            if len(self._conns) > self.max_connections:
+                # read the head first: closing with unread input would reset the connection
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(1.0):
+                        await reader.readuntil(b"\r\n\r\n")
+                busy = Response.text("too many connections", 503)
+                busy.headers["Retry-After"] = "1"
+                await self._send(writer, busy, False)
+                return
             await self._serve(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
             pass

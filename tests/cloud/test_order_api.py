@@ -187,3 +187,22 @@ async def test_keep_alive_and_head(api: tuple[OrderApi, Bridge]) -> None:
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+async def test_connection_limit_answers_503() -> None:
+    from crown_edge.cloud.http import HttpServer, Request, Response
+
+    async def ok(request: Request) -> Response:
+        return Response.text("ok")
+
+    async with HttpServer(ok, max_connections=1) as server:
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        try:
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # keep-alive: holds the slot
+            await writer.drain()
+            async with asyncio.timeout(10):
+                await reader.readuntil(b"ok")
+            assert (await request(f"{server.url}/")).status == 503
+        finally:
+            writer.close()
+            await writer.wait_closed()
