@@ -85,8 +85,10 @@ class OrderApi:
         host: str = "127.0.0.1",
         port: int = 0,
         registry: CollectorRegistry | None = None,
+        ws_ping_interval: float = 20.0,
     ) -> None:
         self.orders = orders
+        self.ws_ping_interval = ws_ping_interval
         self.bridge = bridge
         self.designs_dir = designs_dir
         self.registry = registry or CollectorRegistry()
@@ -181,7 +183,7 @@ class OrderApi:
         self.metrics.ws_clients.inc()
         try:
             with self.bridge.subscribe(job_id) as sub:
-                await _pump(ws, sub)
+                await _pump(ws, sub, self.ws_ping_interval)
         except ConnectionError:
             pass
         finally:
@@ -234,17 +236,27 @@ class OrderApi:
         return Response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
 
 
-async def _pump(ws: WebSocket, sub: Subscription) -> None:
-    """Send every update of ``sub`` to ``ws`` until the client goes away (or we are cancelled)."""
+async def _pump(ws: WebSocket, sub: Subscription, ping_interval: float) -> None:
+    """Send every update of ``sub`` to ``ws`` until the client goes away (or we are cancelled).
+
+    An idle stream is pinged every ``ping_interval`` seconds, so a vanished client is noticed.
+    """
     reader = asyncio.create_task(_drain_client(ws))
     update: asyncio.Task[dict[str, Any]] | None = None
     try:
         while True:
-            update = asyncio.create_task(sub.get())
-            done, _ = await asyncio.wait({update, reader}, return_when=asyncio.FIRST_COMPLETED)
-            if update not in done:
+            if update is None:
+                update = asyncio.create_task(sub.get())
+            done, _ = await asyncio.wait(
+                {update, reader}, timeout=ping_interval, return_when=asyncio.FIRST_COMPLETED
+            )
+            if reader in done:
                 break
-            await ws.send_text(json.dumps(update.result(), sort_keys=True))
+            if update in done:
+                await ws.send_text(json.dumps(update.result(), sort_keys=True))
+                update = None
+            else:
+                await ws.ping()
     finally:
         pending = [t for t in (reader, update) if t is not None]
         for task in pending:

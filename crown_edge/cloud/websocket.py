@@ -196,6 +196,11 @@ class WebSocket:
         self.writer.write(encode_frame(OP_TEXT, text.encode()))
         await self.writer.drain()
 
+    async def ping(self, data: bytes = b"") -> None:
+        """Send a ping (keeps proxies from timing out; a dead peer fails the write)."""
+        self.writer.write(encode_frame(OP_PING, data))
+        await self.writer.drain()
+
     async def receive(self) -> Message | None:
         """The next data message; answers pings; ``None`` once the peer closed."""
         while True:

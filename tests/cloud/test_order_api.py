@@ -206,3 +206,15 @@ async def test_connection_limit_answers_503() -> None:
         finally:
             writer.close()
             await writer.wait_closed()
+
+
+async def test_idle_websocket_is_pinged(sqs_queues: dict[str, str], sqs: Any) -> None:
+    async with Bridge(None) as bridge:
+        app = OrderApi(OrderQueue(sqs, sqs_queues), bridge, ws_ping_interval=0.05)
+        async with app:
+            ws = await WsClient.connect(f"{app.url}/ws/jobs/J-idle")
+            try:
+                async with asyncio.timeout(10):
+                    assert (await ws.recv()).opcode == OP_PING
+            finally:
+                await ws.close()
