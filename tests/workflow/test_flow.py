@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
@@ -22,6 +23,15 @@ def stock(h: Harness, units: int, max_lines: int = 4) -> str:
     h.workshop.stock[item_id] = units
     h.workshop.max_lines[item_id] = max_lines
     return item_id
+
+
+async def wait_for_event(h: Harness, job_id: str, status: str) -> None:
+    """Wait until the cloud has published ``status`` for the job."""
+    for _ in range(400):
+        if any(e["status"] == status for e in h.events.of("status", job_id)):
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"{status} never published for {job_id}")
 
 
 def catalog_stock(h: Harness, item_id: str) -> str:
@@ -110,8 +120,10 @@ async def test_design_auto_approved_after_24_hours(harness: Harness) -> None:
     job = unique("J-auto")
     handle = await start(harness.client, message(job, item, requires_design=True))
     await wait_for(handle, lambda v: v.status == "pending_approval")
+    await wait_for_event(harness, job, "pending_approval")  # the job is idle: only the timer
 
-    result = await handle.result()  # the time-skipping server jumps over the 24 h timer
+    await harness.env.sleep(timedelta(hours=24, seconds=1))
+    result = await handle.result()
 
     assert result.status == "complete"
     history = (await handle.query(EngravingWorkflow.status)).history
