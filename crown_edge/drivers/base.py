@@ -28,16 +28,26 @@ class RunOutcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class RunProgress:
-    """Progress of a running program: acknowledged lines over total lines."""
+    """Progress of a running program: acknowledged lines over total lines.
+
+    ``acked_lines`` counts this run's acknowledged lines, like :attr:`RunResult.acked_lines`;
+    lines 1..``start_line`` were skipped (a resumed run) and count as done in ``fraction``.
+    """
 
     job_id: str
     acked_lines: int
     total_lines: int
+    start_line: int = 0
+
+    @property
+    def last_acked_line(self) -> int:
+        """1-based number of the last acknowledged program line (``start_line`` if none yet)."""
+        return self.start_line + self.acked_lines
 
     @property
     def fraction(self) -> float:
         """0..1 for the status word ``engraving`` (DESIGN.md §3)."""
-        return self.acked_lines / self.total_lines if self.total_lines else 1.0
+        return self.last_acked_line / self.total_lines if self.total_lines else 1.0
 
 
 ProgressCallback = Callable[[RunProgress], object]

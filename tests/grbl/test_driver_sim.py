@@ -9,7 +9,7 @@ import pytest
 from crown_edge.drivers.base import RunOutcome, RunProgress
 from crown_edge.drivers.grbl.driver import GrblDriver
 from crown_edge.errors import ControllerAlarm, InterlockOpen, ProtocolError
-from crown_edge.models import Availability, Execution
+from crown_edge.models import Availability, Execution, MachineState
 from crown_edge.sim.grbl import GrblSimulator
 from tests.grbl.conftest import eventually, plate_program
 
@@ -27,7 +27,16 @@ async def test_full_job_completes_and_every_line_runs_once(
 ) -> None:
     lines = plate_program("J-1")
     seen: list[RunProgress] = []
-    result = await driver.run_program("J-1", lines, on_progress=seen.append)
+    states: list[MachineState] = []
+
+    def watch(progress: RunProgress) -> None:
+        seen.append(progress)
+        states.append(driver.state)
+
+    result = await driver.run_program("J-1", lines, on_progress=watch)
+    mid = states[len(states) // 2]
+    assert mid.job_id == "J-1" and mid.execution is Execution.ACTIVE
+    assert mid.availability is Availability.AVAILABLE and 0 < (mid.progress or 0) < 1
     assert result.outcome is RunOutcome.COMPLETED and result.qa_auto_ok
     assert result.acked_lines == result.total_lines == result.last_acked_line == len(lines)
     assert seen[0].fraction == 0.0 and seen[-1].fraction == 1.0
@@ -187,8 +196,11 @@ async def test_line_noise_is_survived(sim: GrblSimulator, driver: GrblDriver) ->
 
 async def test_resume_from_line(sim: GrblSimulator, driver: GrblDriver) -> None:
     lines = plate_program("J-13", moves=40)
-    result = await driver.run_program("J-13", lines, start_line=30)
+    seen: list[RunProgress] = []
+    result = await driver.run_program("J-13", lines, start_line=30, on_progress=seen.append)
     assert result.qa_auto_ok and result.acked_lines == len(lines) - 30
+    assert seen[0].fraction == pytest.approx(30 / len(lines)) and seen[0].acked_lines == 0
+    assert seen[-1].fraction == 1.0 and seen[-1].last_acked_line == len(lines)
     run = sim.runs_of("J-13")[0]
     assert run.received[-(len(lines) - 30) :] == lines[30:]
     assert "G0X9.000Y4.500Z0.000" in run.received  # where line 30 ended, laser off

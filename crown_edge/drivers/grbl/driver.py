@@ -177,7 +177,9 @@ class GrblDriver:
         progress: float | None = None
         if run is not None:
             streamer = run.streamer
-            progress = RunProgress(run.job_id, streamer.last_acked_line, streamer.total).fraction
+            progress = RunProgress(
+                run.job_id, streamer.acked_lines, streamer.total, streamer.start_line
+            ).fraction
         stopped = Execution.INTERRUPTED if self._interrupted else Execution.STOPPED
         heartbeat = conn.heard_at if conn is not None else None
         status = self.status
@@ -191,7 +193,7 @@ class GrblDriver:
                 progress=progress,
             )
         if status.state == "Alarm" or (conn is not None and conn.alarm is not None):
-            alarm = self._alarm
+            alarm = (conn.alarm if conn is not None else None) or self._alarm
             text = f"ALARM:{alarm.code} {alarm.name}" if alarm else "ALARM"
             return MachineState(
                 self._machine_id,
@@ -203,7 +205,9 @@ class GrblDriver:
                 progress=progress,
             )
         execution = _EXECUTION.get(status.state, Execution.STOPPED)
-        if execution is Execution.READY and self._interrupted and run is None:
+        if execution is Execution.READY and run is not None:
+            execution = Execution.ACTIVE  # a program is running, grbl is between blocks
+        elif execution is Execution.READY and self._interrupted:
             execution = Execution.INTERRUPTED
         return MachineState(
             self._machine_id,

@@ -139,7 +139,9 @@ class ProgramRun:
         run, streamer = self, self.streamer
         if run.on_progress is None:
             return
-        progress = RunProgress(run.job_id, streamer.last_acked_line, streamer.total)
+        progress = RunProgress(
+            run.job_id, streamer.acked_lines, streamer.total, streamer.start_line
+        )
         percent = int(progress.fraction * 100)
         if force or percent != run.last_percent:
             run.last_percent = percent
