@@ -56,13 +56,11 @@ async def _probe(target: str, namespace: str) -> bool:
     from temporalio.client import Client
 
     try:
-        client = await asyncio.wait_for(Client.connect(target, namespace=namespace), 5.0)
-        await asyncio.wait_for(
-            client.workflow_service.describe_namespace(
+        async with asyncio.timeout(10.0):
+            client = await Client.connect(target, namespace=namespace)
+            await client.workflow_service.describe_namespace(
                 DescribeNamespaceRequest(namespace=namespace)
-            ),
-            5.0,
-        )
+            )
     except Exception:  # any failure means "not ready yet"
         return False
     return True

@@ -166,7 +166,8 @@ class MqttLink:
             return
         self._stop.set()
         try:
-            await asyncio.wait_for(asyncio.shield(task), grace)
+            async with asyncio.timeout(grace):
+                await asyncio.shield(task)
         except TimeoutError:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
