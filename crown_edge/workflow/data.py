@@ -26,13 +26,17 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class EngravingJob:
-    """The workflow input: the intake message plus the workshop to use when it names none."""
+    """The workflow input: the intake message's fields plus priority and default workshop.
+
+    ``priority`` is the Temporal priority key; ``default_shop_id`` names the workshop when the
+    message has no ``shop_id``. Unknown intake fields (``extra``) stay on the intake side.
+    """
 
     job_id: str
     customer_id: str
     item_id: str
     due_date: str
-    lines: tuple[str, ...] = ()
+    text: tuple[str, ...] = ()
     artwork_url: str | None = None
     rush: bool = False
     font: str | None = None
@@ -40,13 +44,10 @@ class EngravingJob:
     price_cents: int | None = None
     shop_id: str | None = None
     requires_design: bool = False
+    #: Temporal priority key for the workflow and its activities: 1 rush, 5 standard.
+    priority: int = PRIORITY_STANDARD
     #: Workshop used when ``shop_id`` is None (the cloud's configured default).
     default_shop_id: str = "default"
-
-    @property
-    def priority(self) -> int:
-        """Temporal priority key: 1 for rush, 5 for standard."""
-        return PRIORITY_RUSH if self.rush else PRIORITY_STANDARD
 
     @property
     def workshop(self) -> str:
@@ -66,7 +67,7 @@ class EngravingJob:
             customer_id=msg.customer_id,
             item_id=msg.item_id,
             due_date=msg.due_date,
-            lines=tuple(msg.text),
+            text=tuple(msg.text),
             artwork_url=msg.artwork_url,
             rush=msg.rush,
             font=msg.font,
@@ -74,6 +75,7 @@ class EngravingJob:
             price_cents=msg.price_cents,
             shop_id=msg.shop_id,
             requires_design=msg.requires_design,
+            priority=PRIORITY_RUSH if msg.rush else PRIORITY_STANDARD,
             default_shop_id=default_shop_id,
         )
 

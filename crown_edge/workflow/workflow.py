@@ -190,7 +190,7 @@ class EngravingWorkflow:
                 n.ValidateJobInput(
                     job_id=job.job_id,
                     item_id=job.item_id,
-                    lines=job.lines,
+                    lines=job.text,
                     font=job.font,
                     material=job.material,
                     shop_id=job.workshop,
@@ -232,7 +232,7 @@ class EngravingWorkflow:
                     job_id=job.job_id,
                     customer_id=job.customer_id,
                     item_id=job.item_id,
-                    lines=job.lines,
+                    lines=job.text,
                     font=job.font,
                     material=job.material,
                     artwork_url=job.artwork_url,
@@ -310,7 +310,7 @@ class EngravingWorkflow:
                 job,
                 n.QUALITY_CHECK,
                 n.QaInput(
-                    job.job_id, self._attempt, job.item_id, job.lines, run.machine_id, job.priority
+                    job.job_id, self._attempt, job.item_id, job.text, run.machine_id, job.priority
                 ),
                 call.QA,
                 n.QaResult,
@@ -326,7 +326,7 @@ class EngravingWorkflow:
             job_id=job.job_id,
             attempt=self._attempt,
             item_id=job.item_id,
-            lines=job.lines,
+            lines=job.text,
             material=job.material,
             font=job.font,
             rush=job.rush,
@@ -361,7 +361,7 @@ class EngravingWorkflow:
                 found: n.AlternativesResult = await call.workshop(
                     job,
                     n.LIST_ALTERNATIVES,
-                    n.AlternativesInput(job.job_id, job.item_id, job.lines, job.font),
+                    n.AlternativesInput(job.job_id, job.item_id, job.text, job.font),
                     call.SHORT,
                     n.AlternativesResult,
                 )

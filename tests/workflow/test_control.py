@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from temporalio.worker import Replayer
 
 from crown_edge.workflow import names as n
 from crown_edge.workflow.data import CancelRequest, ResumeRequest
@@ -148,3 +149,14 @@ async def test_start_job_is_idempotent_on_the_job_id(harness: Harness) -> None:
     assert (await third.result()).status == "complete"
     assert len([r for r in harness.workshop.runs if r.job_id == job]) == 1
     assert harness.workshop.stock[item] == 1
+
+
+async def test_histories_replay_deterministically(harness: Harness) -> None:
+    item = stock(harness, 1)
+    job = unique("J-replay")
+    harness.workshop.qa_verdicts[job] = [False]
+    handle = await start(harness.client, message(job, item, rush=True))
+    await handle.result()
+
+    replayer = Replayer(workflows=[EngravingWorkflow])
+    await replayer.replay_workflow(await handle.fetch_history())

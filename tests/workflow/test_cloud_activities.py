@@ -1,0 +1,86 @@
+"""Cloud activities on their own: preview files, sink events, unknown items."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from crown_edge.catalog import load_catalog
+from crown_edge.sync.cloud_activities import CloudActivities
+from crown_edge.workflow.data import DesignInput, JobStatusEvent, Notification
+from crown_edge.workflow.names import ERR_UNKNOWN_ITEM
+
+
+class AsyncSink:
+    """An async sink, as the cloud side may wire one."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    async def __call__(self, kind: str, payload: dict[str, Any]) -> None:
+        self.events.append((kind, payload))
+
+
+async def test_create_design_writes_the_preview_and_announces_it(tmp_path: Path) -> None:
+    sink = AsyncSink()
+    cloud = CloudActivities(tmp_path / "designs", load_catalog(), sink)
+    request = DesignInput("J-9", "C-9", "plaque-a5", ("Best <Bowler>", "2026"))
+
+    result = await ActivityEnvironment().run(cloud.create_design, request)
+
+    assert (result.design_url, result.fits, result.warnings) == ("/designs/J-9.svg", True, ())
+    svg = (tmp_path / "designs" / "J-9.svg").read_text()
+    assert svg.startswith("<svg") and "<polyline" in svg
+    assert sink.events == [
+        (
+            "design_ready",
+            {
+                "job_id": "J-9",
+                "customer_id": "C-9",
+                "design_url": "/designs/J-9.svg",
+                "fits": True,
+                "warnings": [],
+            },
+        )
+    ]
+
+
+async def test_create_design_shows_text_that_does_not_fit(tmp_path: Path) -> None:
+    cloud = CloudActivities(tmp_path, load_catalog())
+    lines = tuple(f"line <{i}> & more" for i in range(9))
+
+    result = await ActivityEnvironment().run(
+        cloud.create_design, DesignInput("J-10", "C-1", "plaque-a5", lines)
+    )
+
+    assert not result.fits
+    assert result.warnings
+    assert "line &lt;0&gt; &amp; more" in (tmp_path / "J-10.svg").read_text()
+
+
+async def test_create_design_for_an_unknown_item_is_not_retried(tmp_path: Path) -> None:
+    cloud = CloudActivities(tmp_path, load_catalog())
+    with pytest.raises(ApplicationError) as info:
+        await ActivityEnvironment().run(
+            cloud.create_design, DesignInput("J-11", "C-1", "no-such-item", ("x",))
+        )
+    assert info.value.type == ERR_UNKNOWN_ITEM
+    assert info.value.non_retryable
+
+
+async def test_publish_and_notify_go_to_the_sink(tmp_path: Path) -> None:
+    seen: list[tuple[str, dict[str, Any]]] = []
+    cloud = CloudActivities(tmp_path, load_catalog(), lambda k, p: seen.append((k, p)))
+    env = ActivityEnvironment()
+    event = JobStatusEvent("J-1:3", "J-1", 3, "queued", "2026-01-01T00:00:00+00:00", "s1")
+
+    await env.run(cloud.publish_status, event)
+    await env.run(cloud.notify_customer, Notification("J-1", "C-1", "complete", "done"))
+
+    assert seen[0] == ("status", event.to_dict())
+    assert "reason" not in seen[0][1]
+    assert seen[1][1]["kind"] == "complete"
