@@ -4,8 +4,9 @@ Two sources report a job's status, each with its own per-job ``seq``: the workfl
 ``event_id`` ``{job_id}:{seq}``) and the workshop's store (over MQTT, after any outage). Delivery
 is at least once everywhere, so per ``(job, source)`` an event counts only if its ``seq`` is
 higher than the last one seen — anything else is a stale or duplicate copy. Across sources the
-newer ``at`` wins the job's "latest" slot, so a workshop draining an hour-old backlog does not
-roll back a status the workflow has moved past.
+newer event wins the job's "latest" slot, so a workshop draining an hour-old backlog does not
+roll back a status the workflow has moved past. An event's time is ``min(at, received)``: a
+workshop whose clock runs fast cannot claim to be newer than it is.
 """
 
 from __future__ import annotations
@@ -69,9 +70,12 @@ class StatusBoard:
     edges: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_jobs: int = 100_000
     _seqs: dict[tuple[str, str], int] = field(default_factory=dict)
+    _times: dict[str, float] = field(default_factory=dict)
 
-    def apply(self, event: dict[str, Any], source: str = "workflow") -> Applied:
-        """Take ``event`` from ``source`` (see the module docstring for the rules)."""
+    def apply(
+        self, event: dict[str, Any], source: str = "workflow", received: float | None = None
+    ) -> Applied:
+        """Take ``event`` from ``source``, ``received`` at that time (module docstring)."""
         if event_problem(event) is not None:
             return Applied(False, False)
         job_id, seq = event["job_id"], int(event["seq"])
@@ -79,12 +83,19 @@ class StatusBoard:
         if self._seqs.get(key, -1) >= seq:
             return Applied(False, False)
         self._seqs[key] = seq
+        at = event_time(event)
+        if received is not None:
+            at = received if at is None else min(at, received)
         current = self.jobs.get(job_id)
         if current is not None and current.get("source") != source:
-            new_at, cur_at = event_time(event), event_time(current)
-            if new_at is not None and cur_at is not None and new_at < cur_at:
+            current_at = self._times.get(job_id)
+            if at is not None and current_at is not None and at < current_at:
                 return Applied(True, False)
         self.jobs[job_id] = dict(event, source=source)
+        if at is not None:
+            self._times[job_id] = at
+        else:
+            self._times.pop(job_id, None)
         self._trim()
         return Applied(True, True)
 
@@ -92,6 +103,7 @@ class StatusBoard:
         while len(self.jobs) > self.max_jobs:  # forget the oldest-inserted job
             old = next(iter(self.jobs))
             del self.jobs[old]
+            self._times.pop(old, None)
             for key in [k for k in self._seqs if k[0] == old]:
                 del self._seqs[key]
 
@@ -110,6 +122,7 @@ class StatusBoard:
             **extra,
         }
         self.jobs[job_id] = event
+        self._times[job_id] = at
         self._trim()
         return event
 

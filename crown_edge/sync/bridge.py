@@ -170,7 +170,7 @@ class Bridge:
             log.warning("dropping malformed event: %s", problem)
             self.dropped += 1
             return False
-        applied = self.board.apply(event, source)
+        applied = self.board.apply(event, source, received=self._clock())
         if not applied.fresh:
             self.dropped += 1
             return False

@@ -101,3 +101,16 @@ def test_mqtt_settings_from_config(tmp_path: Any) -> None:
     assert (settings.host, settings.port, settings.shop_id) == ("10.0.0.5", 8883, "leeds")
     assert settings.client_id == "crown-edge-leeds"
     assert settings.poll_interval == 1.0
+
+
+def test_a_fast_workshop_clock_cannot_outrank_the_workflow() -> None:
+    board = StatusBoard()
+    # the workshop's clock is ten minutes fast: its "engraving" claims at=1600, received at 1000
+    fast = {**_ev(1, "engraving"), "event_id": "u1", "at": 1600.0}
+    assert board.apply(fast, "edge:s1", received=1000.0).latest
+    done = {**_ev(9, "complete"), "at": 1060.0}
+    assert board.apply(done, "workflow", received=1060.0) == Applied(True, True)
+    # a backlog drained long after: old events stay behind the workflow's newer status
+    backlog = {**_ev(2, "qa_pending"), "event_id": "u2", "at": 1050.0}
+    assert board.apply(backlog, "edge:s1", received=3000.0) == Applied(True, False)
+    assert board.job("J-1")["status"] == "complete"  # type: ignore[index]
