@@ -126,27 +126,25 @@ async def test_stalled_controller_interrupts(sim: GrblSimulator, driver: GrblDri
 
 async def test_door_open_holds_then_resumes(sim: GrblSimulator, driver: GrblDriver) -> None:
     lines = plate_program("J-8")
-    states: list[Execution] = []
+    tasks: list[asyncio.Task[None]] = []
+    held: list[MachineState] = []
 
-    async def door() -> None:
-        await eventually(
-            lambda: bool(sim.runs_of("J-8")) and len(sim.runs_of("J-8")[0].executed) >= 50
-        )
-        sim.set_door(True)
-        assert not sim.laser_on
-        for _ in range(50):
-            await asyncio.sleep(0.05)
-            states.append(driver.state.execution)
-            if states[-1] is Execution.FEED_HOLD:
-                break
+    async def close_and_resume() -> None:
+        await eventually(lambda: driver.state.execution is Execution.FEED_HOLD)
+        held.append(driver.state)
         sim.set_door(False)
-        await asyncio.sleep(0.3)
+        await eventually(lambda: driver.status is not None and driver.status.substate == 0)
         await driver.resume()
 
-    task = asyncio.create_task(door())
-    result = await driver.run_program("J-8", lines)
-    await task
-    assert Execution.FEED_HOLD in states
+    def open_door(progress: RunProgress) -> None:
+        if progress.fraction >= 0.25 and not tasks:
+            sim.set_door(True)
+            assert not sim.laser_on
+            tasks.append(asyncio.create_task(close_and_resume()))
+
+    result = await driver.run_program("J-8", lines, on_progress=open_door)
+    await tasks[0]
+    assert held[0].paused and held[0].alarm == "door open"
     assert result.qa_auto_ok
     assert sim.runs_of("J-8")[0].executed == lines
 
@@ -161,15 +159,18 @@ async def test_door_open_refuses_to_start(sim: GrblSimulator, driver: GrblDriver
 
 async def test_emergency_stop_turns_laser_off(sim: GrblSimulator, driver: GrblDriver) -> None:
     lines = plate_program("J-10")
+    tasks: list[asyncio.Task[None]] = []
 
     async def stop() -> None:
-        await eventually(lambda: sim.laser_on)
         await driver.emergency_stop()
         assert not sim.laser_on
 
-    task = asyncio.create_task(stop())
-    result = await driver.run_program("J-10", lines)
-    await task
+    def trip(progress: RunProgress) -> None:
+        if progress.fraction >= 0.3 and not tasks:
+            tasks.append(asyncio.create_task(stop()))
+
+    result = await driver.run_program("J-10", lines, on_progress=trip)
+    await tasks[0]
     assert result.outcome is RunOutcome.INTERRUPTED and result.reason == "emergency_stop"
     assert sim.state in ("Idle", "Alarm") and not sim.laser_on
     assert sim.runs_of("J-10")[0].interrupted
