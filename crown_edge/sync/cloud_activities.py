@@ -6,13 +6,15 @@ side wires to the WebSocket status stream, the bridge and the ``job-events`` que
 the events are only logged. Kinds: ``status`` (a :class:`JobStatusEvent`), ``design_ready``,
 ``notification``, ``revision_requested``, ``alternatives_offered``, ``escalation``.
 
-The design preview is laid out with :mod:`crown_edge.toolpath` (the same strokes the machine will
-cut) and written to ``{designs_dir}/{job_id}.svg``, served as ``/designs/{job_id}.svg``.
+The design preview is rendered with :func:`crown_edge.toolpath.render_job` (the strokes the
+machine will cut, artwork included when it can be fetched within limits) and written to
+``{designs_dir}/{job_id}.svg``, served as ``/designs/{job_id}.svg``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import os
@@ -20,15 +22,16 @@ import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape, quoteattr
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from crown_edge.catalog import Catalog
-from crown_edge.errors import GlyphMissing, TextDoesNotFit, UnknownItem, ValidationError
-from crown_edge.models import Item
-from crown_edge.toolpath.layout import layout_text
+from crown_edge.errors import ArtworkError, TextDoesNotFit, UnknownItem, ValidationError
+from crown_edge.models import Item, MaterialProfile
+from crown_edge.toolpath import Artwork, ArtworkLimits, render_job
+from crown_edge.toolpath.artwork import load_artwork_async
+from crown_edge.toolpath.preview import preview_svg
 from crown_edge.workflow import names
 from crown_edge.workflow.data import (
     DesignInput,
@@ -54,10 +57,19 @@ def design_url(job_id: str) -> str:
 class CloudActivities:
     """The cloud activities, bound to a designs directory, the catalogue and an event sink."""
 
-    def __init__(self, designs_dir: Path, catalog: Catalog, sink: EventSink | None = None) -> None:
+    def __init__(
+        self,
+        designs_dir: Path,
+        catalog: Catalog,
+        sink: EventSink | None = None,
+        *,
+        artwork_limits: ArtworkLimits | None = None,
+    ) -> None:
         self.designs_dir = Path(designs_dir)
         self.catalog = catalog
         self.sink = sink
+        #: Limits for fetching customer artwork (default: https to public hosts only).
+        self.artwork_limits = artwork_limits
 
     def activities(self) -> list[Callable[..., Any]]:
         """Every activity, ready for ``Worker(activities=...)``."""
@@ -87,9 +99,26 @@ class CloudActivities:
             raise ApplicationError(
                 str(exc), type=names.ERR_UNKNOWN_ITEM, non_retryable=True
             ) from exc
-        svg, fits, warnings = await asyncio.to_thread(
-            render_preview, item, request.lines, request.font, request.artwork_url
+        warnings: list[str] = []
+        artwork: Artwork | None = None
+        if request.artwork_url:
+            try:
+                artwork = await load_artwork_async(request.artwork_url, self.artwork_limits)
+            except ArtworkError as exc:
+                warnings.append(f"artwork left out: {exc}")
+        material = self.catalog.material(request.material or item.material)
+        svg, fits, render_warnings = await asyncio.to_thread(
+            functools.partial(
+                render_preview,
+                item,
+                request.lines,
+                request.font,
+                job_id=request.job_id,
+                material=material,
+                artwork=artwork,
+            )
         )
+        warnings.extend(render_warnings)
         await asyncio.to_thread(_write_atomic, self.designs_dir / f"{request.job_id}.svg", svg)
         url = design_url(request.job_id)
         result = DesignResult(request.job_id, url, fits, tuple(warnings))
@@ -179,48 +208,26 @@ class CloudActivities:
 
 
 def render_preview(
-    item: Item, lines: Sequence[str], font: str | None, artwork_url: str | None
+    item: Item,
+    lines: Sequence[str],
+    font: str | None,
+    *,
+    job_id: str,
+    material: MaterialProfile | None = None,
+    artwork: Artwork | None = None,
 ) -> tuple[str, bool, list[str]]:
-    """The preview SVG of the text on the item, whether it fits, and layout warnings.
+    """The preview SVG of the job on the item, whether it fits, and layout warnings.
 
-    The SVG is drawn from the laid-out strokes in millimetres (y flipped to SVG's y-down); text
-    that does not fit is still shown, as plain text, with the reason as a warning.
+    Rendered by :func:`crown_edge.toolpath.render_job`, so the preview shows the strokes the
+    machine will cut. When the job does not render (text too big, a missing glyph), the preview
+    shows the bare item and the reason comes back as a warning; customer text never goes into
+    the SVG as characters.
     """
-    area = item.area
-    w, h = area.width_mm, area.height_mm
-    warnings: list[str] = []
-    fits = True
-    paths: list[str] = []
     try:
-        layout = layout_text(area, lines, font=font)
-        for stroke in layout.strokes:
-            if len(stroke) < 2:
-                continue
-            points = " ".join(f"{x:.2f},{h - y:.2f}" for x, y in stroke)
-            paths.append(f'<polyline points="{points}"/>')
-    except (TextDoesNotFit, GlyphMissing, ValidationError) as exc:
-        fits = not isinstance(exc, TextDoesNotFit)
-        warnings.append(str(exc))
-        for i, line in enumerate(lines):
-            y = area.margin_mm + (i + 1) * area.nominal_cap_height_mm * 1.5
-            paths.append(f'<text x="{w / 2:.2f}" y="{y:.2f}">{escape(line)}</text>')
-    if artwork_url:
-        m = area.margin_mm
-        paths.append(
-            f'<rect class="artwork" x="{m}" y="{m}" width="{w - 2 * m:.2f}" '
-            f'height="{h - 2 * m:.2f}" data-href={quoteattr(artwork_url)}/>'
-        )
-    body = "\n  ".join(paths)
-    svg = (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}mm" height="{h}mm" '
-        f'viewBox="0 0 {w} {h}">\n'
-        f"  <title>{escape(item.name)}</title>\n"
-        f'  <rect width="{w}" height="{h}" fill="#d9d9d9" stroke="#666" stroke-width="0.3"/>\n'
-        f'  <g fill="none" stroke="#111" stroke-width="0.25" stroke-linecap="round" '
-        f'font-size="{area.nominal_cap_height_mm}" text-anchor="middle">\n'
-        f"  {body}\n  </g>\n</svg>\n"
-    )
-    return svg, fits, warnings
+        result = render_job(item, lines, material, job_id=job_id, font=font, artwork=artwork)
+    except ValidationError as exc:
+        return preview_svg(item, ()), not isinstance(exc, TextDoesNotFit), [str(exc)]
+    return result.preview_svg(), True, []
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -119,6 +119,8 @@ class MachineUpdate:
     machine_id: str | None = None
     progress: float | None = None
     queue_position: int | None = None
+    #: Why a run is ``interrupted`` (alarm, lost port...); shown as the job's reason.
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

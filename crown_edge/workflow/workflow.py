@@ -144,12 +144,13 @@ class EngravingWorkflow:
             update.status != self._status
             or update.queue_position != self._queue_position
             or update.machine_id != self._machine_id
+            or update.reason != self._reason
         )
         self._queue_position = update.queue_position
         self._machine_id = update.machine_id
         self._progress = update.progress
         if changed:
-            self._set(update.status)
+            self._set(update.status, reason=update.reason)
 
     @workflow.signal(name=n.CANCEL)
     def cancel(self, request: CancelRequest) -> None:
@@ -160,7 +161,7 @@ class EngravingWorkflow:
     @workflow.signal(name=n.RESUME)
     def resume(self, request: ResumeRequest) -> None:
         """A technician allows a new run after an interrupted one."""
-        if self._status == "interrupted":
+        if self._status == "interrupted" and not self._run_active:
             self._resume = request
 
     @workflow.query(name=n.STATUS_QUERY)
@@ -217,7 +218,7 @@ class EngravingWorkflow:
                     return ended
             return await self._make(job)
         except ActivityError as err:
-            if call.was_cancelled(err) or not self._cancellable:
+            if call.was_cancelled(err):
                 raise
             return await self._fail(job, f"activity failed: {err.cause or err}")
 
@@ -259,6 +260,7 @@ class EngravingWorkflow:
             self._decision_taken = True
             return None
         self._decision_taken = True
+        self._cancellable = False
         await call.cloud_quietly(
             job,
             n.REQUEST_REVISION,
@@ -273,7 +275,8 @@ class EngravingWorkflow:
         qa_notes: list[str] = []
         while True:
             if self._attempt >= n.MAX_ATTEMPTS:
-                return await self._escalate(job, "too many attempts", qa_notes)
+                why = f"{self._attempt} runs, {self._retry_count} failed QA"
+                return await self._escalate(job, why, qa_notes)
             self._attempt += 1
             self._queue_position = self._machine_id = self._progress = None
             self._set("queued")
@@ -355,6 +358,7 @@ class EngravingWorkflow:
         return self._result(job)
 
     async def _blocked(self, job: EngravingJob, reason: str) -> JobResult:
+        self._cancellable = False  # an end state: what follows is only telling people
         self._set("blocked", reason=reason)
         if reason == "no_inventory":
             try:
@@ -379,6 +383,7 @@ class EngravingWorkflow:
         return self._result(job)
 
     async def _escalate(self, job: EngravingJob, reason: str, notes: list[str]) -> JobResult:
+        self._cancellable = False
         self._set("escalated", reason=reason)
         await call.cloud_quietly(
             job,
@@ -390,6 +395,7 @@ class EngravingWorkflow:
         return self._result(job)
 
     async def _fail(self, job: EngravingJob, reason: str) -> JobResult:
+        self._cancellable = False
         self._set("failed", reason=reason)
         await call.cloud_quietly(
             job, n.ESCALATE, EscalateInput(job.job_id, job.customer_id, reason, self._attempt)

@@ -25,6 +25,7 @@ from temporalio.worker import Worker
 from crown_edge.catalog import load_catalog
 from crown_edge.sync.cloud_activities import CloudActivities
 from crown_edge.sync.starter import workflow_worker
+from crown_edge.toolpath import ArtworkLimits
 from tests.workflow.fakes import TASK_QUEUE, FakeWorkshop
 
 _THROTTLE = timedelta(milliseconds=50)
@@ -82,7 +83,9 @@ async def harness(
     designs = tmp_path_factory.mktemp("designs")
     events = CloudEvents()
     workshop = FakeWorkshop()
-    cloud = CloudActivities(designs, load_catalog(), sink=events)
+    # file:// artwork so the design tests need no network (customers get https only).
+    limits = ArtworkLimits(allow_file=True)
+    cloud = CloudActivities(designs, load_catalog(), sink=events, artwork_limits=limits)
     throttle: dict[str, Any] = {
         "max_heartbeat_throttle_interval": _THROTTLE,
         "default_heartbeat_throttle_interval": _THROTTLE,

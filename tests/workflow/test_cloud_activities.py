@@ -11,6 +11,7 @@ from temporalio.testing import ActivityEnvironment
 
 from crown_edge.catalog import load_catalog
 from crown_edge.sync.cloud_activities import CloudActivities
+from crown_edge.toolpath import ArtworkLimits
 from crown_edge.workflow.data import DesignInput, JobStatusEvent, Notification
 from crown_edge.workflow.names import ERR_UNKNOWN_ITEM
 
@@ -51,7 +52,7 @@ async def test_create_design_writes_the_preview_and_announces_it(tmp_path: Path)
 
 async def test_create_design_shows_text_that_does_not_fit(tmp_path: Path) -> None:
     cloud = CloudActivities(tmp_path, load_catalog())
-    lines = tuple(f"line <{i}> & more" for i in range(9))
+    lines = tuple(f"Zanzibar <{i}> & more" for i in range(9))
 
     result = await ActivityEnvironment().run(
         cloud.create_design, DesignInput("J-10", "C-1", "plaque-a5", lines)
@@ -59,7 +60,42 @@ async def test_create_design_shows_text_that_does_not_fit(tmp_path: Path) -> Non
 
     assert not result.fits
     assert result.warnings
-    assert "line &lt;0&gt; &amp; more" in (tmp_path / "J-10.svg").read_text()
+    svg = (tmp_path / "J-10.svg").read_text()
+    assert svg.startswith("<svg")
+    assert "Zanzibar" not in svg  # customer text never goes into the document as characters
+
+
+async def test_create_design_includes_fetched_artwork(tmp_path: Path) -> None:
+    logo = tmp_path / "logo.svg"
+    logo.write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
+        '<rect x="1" y="1" width="8" height="8"/></svg>'
+    )
+    cloud = CloudActivities(
+        tmp_path / "d", load_catalog(), artwork_limits=ArtworkLimits(allow_file=True)
+    )
+    plain = await ActivityEnvironment().run(
+        cloud.create_design, DesignInput("J-12", "C-1", "plaque-a5", ("Cup",))
+    )
+    with_art = await ActivityEnvironment().run(
+        cloud.create_design,
+        DesignInput("J-13", "C-1", "plaque-a5", ("Cup",), artwork_url=logo.as_uri()),
+    )
+
+    assert plain.warnings == with_art.warnings == ()
+    art_svg = (tmp_path / "d" / "J-13.svg").read_text()
+    assert art_svg.count("<polyline") > (tmp_path / "d" / "J-12.svg").read_text().count("<polyline")
+
+
+async def test_artwork_that_cannot_be_fetched_is_a_warning(tmp_path: Path) -> None:
+    cloud = CloudActivities(tmp_path, load_catalog())  # customer limits: no file:// URLs
+    result = await ActivityEnvironment().run(
+        cloud.create_design,
+        DesignInput("J-14", "C-1", "plaque-a5", ("Cup",), artwork_url="file:///etc/passwd"),
+    )
+
+    assert result.fits
+    assert result.warnings[0].startswith("artwork left out")
 
 
 async def test_create_design_for_an_unknown_item_is_not_retried(tmp_path: Path) -> None:

@@ -60,15 +60,19 @@ async def test_happy_path_text_only(harness: Harness) -> None:
 
 async def test_design_approved_by_update(harness: Harness) -> None:
     job = unique("J-design")
-    msg = message(
-        job, catalog_stock(harness, "plaque-a5"), artwork_url="https://example.com/logo.svg"
+    logo = harness.designs_dir.parent / f"{job}-logo.svg"
+    logo.write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg" width="20" height="10">'
+        '<circle cx="5" cy="5" r="4"/></svg>'
     )
+    msg = message(job, catalog_stock(harness, "plaque-a5"), artwork_url=logo.as_uri())
     handle = await start(harness.client, msg)
 
     view = await wait_for(handle, lambda v: v.status == "pending_approval")
     assert view.design_url == f"/designs/{job}.svg"
     assert (harness.designs_dir / f"{job}.svg").read_text().startswith("<svg")
-    assert harness.events.of("design_ready", job)[0]["design_url"] == view.design_url
+    ready = harness.events.of("design_ready", job)[0]
+    assert (ready["design_url"], ready["warnings"]) == (view.design_url, [])
 
     answered = await handle.execute_update(
         EngravingWorkflow.approve_design_update, ApprovalDecision(True, "lovely")
