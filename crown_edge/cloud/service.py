@@ -9,11 +9,14 @@ as the cloud activities' sink.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+
+from prometheus_client import Gauge
 
 from crown_edge.cloud.app import OrderApi, create_app
 from crown_edge.embedded.sqs import DEFAULT_REGION, sqs_client
@@ -53,6 +56,10 @@ def _client_for(settings: CloudSettings) -> Any:
     return sqs_client(url, settings.sqs_region)
 
 
+def _stat(stats: object, name: str) -> float:
+    return float(getattr(stats, name))
+
+
 class CloudServices:
     """Order API, dispatcher and bridge sharing one SQS client; stopped in reverse order."""
 
@@ -84,6 +91,18 @@ class CloudServices:
             port=settings.http_port,
         )
         self._stack = contextlib.AsyncExitStack()
+        self._register_metrics()
+
+    def _register_metrics(self) -> None:
+        stats = self.dispatcher.stats
+        gauge = Gauge(
+            "crown_dispatcher_messages",
+            "Intake messages handled by the dispatcher, by outcome",
+            ["outcome"],
+            registry=self.api.registry,
+        )
+        for outcome in ("received", "started", "duplicates", "rejected", "failed"):
+            gauge.labels(outcome).set_function(functools.partial(_stat, stats, outcome))
 
     async def __aenter__(self) -> Self:
         try:

@@ -53,6 +53,8 @@ async def test_order_flows_from_api_to_dispatcher_and_back_from_the_workshop(
         status = await request(f"{cloud.api.url}/orders/J-1")
         assert status.json()["status"] == "queued"
         assert status.json()["source"] == "edge:s1"
+        metrics = (await request(f"{cloud.api.url}/metrics")).body.decode()
+        assert 'crown_dispatcher_messages{outcome="started"} 1.0' in metrics
 
 
 async def test_embedded_stack_starts_and_stops_everything() -> None:
