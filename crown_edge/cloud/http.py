@@ -83,9 +83,10 @@ class Response:
 
     def encode(self, keep_alive: bool, head_only: bool = False) -> bytes:
         """Status line, headers and (unless ``head_only``, for HEAD) body as bytes."""
-        reason = (
-            HTTPStatus(self.status).phrase if self.status in HTTPStatus._value2member_map_ else ""
-        )
+        try:
+            reason = HTTPStatus(self.status).phrase
+        except ValueError:
+            reason = ""
         lines = [f"HTTP/1.1 {self.status} {reason}"]
         headers = {
             "Content-Type": self.content_type,
