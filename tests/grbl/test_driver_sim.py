@@ -121,7 +121,12 @@ async def test_stalled_controller_interrupts(sim: GrblSimulator, driver: GrblDri
     assert driver.state.availability is Availability.UNAVAILABLE
     assert_sent_once_in_order(sim, "J-7", lines)
     sim.unstall()
+    await eventually(lambda: driver.status is not None)
+    if driver.state.alarm:  # the reconnect's reset hit a moving machine: ALARM:3
+        assert driver.state.alarm.startswith("ALARM:3")
+        await driver.unlock()
     await driver.wait_ready(timeout=5)
+    assert len(sim.runs_of("J-7")) == 1
 
 
 async def test_door_open_holds_then_resumes(sim: GrblSimulator, driver: GrblDriver) -> None:

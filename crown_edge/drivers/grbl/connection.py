@@ -238,8 +238,8 @@ class Connection:
         if self.resets == 0:
             self.realtime(p.RealTime.SOFT_RESET)
             deadline = time.monotonic() + timeout
-            while self.resets == 0 and not self.lost.is_set():
-                if time.monotonic() > deadline:
+            while self.resets == 0:
+                if time.monotonic() > deadline or self.lost.is_set():
                     raise LinkLost("no banner after reset", machine_id=self.machine_id)
                 await self.wait(0.05)
         await asyncio.sleep(0.05)  # grbl prints unlock hints right after the banner
