@@ -160,3 +160,15 @@ async def test_histories_replay_deterministically(harness: Harness) -> None:
 
     replayer = Replayer(workflows=[EngravingWorkflow])
     await replayer.replay_workflow(await handle.fetch_history())
+
+
+async def test_a_failed_run_ends_the_job_failed_and_escalates(harness: Harness) -> None:
+    item = stock(harness, 1)
+    job = unique("J-failed")
+    harness.workshop.machines[job] = MachineScript(outcomes=[n.OUTCOME_FAILED])
+    result = await (await start(harness.client, message(job, item))).result()
+
+    assert result.status == "failed"
+    assert harness.events.of("escalation", job)
+    released = [r for r in harness.workshop.released if r.job_id == job]
+    assert released and released[0].engraved
