@@ -124,7 +124,12 @@ def parse_head(head: bytes) -> Request:
         headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
     if "transfer-encoding" in headers:
         raise BadRequest("chunked request bodies are not supported", 501)
-    split = urlsplit(target)
+    if not target.startswith("/"):
+        raise BadRequest("only origin-form request targets are served")
+    try:
+        split = urlsplit(target)
+    except ValueError as exc:
+        raise BadRequest(f"malformed request target: {exc}") from exc
     return Request(
         method=method,
         target=target,
