@@ -282,14 +282,14 @@ class GrblSimulator:
         self._wake_wire.set()
 
     def _send(self, lines: list[str]) -> None:
-        if not lines:
-            return
         out = []
         for line in lines:
             if line == "ok" and self._drop_oks > 0:
                 self._drop_oks -= 1
                 continue
             out.append(line + "\r\n")
+        if not out:
+            return
         now = asyncio.get_running_loop().time()
         ready = now + self.response_latency_s * self.time_scale
         self._tx.append((ready, "".join(out).encode("ascii")))
@@ -313,10 +313,11 @@ class GrblSimulator:
             if self._master is None:
                 continue
             try:
-                os.write(self._master, data)
-                self.stats.tx_bytes += len(data)
+                written = os.write(self._master, data)
             except OSError:
-                self.stats.tx_dropped += len(data)  # nobody reading: bytes fall off the wire
+                written = 0
+            self.stats.tx_bytes += written
+            self.stats.tx_dropped += len(data) - written  # nobody reading: bytes fall off the wire
 
     # --- internals: grbl -------------------------------------------------------------------------
 

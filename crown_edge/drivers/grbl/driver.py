@@ -432,8 +432,9 @@ class GrblDriver:
 
         After a hard or soft limit grbl listens to nothing but a reset, so one is sent first.
         """
-        if self._alarm is not None and self._alarm.code in (1, 2):
-            conn = self._live()
+        conn = self._live()
+        alarm = conn.alarm or self._alarm
+        if alarm is not None and alarm.code in (1, 2):
             resets = conn.resets
             conn.realtime(p.RealTime.SOFT_RESET)
             deadline = time.monotonic() + self.open_timeout
