@@ -9,10 +9,21 @@ Flow (DESIGN.md §1, seed "Temporal Workflow Definition")::
     blocked (no_inventory / text_does_not_fit / unknown_item / no_eligible_machine), cancelled
     and failed end the job from wherever it is.
 
-Live machine details (queue position, machine, progress) come from the edge through the
-``machine_update`` signal, because a workflow cannot read a running activity's heartbeats.
-Every status change is published once, in order, by the ``publish_status`` local activity (one
-marker event per change keeps the history small); progress ticks only update the query view.
+Decisions
+    - Live machine details (queue position, machine, progress, interruption reason) come from
+      the edge through the ``machine_update`` signal: a workflow cannot read a running
+      activity's heartbeats. Updates for another attempt, or outside a run, are ignored.
+    - Every status change is published once, in order, by the ``publish_status`` local
+      activity (one marker event per change keeps the history small); progress ticks only
+      update the ``status`` query view.
+    - Alternatives for ``no_inventory`` come from the workshop activity ``list_alternatives``
+      (the workshop owns stock); ``offer_alternatives`` only sends them.
+    - ``cancel`` (signal) and Temporal cancellation both end the job ``cancelled``: the
+      running activity is cancelled (a machine run waits for the edge to confirm the stop),
+      then the reservation is released, as written off when engraving may have started.
+      Once the job reaches an end state, or ``mark_complete`` has begun, cancel is ignored.
+    - A run that comes back ``interrupted`` waits for the ``resume`` signal; each physical run
+      has its own ``attempt`` and at most ``MAX_ATTEMPTS`` runs are made in all.
 """
 
 from __future__ import annotations

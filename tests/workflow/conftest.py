@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -27,33 +25,9 @@ from crown_edge.sync.cloud_activities import CloudActivities
 from crown_edge.sync.starter import workflow_worker
 from crown_edge.toolpath import ArtworkLimits
 from tests.workflow.fakes import TASK_QUEUE, FakeWorkshop
+from tests.workflow.support import CloudEvents, Harness
 
 _THROTTLE = timedelta(milliseconds=50)
-
-
-@dataclass
-class CloudEvents:
-    """Everything the cloud activities sent to their sink, by kind."""
-
-    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-    def __call__(self, kind: str, payload: dict[str, Any]) -> None:
-        self.events.append((kind, payload))
-
-    def of(self, kind: str, job_id: str) -> list[dict[str, Any]]:
-        """Payloads of one kind for one job, in order."""
-        return [p for k, p in self.events if k == kind and p.get("job_id") == job_id]
-
-
-@dataclass
-class Harness:
-    """What a workflow test needs: the client, the fake workshop and the cloud's events."""
-
-    client: Client
-    env: WorkflowEnvironment
-    workshop: FakeWorkshop
-    events: CloudEvents
-    designs_dir: Path
 
 
 def _test_server_path() -> str:

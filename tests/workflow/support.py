@@ -1,21 +1,49 @@
-"""Helpers shared by the workflow tests: intake messages, starting jobs, waiting for a state."""
+"""Helpers shared by the workflow tests: the harness, messages, starting jobs, waiting."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
 
 from crown_edge.models import IntakeMessage
 from crown_edge.sync.starter import start_job
 from crown_edge.workflow.data import JobResult, JobView
 from crown_edge.workflow.workflow import EngravingWorkflow
-from tests.workflow.fakes import SHOP_ID
+from tests.workflow.fakes import SHOP_ID, FakeWorkshop
 
 _ids = itertools.count(1)
+
+
+@dataclass
+class CloudEvents:
+    """Everything the cloud activities sent to their sink, by kind."""
+
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def __call__(self, kind: str, payload: dict[str, Any]) -> None:
+        self.events.append((kind, payload))
+
+    def of(self, kind: str, job_id: str) -> list[dict[str, Any]]:
+        """Payloads of one kind for one job, in order."""
+        return [p for k, p in self.events if k == kind and p.get("job_id") == job_id]
+
+
+@dataclass
+class Harness:
+    """What a workflow test needs: the client, the fake workshop and the cloud's events."""
+
+    client: Client
+    env: WorkflowEnvironment
+    workshop: FakeWorkshop
+    events: CloudEvents
+    designs_dir: Path
 
 
 def unique(prefix: str) -> str:

@@ -10,9 +10,8 @@ from temporalio.worker import Replayer
 from crown_edge.workflow import names as n
 from crown_edge.workflow.data import CancelRequest, ResumeRequest
 from crown_edge.workflow.workflow import EngravingWorkflow
-from tests.workflow.conftest import Harness
 from tests.workflow.fakes import MachineScript
-from tests.workflow.support import message, start, unique, wait_for
+from tests.workflow.support import Harness, message, start, unique, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

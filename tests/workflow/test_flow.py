@@ -10,9 +10,8 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from crown_edge.workflow.data import ApprovalDecision
 from crown_edge.workflow.workflow import EngravingWorkflow
-from tests.workflow.conftest import Harness
 from tests.workflow.fakes import MachineScript
-from tests.workflow.support import message, start, unique, wait_for
+from tests.workflow.support import Harness, message, start, unique, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
