@@ -33,6 +33,7 @@ class MachineConfig:
     materials: tuple[str, ...] = ()
     rotary: str | None = None
     rotary_axis: str = "Y"
+    rotary_per_rotation: float = 360.0
     speed_factor: float = 1.0
     sim_time_scale: float = 0.0
 
@@ -224,6 +225,7 @@ def parse_config(data: dict[str, Any], base_dir: Path) -> EdgeConfig:
         "materials",
         "rotary",
         "rotary_axis",
+        "rotary_per_rotation",
         "speed_factor",
         "sim_time_scale",
     }
@@ -257,6 +259,7 @@ def parse_config(data: dict[str, Any], base_dir: Path) -> EdgeConfig:
                 materials=tuple(materials),
                 rotary=rotary,
                 rotary_axis=_choice(sec, raw, "rotary_axis", "Y", ROTARY_AXES),
+                rotary_per_rotation=_float(sec, raw, "rotary_per_rotation", 360.0, 1.0, 100_000.0),
                 speed_factor=_float(sec, raw, "speed_factor", 1.0, 0.1, 10.0),
                 sim_time_scale=_float(sec, raw, "sim_time_scale", 0.0, 0.0, 10.0),
             )

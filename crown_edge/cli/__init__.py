@@ -60,8 +60,9 @@ def _root(
 
 
 def _register() -> None:
-    from crown_edge.cli import daemons, tech
+    from crown_edge.cli import daemons, tech, up
 
+    app.command()(up.up)
     app.command()(daemons.run)
     app.command()(daemons.doctor)
     app.command()(tech.status)

@@ -94,7 +94,7 @@ class EdgeDaemon:
         job = await self.store.submit(msg, now)
         if job.status is JobStatus.RECEIVED:
             try:
-                estimate = render_program(job, self.catalog).estimate_s
+                estimate = (await asyncio.to_thread(render_program, job, self.catalog)).estimate_s
             except CrownEdgeError as exc:
                 reason = (
                     "unknown_item" if type(exc).__name__ == "UnknownItem" else ("text_does_not_fit")

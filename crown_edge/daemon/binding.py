@@ -19,7 +19,7 @@ from crown_edge.config import EdgeConfig, MachineConfig
 from crown_edge.daemon.machines import Machine, RunReport
 from crown_edge.drivers.base import RunProgress
 from crown_edge.drivers.grbl.driver import GrblDriver
-from crown_edge.drivers.modbus import ModbusDevice
+from crown_edge.drivers.modbus import ModbusDevice, prepare_rotary, set_air_assist, set_exhaust
 from crown_edge.errors import DriverError
 from crown_edge.models import MachineState
 
@@ -55,12 +55,20 @@ class GrblMachine:
         lines: Sequence[str],
         start_line: int,
         on_progress: Callable[[int, int], None],
+        *,
+        cylinder: bool = False,
     ) -> RunReport:
-        """Check readiness and interlocks, stream the program, report how it ended."""
+        """Prepare the machine I/O, check interlocks, stream the program, report how it ended."""
         total = len(lines)
         try:
             await self.driver.wait_ready(self.ready_timeout_s)
             if self.io is not None:
+                # fume extraction and air assist on, the chuck clamped for a cylinder, then the
+                # safety interlocks (door, e-stop, exhaust) must all read safe before any line
+                await set_exhaust(self.io, True)
+                await set_air_assist(self.io, True)
+                if cylinder:
+                    await prepare_rotary(self.io)
                 await self.io.check_interlocks()
         except DriverError as exc:
             # nothing was sent: the scheduler may give the job to another machine
@@ -73,10 +81,15 @@ class GrblMachine:
             on_progress(start_line + p.acked_lines, p.total_lines)
 
         monitor = self.io.monitor(self._trip) if self.io is not None else None
-        async with monitor if monitor is not None else contextlib.nullcontext():
-            result = await self.driver.run_program(
-                job_id, lines, start_line=start_line, on_progress=progress
-            )
+        try:
+            async with monitor if monitor is not None else contextlib.nullcontext():
+                result = await self.driver.run_program(
+                    job_id, lines, start_line=start_line, on_progress=progress
+                )
+        finally:
+            if self.io is not None:
+                with contextlib.suppress(DriverError):
+                    await set_air_assist(self.io, False)
         detail: dict[str, Any] = result.to_dict()
         if self.tripped:
             detail["reason"] = self.tripped

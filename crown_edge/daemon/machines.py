@@ -28,7 +28,7 @@ from crown_edge.config import MachineConfig
 from crown_edge.daemon.programs import render_program
 from crown_edge.errors import CrownEdgeError
 from crown_edge.lifecycle import JobEvent
-from crown_edge.models import JobStatus, MachineState
+from crown_edge.models import Availability, Execution, JobStatus, MachineState, Surface
 from crown_edge.scheduler import Scheduler
 from crown_edge.store import Job, Store
 from crown_edge.sync.edge_store import cancel_requested, clear_cancel_request
@@ -36,6 +36,7 @@ from crown_edge.sync.edge_store import cancel_requested, clear_cancel_request
 log = logging.getLogger(__name__)
 
 CANCEL_POLL_S = 0.5  # how often a running job's cancel request is looked for
+FAULT_BACKOFF_S = (5.0, 120.0)  # first and longest hold-off after a fault before a job starts
 HEARTBEAT_S = 30.0  # an unchanged machine state is re-published this often (its heartbeat)
 
 
@@ -59,8 +60,13 @@ class Machine(Protocol):
         lines: Sequence[str],
         start_line: int,
         on_progress: Callable[[int, int], None],
+        *,
+        cylinder: bool = False,
     ) -> RunReport:
-        """Stream a program; return how it ended (never raise for machine faults)."""
+        """Stream a program; return how it ended (never raise for machine faults).
+
+        ``cylinder``: the item sits in the rotary chuck (clamp and enable it first).
+        """
         ...
 
     async def stop(self) -> None:
@@ -100,10 +106,22 @@ class MachineWorker:
         self._last_state: MachineState | None = None
         self._last_progress_at = 0.0
         self._last_published = 0.0
+        self.fault: str | None = None
+        self.fault_until = 0.0
+        self._fault_backoff = FAULT_BACKOFF_S[0]
 
     async def publish_state(self, force: bool = False) -> None:
         """Store the machine's state (and queue it for MQTT) when it changed, or as heartbeat."""
         state = self.machine.state()
+        if self.clock() < self.fault_until:
+            # a fault before the last job could start: keep others' jobs away for a while
+            state = MachineState(
+                self.config.id,
+                Availability.UNAVAILABLE,
+                Execution.STOPPED,
+                alarm=self.fault,
+                progress=state.progress,
+            )
         key = (state.availability, state.execution, state.alarm, state.paused)
         last = self._last_state
         now = self.clock()
@@ -133,7 +151,9 @@ class MachineWorker:
         await self.publish_state(force=True)
         while True:
             await self.publish_state()
-            job = await self.scheduler.claim_next(self.config.id, self.clock())
+            job = None
+            if self.clock() >= self.fault_until:
+                job = await self.scheduler.claim_next(self.config.id, self.clock())
             if job is None:
                 self.wake.clear()
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
@@ -150,7 +170,7 @@ class MachineWorker:
         log.info("job %s: engraving on %s (attempt %s)", job.job_id, self.config.id, job.attempt)
         try:
             try:
-                program = render_program(job, self.catalog, self.config)
+                program = await asyncio.to_thread(render_program, job, self.catalog, self.config)
             except CrownEdgeError as exc:
                 await self._finish(job, RunReport("failed", 0, 0, 0, {"error": str(exc)}))
                 return
@@ -160,6 +180,7 @@ class MachineWorker:
                     program.lines,
                     job.start_line,
                     lambda acked, total: self._progress(job, acked, total),
+                    cylinder=self._is_cylinder(job),
                 ),
                 name=f"run-{self.config.id}-{job.job_id}",
             )
@@ -201,6 +222,24 @@ class MachineWorker:
                 return reason
         return None
 
+    def _is_cylinder(self, job: Job) -> bool:
+        item = self.catalog.items.get(job.item_id)
+        return item is not None and item.surface is Surface.CYLINDER
+
+    def _set_fault(self, reason: str, now: float) -> None:
+        """Hold this machine out of the queue for a growing while after a start-up fault."""
+        self.fault = reason
+        self.fault_until = now + self._fault_backoff
+        log.warning(
+            "machine %s: %s; taking no jobs for %.0f s", self.config.id, reason, self._fault_backoff
+        )
+        self._fault_backoff = min(self._fault_backoff * 2, FAULT_BACKOFF_S[1])
+
+    def _clear_fault(self) -> None:
+        self.fault = None
+        self.fault_until = 0.0
+        self._fault_backoff = FAULT_BACKOFF_S[0]
+
     def _progress(self, job: Job, acked: int, total: int) -> None:
         now = self.clock()
         if now - self._last_progress_at < 1.0 and acked < total:
@@ -240,6 +279,8 @@ class MachineWorker:
             "last_acked_line": report.last_acked_line,
             "progress": progress,
         }
+        if report.outcome == "completed":
+            self._clear_fault()
         if report.outcome == "cancelled":
             event = JobEvent.CANCEL
             sets["reason"] = str(report.detail.get("reason", "cancelled"))
@@ -252,6 +293,7 @@ class MachineWorker:
         ):
             event = JobEvent.REQUEUE  # nothing was engraved: another machine may take it
             sets["machine_id"] = None
+            self._set_fault(str(report.detail.get("reason", "machine fault")), now)
         elif report.outcome == "interrupted":
             event = JobEvent.INTERRUPT
             sets["reason"] = str(report.detail.get("reason", "interrupted"))
@@ -289,12 +331,13 @@ class MachineWorker:
         if cancelled is not None:
             await clear_cancel_request(self.store, job.job_id)
         log.info(
-            "job %s: %s on %s (%s/%s lines)",
+            "job %s: %s on %s (%s/%s lines)%s",
             job.job_id,
             report.outcome,
             self.config.id,
             report.acked_lines,
             total,
+            f": {report.detail['reason']}" if report.detail.get("reason") else "",
         )
         await self.publish_state(force=True)
 

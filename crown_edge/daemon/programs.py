@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from crown_edge.catalog import Catalog
 from crown_edge.config import MachineConfig
-from crown_edge.errors import CrownEdgeError
+from crown_edge.models import Surface
 from crown_edge.store import Job
 
 
@@ -20,19 +20,30 @@ class Program:
 
 
 def render_program(job: Job, catalog: Catalog, machine: MachineConfig | None = None) -> Program:
-    """Render the job's text for its item; raises the toolpath's typed errors."""
-    from crown_edge.toolpath import render_job  # deferred: toolpath loads fonts on first use
+    """Render the job's text (and artwork) for its item; raises the toolpath's typed errors.
+
+    Blocking (artwork may be fetched): call it in a worker thread from the event loop.
+    """
+    from crown_edge.toolpath import RotaryConfig, render_job
+    from crown_edge.toolpath.library import load_job_artwork
 
     msg = job.intake
     item = catalog.item(job.item_id)
     material = catalog.material(msg.material or item.material)
-    result = render_job(item, list(msg.text), material, job_id=job.job_id, font=msg.font)
+    artwork = load_job_artwork(msg.artwork_url) if msg.artwork_url else None
+    rotary = None
+    if machine is not None and machine.has_rotary and item.surface is Surface.CYLINDER:
+        rotary = RotaryConfig(
+            axis="A" if machine.rotary_axis == "A" else "Y",
+            per_rotation=machine.rotary_per_rotation,
+        )
+    result = render_job(
+        item,
+        list(msg.text),
+        material,
+        job_id=job.job_id,
+        font=msg.font,
+        artwork=artwork,
+        rotary=rotary,
+    )
     return Program(job.job_id, tuple(result.gcode), float(result.estimate_s))
-
-
-def estimate_job(job: Job, catalog: Catalog) -> float:
-    """Estimated engraving time of a job in seconds (falls back to a per-line heuristic)."""
-    try:
-        return render_program(job, catalog).estimate_s
-    except (CrownEdgeError, ImportError):
-        return 30.0 + 20.0 * max(1, len(job.message.get("text", [])))

@@ -39,6 +39,8 @@ class FakeMachine:
         lines: Sequence[str],
         start_line: int,
         on_progress: Callable[[int, int], None],
+        *,
+        cylinder: bool = False,
     ) -> RunReport:
         self.programs.append((job_id, start_line, len(lines)))
         if self.gate is not None:

@@ -1,0 +1,179 @@
+"""``crown-edge up``: the whole flow on one machine, with demo orders and live progress."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from crown_edge.cli.common import fail
+
+TERMINAL = {"complete", "escalated", "cancelled", "failed", "blocked", "revision_requested"}
+console = Console(stderr=True)
+
+
+def demo_orders(run: str, count: int) -> list[dict[str, Any]]:
+    """A realistic mix: plates, a rush job, a glass on the rotary, artwork needing approval."""
+    base: list[dict[str, Any]] = [
+        {"item_id": "plaque-a5", "text": ["Club Champion 2026", "Jane Smith"]},
+        {"item_id": "trophy-plate", "text": ["Most Improved"], "rush": True},
+        {"item_id": "glass-tumbler", "text": ["Best Man", "14.06.2026"]},
+        {"item_id": "acrylic-award", "text": ["Star Volunteer"], "artwork_url": "library:star"},
+        {"item_id": "plaque-small", "text": ["Volunteer of the Year"]},
+        {"item_id": "trophy-plate", "text": ["Under 12s", "Runners Up"]},
+        {"item_id": "cup-silver", "text": ["League Winners", "2026"]},
+        {"item_id": "plaque-a5", "text": ["25 Years of Service", "A. Patel"], "rush": True},
+    ]
+    out = []
+    for i in range(count):
+        order = dict(base[i % len(base)])
+        order.update(
+            job_id=f"{run}-{i + 1:03d}",
+            customer_id=f"CUST-{100 + i % 7}",
+            due_date=time.strftime("%Y-%m-%dT17:00:00Z", time.gmtime(time.time() + 86400 * 3)),
+            price_cents=2500 + 500 * (i % 4),
+        )
+        out.append(order)
+    return out
+
+
+def up(
+    demo: Annotated[int, typer.Option(help="Demo orders to place (0: none, just serve).")] = 6,
+    exit_when_done: Annotated[
+        bool, typer.Option("--exit-when-done", help="Stop once every demo job has finished.")
+    ] = False,
+    lasers: Annotated[int, typer.Option(help="Simulated flat-bed lasers.")] = 3,
+    time_scale: Annotated[
+        float, typer.Option(help="Simulated motion time scale (1 = real time, 0 = instant).")
+    ] = 0.02,
+    manual_qa: Annotated[
+        bool, typer.Option("--manual-qa", help="Wait for `crown-edge qa pass|fail`.")
+    ] = False,
+    workdir: Annotated[Path | None, typer.Option(help="State directory (default: new).")] = None,
+    port: Annotated[int, typer.Option(help="Order API port (0: any free port).")] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary last.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the whole flow locally: Temporal, MQTT, SQS, cloud, workshop, simulated lasers."""
+    from crown_edge.cli.daemons import setup_logging
+    from crown_edge.stack import StackSettings
+
+    setup_logging(verbose)
+    if not verbose:
+        logging.getLogger().setLevel(logging.WARNING)
+    run = time.strftime("D%H%M%S")
+    settings = StackSettings(
+        workdir=workdir or Path("var") / "up" / run,
+        lasers=lasers,
+        time_scale=time_scale,
+        qa_mode="manual" if manual_qa else "auto",
+        http_port=port,
+    )
+    try:
+        summary = asyncio.run(_up(settings, demo_orders(run, demo), exit_when_done))
+    except KeyboardInterrupt:
+        console.print("stopped")
+        return
+    if json_out:
+        print(json.dumps(summary, sort_keys=True))
+    if summary.get("ok") is False:
+        raise typer.Exit(1)
+
+
+async def _up(settings: Any, orders: list[dict[str, Any]], exit_when_done: bool) -> dict[str, Any]:
+    from crown_edge.stack import FullStack
+
+    started = time.monotonic()
+    console.print("[bold]crown-edge up[/]: starting Temporal, MQTT, SQS, cloud and workshop …")
+    async with FullStack(settings) as stack:
+        assert stack.config is not None
+        sock = stack.config.control_socket
+        console.print(
+            f"  Order API      {stack.api_url}  (POST /orders, GET /status/JOB)\n"
+            f"  Temporal       {stack.services.temporal.target}\n"
+            f"  MQTT broker    {stack.services.broker.host}:{stack.services.broker.port}\n"
+            f"  SQS (moto)     {stack.services.moto.endpoint_url}\n"
+            f"  Workshop       {len(stack.config.machines)} simulated lasers, "
+            f"QA {stack.config.qa_mode}\n"
+            f"  Technician CLI CROWN_EDGE_SOCKET={sock} crown-edge status"
+        )
+        os.environ["CROWN_EDGE_SOCKET"] = str(sock)
+        for order in orders:
+            status, body = await stack.post_order(order)
+            if status != 202:
+                fail(f"the Order API refused {order['job_id']}: {status} {body}")
+        results = await _watch(stack, [o["job_id"] for o in orders])
+        elapsed = round(time.monotonic() - started, 1)
+        complete = sum(1 for r in results.values() if r == "complete")
+        if orders:
+            console.print(f"{complete}/{len(orders)} demo jobs complete in {elapsed} s")
+        summary = {
+            "ok": complete == len(orders),
+            "jobs": results,
+            "elapsed_s": elapsed,
+            "api": stack.api_url,
+        }
+        if exit_when_done or not orders:
+            if not orders and not exit_when_done:
+                await _serve_forever()
+            return summary
+        console.print("still serving; Ctrl-C to stop")
+        await _serve_forever()
+        return summary
+
+
+async def _serve_forever() -> None:
+    stop = asyncio.Event()
+    await stop.wait()
+
+
+async def _watch(stack: Any, job_ids: list[str]) -> dict[str, str]:
+    """Show each job's status live until all have finished; approve designs as the customer."""
+    if not job_ids:
+        return {}
+    views: dict[str, dict[str, Any]] = {}
+    approved: set[str] = set()
+    with Live(_table(job_ids, views), console=console, refresh_per_second=4) as live:
+        while True:
+            for job_id in job_ids:
+                view = await stack.job_view(job_id)
+                if view is not None:
+                    views[job_id] = view
+                    if view.get("status") == "pending_approval" and job_id not in approved:
+                        await stack.approve(job_id, True, "looks great")
+                        approved.add(job_id)
+            live.update(_table(job_ids, views))
+            if all(views.get(j, {}).get("status") in TERMINAL for j in job_ids):
+                break
+            await asyncio.sleep(0.5)
+    return {j: str(views[j]["status"]) for j in job_ids}
+
+
+def _table(job_ids: list[str], views: dict[str, dict[str, Any]]) -> Table:
+    table = Table("job", "status", "machine", "progress", "queue", "retries", title="Jobs")
+    for job_id in job_ids:
+        v = views.get(job_id, {})
+        progress = v.get("progress")
+        table.add_row(
+            job_id,
+            str(v.get("status", "received")),
+            str(v.get("machine_id") or ""),
+            f"{progress * 100:.0f}%" if isinstance(progress, float) else "",
+            str(v.get("queue_position") or ""),
+            str(v.get("retry_count", 0)),
+        )
+    return table
+
+
+if sys.platform == "win32":  # pragma: no cover
+    raise RuntimeError("crown-edge up needs a POSIX system (pseudo-terminals)")

@@ -1,0 +1,239 @@
+"""The whole flow on one machine: what ``crown-edge up`` runs, and what the HIL rig and the
+pipeline benchmark drive.
+
+Started in order (and stopped in reverse, nothing left behind):
+
+1. embedded services: Temporal dev server (state in ``workdir/temporal.db``), an MQTT broker
+   (mosquitto, else amqtt), an SQS endpoint (moto) with the four FIFO queues;
+2. a Modbus device simulator (rotary chuck, door, e-stop, air, exhaust) for the rotary laser;
+3. the workshop daemon (:class:`~crown_edge.daemon.app.EdgeDaemon`) with N simulated GRBL lasers
+   on pseudo-terminals, its MQTT link and its Temporal activity worker;
+4. the cloud side: Order API + SQS dispatcher + MQTT bridge
+   (:class:`~crown_edge.cloud.service.CloudServices`) and the workflow worker on ``crown-orders``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import urllib.error
+import urllib.request
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from crown_edge.catalog import Catalog, load_catalog
+from crown_edge.config import (
+    DeviceConfig,
+    EdgeConfig,
+    MachineConfig,
+    MqttConfig,
+    TemporalConfig,
+)
+from crown_edge.daemon.app import EdgeDaemon
+from crown_edge.models import IntakeMessage
+
+log = logging.getLogger(__name__)
+
+FLAT_MATERIALS = ("anodised-aluminium", "brass", "acrylic", "wood")
+
+
+@dataclass(frozen=True, slots=True)
+class StackSettings:
+    """What ``up`` starts."""
+
+    workdir: Path
+    shop_id: str = "demo"
+    lasers: int = 3
+    rotary: bool = True
+    time_scale: float = 0.02
+    qa_mode: str = "auto"
+    http_port: int = 0
+    machine_speed_factor: float = 1.0
+    extra_machines: tuple[MachineConfig, ...] = field(default=())
+
+
+class FullStack:
+    """Every role of the flow on loopback ports, as one async context manager."""
+
+    def __init__(self, settings: StackSettings, catalog: Catalog | None = None) -> None:
+        self.settings = settings
+        self.catalog = catalog or load_catalog()
+        self._stack = AsyncExitStack()
+        self.services: Any = None
+        self.client: Any = None
+        self.cloud: Any = None
+        self.modbus: Any = None
+        self.daemon: EdgeDaemon | None = None
+        self.config: EdgeConfig | None = None
+
+    @property
+    def api_url(self) -> str:
+        """Base URL of the Order API."""
+        return str(self.cloud.api.url).rstrip("/")
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stack.aclose()
+
+    async def _start(self) -> None:
+        from temporalio.client import Client
+
+        from crown_edge.cloud.service import CloudServices, CloudSettings
+        from crown_edge.embedded.stack import EmbeddedServices
+        from crown_edge.sim.modbus import ModbusSimulator
+        from crown_edge.sync.cloud_activities import CloudActivities
+        from crown_edge.sync.starter import start_job, workflow_worker
+
+        s = self.settings
+        s.workdir.mkdir(parents=True, exist_ok=True)
+        log.info("starting Temporal dev server, MQTT broker and SQS endpoint")
+        self.services = await self._stack.enter_async_context(
+            EmbeddedServices(temporal_db=s.workdir / "temporal.db")
+        )
+        target = self.services.temporal.target
+        self.client = await Client.connect(target)
+        devices: tuple[DeviceConfig, ...] = ()
+        machines = [
+            MachineConfig(
+                id=f"laser-{i}",
+                driver="sim",
+                materials=FLAT_MATERIALS,
+                sim_time_scale=s.time_scale,
+                speed_factor=s.machine_speed_factor,
+            )
+            for i in range(1, s.lasers + 1)
+        ]
+        if s.rotary:
+            self.modbus = await self._stack.enter_async_context(ModbusSimulator("rotary-io"))
+            devices = (DeviceConfig(id="rotary-1", profile="rotary-io", url=self.modbus.url),)
+            machines.append(
+                MachineConfig(
+                    id="rotary-laser",
+                    driver="sim",
+                    materials=("glass", "brass"),
+                    rotary="rotary-1",
+                    sim_time_scale=s.time_scale,
+                )
+            )
+        machines.extend(s.extra_machines)
+        self.config = EdgeConfig(
+            shop_id=s.shop_id,
+            store_path=s.workdir / "edge.db",
+            control_socket=s.workdir / "control.sock",
+            qa_mode=s.qa_mode,
+            machines=tuple(machines),
+            devices=devices,
+            temporal=TemporalConfig(enabled=True, target=target),
+            mqtt=MqttConfig(host=self.services.broker.host, port=self.services.broker.port),
+        )
+        log.info("starting the workshop daemon with %s simulated lasers", len(machines))
+        self.daemon = EdgeDaemon(self.config, catalog=self.catalog)
+        await self._stack.enter_async_context(_running(self.daemon))
+
+        async def start(msg: IntakeMessage) -> None:
+            await start_job(self.client, msg, default_shop_id=s.shop_id)
+
+        settings = CloudSettings(
+            designs_dir=s.workdir / "designs",
+            http_port=s.http_port,
+            mqtt_host=self.services.broker.host,
+            mqtt_port=self.services.broker.port,
+            sqs_endpoint_url=self.services.moto.endpoint_url,
+        )
+        log.info("starting the cloud side: Order API, dispatcher, bridge, workflow worker")
+        self.cloud = await self._stack.enter_async_context(CloudServices(settings, start))
+        activities = CloudActivities(
+            settings.designs_dir, self.catalog, self.cloud.bridge.cloud_sink
+        )
+        worker = workflow_worker(self.client, activities)
+        await self._stack.enter_async_context(worker)
+
+    # --- helpers for the demo, the HIL rig and the benchmark -----------------------------------
+
+    async def post_order(self, order: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """POST an order to the Order API over HTTP; returns (status, JSON body)."""
+        return await asyncio.to_thread(_http_json, "POST", f"{self.api_url}/orders", order)
+
+    async def get_order(self, job_id: str) -> tuple[int, dict[str, Any]]:
+        """GET the customer's view of an order."""
+        return await asyncio.to_thread(_http_json, "GET", f"{self.api_url}/orders/{job_id}", None)
+
+    async def job_view(self, job_id: str) -> dict[str, Any] | None:
+        """The workflow's ``status`` query (None before the workflow exists)."""
+        from temporalio.service import RPCError
+
+        from crown_edge.workflow import names
+
+        handle = self.client.get_workflow_handle(names.workflow_id(job_id))
+        try:
+            view = await handle.query(names.STATUS_QUERY)
+        except RPCError:
+            return None
+        if isinstance(view, dict):
+            return view
+        return {k: getattr(view, k) for k in view.__dataclass_fields__}
+
+    async def approve(self, job_id: str, approved: bool = True, comment: str = "") -> None:
+        """The customer's answer to a design (the workflow's ``approve_design`` update)."""
+        from crown_edge.workflow import names
+        from crown_edge.workflow.data import ApprovalDecision
+
+        handle = self.client.get_workflow_handle(names.workflow_id(job_id))
+        await handle.execute_update(
+            names.APPROVE_DESIGN, ApprovalDecision(approved=approved, comment=comment)
+        )
+
+    async def result(self, job_id: str, timeout: float = 600.0) -> dict[str, Any]:
+        """Wait for the job's workflow to finish; its JobResult as a dict."""
+        from crown_edge.workflow import names
+
+        handle = self.client.get_workflow_handle(names.workflow_id(job_id))
+        async with asyncio.timeout(timeout):
+            res = await handle.result()
+        if isinstance(res, dict):
+            return res
+        return {k: getattr(res, k) for k in res.__dataclass_fields__}
+
+
+@contextlib.asynccontextmanager
+async def _running(daemon: EdgeDaemon) -> Any:
+    task = asyncio.create_task(daemon.run(), name="edge-daemon")
+    ready = asyncio.create_task(daemon.ready.wait())
+    done, _ = await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        ready.cancel()
+        task.result()  # raises what stopped the daemon
+        raise RuntimeError("the daemon stopped during start-up")
+    try:
+        yield daemon
+    finally:
+        daemon.stop_event.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 30)
+
+
+def _http_json(method: str, url: str, body: Any) -> tuple[int, dict[str, Any]]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, json.loads(exc.read() or b"{}")
