@@ -205,17 +205,6 @@ class _Tour:
         px, py = self.exit_of(k - 1)
         return _hypot(self.ax[k] - px, self.ay[k] - py)
 
-    def gain_2opt(self, i: int, j: int) -> float:
-        """Travel saved by reversing positions i..j (each stroke flipped)."""
-        px, py = self.exit_of(i - 1)
-        ax, ay, bx, by = self.ax, self.ay, self.bx, self.by
-        old = _hypot(ax[i] - px, ay[i] - py)
-        new = _hypot(bx[j] - px, by[j] - py)
-        if j + 1 < len(ax):
-            old += _hypot(ax[j + 1] - bx[j], ay[j + 1] - by[j])
-            new += _hypot(ax[j + 1] - ax[i], ay[j + 1] - ay[i])
-        return old - new
-
     def apply_2opt(self, i: int, j: int) -> None:
         """Reverse positions i..j, flipping each stroke."""
         seq = self.seq
@@ -224,29 +213,6 @@ class _Tour:
             t = seq[k]
             self.flip[t] = not self.flip[t]
         self.refresh(i, j + 1)
-
-    def gain_move(self, j: int, k: int, i: int) -> tuple[float, bool]:
-        """Travel saved by moving positions j..j+k-1 into the jump before position i."""
-        n = len(self.ax)
-        ax, ay, bx, by = self.ax, self.ay, self.bx, self.by
-        last = j + k - 1
-        px, py = self.exit_of(j - 1)
-        removed = _hypot(ax[j] - px, ay[j] - py)
-        if last + 1 < n:
-            removed += _hypot(ax[last + 1] - bx[last], ay[last + 1] - by[last])
-            removed -= _hypot(ax[last + 1] - px, ay[last + 1] - py)
-        qx, qy = self.exit_of(i - 1)
-        if i < n:
-            base = _hypot(ax[i] - qx, ay[i] - qy)
-            fwd = _hypot(ax[j] - qx, ay[j] - qy) + _hypot(ax[i] - bx[last], ay[i] - by[last])
-            rev = _hypot(bx[last] - qx, by[last] - qy) + _hypot(ax[i] - ax[j], ay[i] - ay[j])
-        else:
-            base = 0.0
-            fwd = _hypot(ax[j] - qx, ay[j] - qy)
-            rev = _hypot(bx[last] - qx, by[last] - qy)
-        if rev < fwd:
-            return removed - (rev - base), True
-        return removed - (fwd - base), False
 
     def apply_move(self, j: int, k: int, i: int, reverse: bool) -> None:
         """Move positions j..j+k-1 into the jump before position i."""
@@ -320,8 +286,8 @@ def _improve(
             continue
         best_gain = 1e-9
         best: tuple[int, int, int, bool] | None = None  # kind, a, b, reverse
+        px, py = tour.exit_of(i - 1)
         if i == 0:
-            px, py = tour.start
             near = [e for e in grid.near(px, py, 2) if _hypot(xs[e] - px, ys[e] - py) < jump]
         else:
             near = []
@@ -333,27 +299,49 @@ def _improve(
             if d >= jump:
                 break
             near.append(e)
+        # The gains below are written out (not method calls): this is the hot loop.
+        ax, ay, bx, by = tour.ax, tour.ay, tour.bx, tour.by
+        aix, aiy = ax[i], ay[i]
+        start_x, start_y = tour.start
         for e in dict.fromkeys(near):
             p = pos[e >> 1]
             if abs(p - i) > MAX_SPAN:
                 continue
             evaluations += 1
-            # 2-opt with this jump as the left edge or as the right edge.
+            bpx, bpy = bx[p], by[p]
+            has_next = p + 1 < n
+            if has_next:
+                nx, ny = ax[p + 1], ay[p + 1]
+                out_p = _hypot(nx - bpx, ny - bpy)  # the jump out of stroke p
+            # 2-opt with this jump as the left edge (reverse i..p) ...
             if p >= i:
-                g = tour.gain_2opt(i, p)
+                g = jump - _hypot(bpx - px, bpy - py)
+                if has_next:
+                    g += out_p - _hypot(nx - aix, ny - aiy)
                 if g > best_gain:
                     best_gain, best = g, (0, i, p, False)
+            # ... or as the right edge (reverse p+1..i-1).
             elif p < i - 1:
-                g = tour.gain_2opt(p + 1, i - 1)
+                g = out_p + jump - _hypot(px - bpx, py - bpy) - _hypot(aix - nx, aiy - ny)
                 if g > best_gain:
                     best_gain, best = g, (0, p + 1, i - 1, False)
-            # or-opt: bring that stroke (either way round) into this jump. Runs of two or
-            # three strokes were measured: per evaluation spent, single strokes gain most.
+            # or-opt: bring stroke p (either way round) into this jump. Runs of two or three
+            # strokes were measured: per evaluation spent, single strokes gain the most.
             if p != i and p != i - 1:
                 evaluations += 1
-                g, rev = tour.gain_move(p, 1, i)
+                apx, apy = ax[p], ay[p]
+                if p > 0:
+                    qx, qy = bx[p - 1], by[p - 1]
+                else:
+                    qx, qy = start_x, start_y
+                removed = _hypot(apx - qx, apy - qy)
+                if has_next:
+                    removed += out_p - _hypot(nx - qx, ny - qy)
+                fwd = _hypot(apx - px, apy - py) + _hypot(aix - bpx, aiy - bpy)
+                rev = _hypot(bpx - px, bpy - py) + _hypot(aix - apx, aiy - apy)
+                g = removed + jump - (rev if rev < fwd else fwd)
                 if g > best_gain:
-                    best_gain, best = g, (1, p, i, rev)
+                    best_gain, best = g, (1, p, i, rev < fwd)
         if best is None:
             continue
         kind, a, b, rev = best
