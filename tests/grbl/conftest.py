@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -37,6 +38,25 @@ def plate_program(job_id: str = "J-1", moves: int = 200) -> list[str]:
         lines.append(f"G1 X{(i % 10) * 2 + 1:.3f} Y{(i % 7) * 1.5:.3f}")
     lines.append("M5")
     return lines
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else set()
+
+
+@pytest.fixture(autouse=True)
+async def no_leaks() -> AsyncIterator[None]:
+    """After every test: no task left running and no file descriptor left open."""
+    before = _open_fds()
+    yield
+    current = asyncio.current_task()
+    for _ in range(100):  # closing serial ports finishes in executor threads: allow a moment
+        tasks = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+        leaked = _open_fds() - before
+        if not tasks and not leaked:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"leaked tasks {tasks} / file descriptors {sorted(leaked)}")
 
 
 @pytest.fixture

@@ -167,3 +167,15 @@ async def test_driver_refuses_to_run_without_laser_mode() -> None:
         with pytest.raises(DriverError, match="laser mode"):
             await drv.run_program("J-40", plate_program("J-40", 3))
         assert sim.runs_of("J-40") == []
+
+
+async def test_jog_and_jog_cancel(sim: GrblSimulator, port: Port) -> None:
+    assert p.Ok() in await port.ask(b"$J=G91 X5 F6000\n", p.Ok)
+    await eventually(lambda: sim.state == "Idle")
+    assert sim.core.position[0] == pytest.approx(5.0)
+    errors = await port.ask(b"$J=G91 X5\n", p.Error)  # a jog needs its own feed rate
+    assert any(isinstance(e, p.Error) and e.code == 16 for e in errors)
+    await port.ask(b"$J=G91 X500 F10\n", p.Ok)
+    assert sim.state == "Jog"
+    port.writer.write(p.RealTime.JOG_CANCEL.value)
+    await eventually(lambda: sim.state == "Idle")
