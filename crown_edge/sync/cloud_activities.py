@@ -30,7 +30,7 @@ from crown_edge.catalog import Catalog
 from crown_edge.errors import ArtworkError, TextDoesNotFit, UnknownItem, ValidationError
 from crown_edge.models import Item, MaterialProfile
 from crown_edge.toolpath import Artwork, ArtworkLimits, render_job
-from crown_edge.toolpath.artwork import load_artwork_async
+from crown_edge.toolpath.library import load_job_artwork
 from crown_edge.toolpath.preview import preview_svg
 from crown_edge.workflow import names
 from crown_edge.workflow.data import (
@@ -103,7 +103,9 @@ class CloudActivities:
         artwork: Artwork | None = None
         if request.artwork_url:
             try:
-                artwork = await load_artwork_async(request.artwork_url, self.artwork_limits)
+                artwork = await asyncio.to_thread(
+                    load_job_artwork, request.artwork_url, self.artwork_limits
+                )
             except ArtworkError as exc:
                 warnings.append(f"artwork left out: {exc}")
         material = self.catalog.material(request.material or item.material)
