@@ -20,6 +20,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from crown_edge.errors import ValidationError
 from crown_edge.models import MaterialProfile
@@ -53,9 +54,12 @@ def grammar_violations(lines: Iterable[str]) -> list[tuple[int, str]]:
     return [(i, line) for i, line in enumerate(lines) if not is_grammar_line(line)]
 
 
-@dataclass(frozen=True, slots=True)
-class Move:
-    """One motion block as the controller sees it: target on X, Y, A (machine units)."""
+class Move(NamedTuple):
+    """One motion block as the controller sees it: target on X, Y, A (machine units).
+
+    A named tuple rather than a frozen dataclass: a program has thousands and construction cost
+    shows in the render time.
+    """
 
     rapid: bool
     target: tuple[float, float, float]
