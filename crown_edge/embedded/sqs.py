@@ -40,10 +40,18 @@ class MotoServer:
     and :meth:`reset` clears both.
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, region: str = DEFAULT_REGION):
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        region: str = DEFAULT_REGION,
+        quiet: bool = True,
+    ) -> None:
         self.host = host
         self.port = port
         self.region = region
+        self.quiet = quiet
         self._server: Any = None
         self._lock = threading.Lock()
 
@@ -66,6 +74,8 @@ class MotoServer:
         with self._lock:
             if self._server is not None:
                 return
+            if self.quiet:  # werkzeug logs every request at INFO: noise in `crown-edge up`
+                logging.getLogger("werkzeug").setLevel(logging.WARNING)
             server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
             server.start()
             self._server = server
