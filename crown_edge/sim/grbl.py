@@ -12,6 +12,8 @@ on it; open ``sim.device_path`` with any serial library. What it models:
   ``ok`` / ``error:N`` (:mod:`crown_edge.sim.grbl_core`);
 * motion: each block takes the time of :mod:`crown_edge.sim.motion` for the blocks the planner
   holds at that moment; ``time_scale`` multiplies every duration (0 = instant machines);
+* axes: X, Y, Z as grbl 1.1 (an ``A`` word is ``error:20``), or ``axes="XYZA"`` for a
+  grblHAL-style rotary A in degrees;
 * faults: :meth:`unplug` / :meth:`replug`, :meth:`stall` / :meth:`unstall`,
   :meth:`alarm_after_line`, :meth:`trigger_alarm`, :meth:`inject_garbage`, :meth:`drop_oks`, and
   the door (:meth:`set_door`).
@@ -68,6 +70,7 @@ class GrblSimulator:
         planner_blocks: int = 15,
         response_latency_s: float = 0.001,
         homing_time_s: float = 2.0,
+        axes: str = "XYZ",
     ) -> None:
         if time_scale < 0 or baud <= 0:
             raise ValueError("time_scale must be >= 0 and baud > 0")
@@ -75,7 +78,9 @@ class GrblSimulator:
         self.time_scale = time_scale
         self.response_latency_s = response_latency_s
         self.homing_time_s = homing_time_s
-        self.core = GrblCore(settings, planner_blocks=planner_blocks, rx_buffer=rx_buffer)
+        self.core = GrblCore(
+            settings, planner_blocks=planner_blocks, rx_buffer=rx_buffer, axes=axes
+        )
         self.stats = SimStats()
         self._byte_time = 10.0 / baud
         self._dir: str | None = None
@@ -413,7 +418,7 @@ class GrblSimulator:
     async def _homing(self, epoch: int) -> None:
         await asyncio.sleep(self.homing_time_s * self.time_scale)
         if epoch == self._epoch and self.core.state == "Home":
-            self.core.position = [0.0, 0.0, 0.0]
+            self.core.position = [0.0] * len(self.core.position)
             self.core.state = "Idle"
             self._send(["ok"])
             self._wake_main.set()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from crown_edge.drivers.grbl import codes
 from crown_edge.drivers.grbl.protocol import MAX_LINE_CHARS, effective_length
-from crown_edge.sim.motion import Block, ModalState, MotionSettings, block_for
+from crown_edge.sim.motion import AXES, Block, ModalState, MotionSettings, block_for
 
 VERSION = "1.1h"
 BUILD_DATE = "20190825"
@@ -57,7 +57,7 @@ DEFAULT_SETTINGS: dict[int, float] = {
 """A laser's ``$$``: laser mode on ($32=1), homing off ($22=0) so the machine starts Idle."""
 
 _JOB_COMMENT = re.compile(r"^\(\s*job(?:[\s_-]*id)?\s*[:=]?\s*([^\s)]+)", re.IGNORECASE)
-_LETTERS = frozenset("GMXYZFSPNTIJKRL")
+_LETTERS = frozenset("GMFSPNTIJKRL")
 _G_SUPPORTED = frozenset(
     {0, 1, 2, 3, 4, 10, 17, 18, 19, 20, 21, 28, 30, 53, 54, 90, 91, 92, 93, 94}
 )
@@ -103,8 +103,15 @@ class GrblCore:
         *,
         planner_blocks: int = 15,
         rx_buffer: int = 128,
+        axes: str = "XYZ",
     ) -> None:
+        if axes not in ("XYZ", "XYZA"):
+            raise ValueError("axes must be XYZ (grbl 1.1) or XYZA (a grblHAL-style rotary A)")
+        self.axes = axes
+        self.letters = _LETTERS | frozenset(axes)
         self.settings: dict[int, float] = dict(DEFAULT_SETTINGS)
+        if "A" in axes:  # steps/deg, deg/min, deg/s², max travel of the rotary
+            self.settings.update({103: 8.889, 113: 18000.0, 123: 1800.0, 133: 360.0})
         self.settings.update(settings or {})
         self.planner_blocks = planner_blocks
         self.rx_buffer = rx_buffer
@@ -112,7 +119,7 @@ class GrblCore:
         self.programs: list[ProgramRecord] = []
         self.record: ProgramRecord | None = None
         self.modal = ModalState()
-        self.position = [0.0, 0.0, 0.0]
+        self.position = [0.0] * len(AXES)
         self.state = "Idle"
         self.alarm: int | None = None
         self.critical = False
@@ -310,7 +317,7 @@ class GrblCore:
             letter, number = match[1], match[2]
             if not letter.isalpha():
                 return f"error:{codes.EXPECTED_COMMAND_LETTER}"
-            if letter not in _LETTERS:
+            if letter not in self.letters:
                 return f"error:{codes.UNSUPPORTED_COMMAND}"
             try:
                 parsed.append((letter, float(number)))
@@ -330,7 +337,7 @@ class GrblCore:
                 power = value
             if letter == "N":
                 line_number = int(value)
-        has_axis = any(letter in "XYZ" for letter, _ in parsed)
+        has_axis = any(letter in self.axes for letter, _ in parsed)
         motion_words = [v for letter, v in parsed if letter == "G" and v in (0, 1, 2, 3)]
         motion = motion_words[-1] if motion_words else self.modal.motion
         has_feed = any(letter == "F" for letter, _ in parsed) or self.modal.feed > 0
@@ -361,7 +368,7 @@ class GrblCore:
         elif state == "Door":
             state = "Door:1" if self.door_open else "Door:0"
         mask = int(self.settings.get(10, 1))
-        pos = ",".join(f"{p:.3f}" for p in self.position)
+        pos = ",".join(f"{p:.3f}" for p in self.position[: len(self.axes)])
         parts = [state, f"MPos:{pos}" if mask & 1 else f"WPos:{pos}"]
         if mask & 2:
             parts.append(f"Bf:{self.planner_blocks - self.blocks_queued},{rx_free}")

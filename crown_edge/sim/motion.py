@@ -20,35 +20,50 @@ with whatever blocks it actually holds, so a starved planner is slower, as on a 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-AXES = "XYZ"
+from crown_edge.drivers.grbl.protocol import words_of
+
+AXES = "XYZA"
+"""Axis letters in order. A (a rotary, in degrees, as on grblHAL) is optional in the simulator."""
+_DEFAULT_RATE = (6000.0, 6000.0, 1000.0, 18000.0)
+_DEFAULT_ACCEL = (2000.0, 2000.0, 100.0, 1800.0)
 
 
 @dataclass(frozen=True, slots=True)
 class MotionSettings:
-    """The grbl settings the motion model needs (units: mm, mm/min, mm/s²)."""
+    """The grbl settings the motion model needs (units: mm, mm/min, mm/s²; A in degrees).
 
-    max_rate: tuple[float, float, float] = (6000.0, 6000.0, 1000.0)
-    """``$110..$112`` in mm/min."""
-    acceleration: tuple[float, float, float] = (2000.0, 2000.0, 100.0)
-    """``$120..$122`` in mm/s²."""
+    ``max_rate`` and ``acceleration`` list X, Y, Z and optionally A; a missing A takes the
+    default.
+    """
+
+    max_rate: tuple[float, ...] = _DEFAULT_RATE
+    """``$110..$113`` in mm/min."""
+    acceleration: tuple[float, ...] = _DEFAULT_ACCEL
+    """``$120..$123`` in mm/s²."""
     junction_deviation: float = 0.01
     """``$11`` in mm."""
     planner_blocks: int = 15
+
+    def rate(self, axis: int) -> float:
+        """Max rate of axis ``axis`` (0 = X) in units/min."""
+        return self.max_rate[axis] if axis < len(self.max_rate) else _DEFAULT_RATE[axis]
+
+    def accel(self, axis: int) -> float:
+        """Acceleration of axis ``axis`` (0 = X) in units/s²."""
+        return self.acceleration[axis] if axis < len(self.acceleration) else _DEFAULT_ACCEL[axis]
 
     @classmethod
     def from_grbl(cls, settings: dict[int, float], planner_blocks: int = 15) -> MotionSettings:
         """Build from a ``$$`` dump (number -> value); missing numbers keep the defaults."""
         base = cls(planner_blocks=planner_blocks)
-        rate = tuple(settings.get(110 + i, base.max_rate[i]) for i in range(3))
-        accel = tuple(settings.get(120 + i, base.acceleration[i]) for i in range(3))
+        axes = range(len(AXES))
         return replace(
             base,
-            max_rate=(rate[0], rate[1], rate[2]),
-            acceleration=(accel[0], accel[1], accel[2]),
+            max_rate=tuple(settings.get(110 + i, base.rate(i)) for i in axes),
+            acceleration=tuple(settings.get(120 + i, base.accel(i)) for i in axes),
             junction_deviation=settings.get(11, base.junction_deviation),
         )
 
@@ -64,7 +79,7 @@ class Block:
     """mm/s² along the move"""
     max_entry_speed: float
     """mm/s: junction limit with the previous block"""
-    unit: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    unit: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
     dwell: float = 0.0
     line_index: int = -1
 
@@ -73,7 +88,7 @@ class Block:
 class ModalState:
     """The bits of G-code modal state the motion model tracks between lines."""
 
-    position: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    position: list[float] = field(default_factory=lambda: [0.0] * len(AXES))
     motion: int = 0
     feed: float = 0.0
     absolute: bool = True
@@ -81,14 +96,9 @@ class ModalState:
     """1.0 for G21 (mm), 25.4 for G20 (inch)."""
 
 
-_WORD = re.compile(r"([A-Z])\s*([-+]?(?:\d+\.?\d*|\.\d+))")
-_COMMENT = re.compile(r"\([^)]*\)|;.*$")
-
-
 def words(line: str) -> list[tuple[str, float]]:
     """The (letter, value) words of a G-code line, comments removed, upper-cased."""
-    text = _COMMENT.sub("", line.upper())
-    return [(m[1], float(m[2])) for m in _WORD.finditer(text)]
+    return words_of(line)
 
 
 def _junction_speed(prev: Block | None, unit: tuple[float, ...], accel: float, jd: float) -> float:
@@ -131,7 +141,7 @@ def block_for(
             state.feed = value * state.scale
         elif letter in AXES:
             i = AXES.index(letter)
-            mm = value * state.scale
+            mm = value * state.scale if letter != "A" else value  # A is in degrees
             target[i] = mm if state.absolute else state.position[i] + mm
             has_axis = True
         elif letter == "P" and 4 in gcodes:
@@ -145,13 +155,13 @@ def block_for(
     state.position = target
     if length == 0.0:
         return None
-    unit = (delta[0] / length, delta[1] / length, delta[2] / length)
+    unit = tuple(d / length for d in delta)
     speed = math.inf
     accel = math.inf
-    for i in range(3):
-        if unit[i] != 0.0:
-            speed = min(speed, settings.max_rate[i] / 60.0 / abs(unit[i]))
-            accel = min(accel, settings.acceleration[i] / abs(unit[i]))
+    for i, component in enumerate(unit):
+        if component != 0.0:
+            speed = min(speed, settings.rate(i) / 60.0 / abs(component))
+            accel = min(accel, settings.accel(i) / abs(component))
     if state.motion != 0 and state.feed > 0:
         speed = min(speed, state.feed / 60.0)
     junction = _junction_speed(prev, unit, accel, settings.junction_deviation)

@@ -179,3 +179,24 @@ async def test_jog_and_jog_cancel(sim: GrblSimulator, port: Port) -> None:
     assert sim.state == "Jog"
     port.writer.write(p.RealTime.JOG_CANCEL.value)
     await eventually(lambda: sim.state == "Idle")
+
+
+async def test_rotary_a_axis_is_grblhal_only() -> None:
+    lines = ["(job J-50)", "G21 G90", "M4 S300", "G1 X1.000 A90.000 F3000", "M5"]
+    async with (
+        GrblSimulator(time_scale=0.0) as plain,
+        GrblDriver("laser-6", plain.device_path, **FAST) as drv,
+    ):
+        await drv.wait_ready(timeout=5)
+        result = await drv.run_program("J-50", lines)
+        assert result.outcome is RunOutcome.FAILED and result.error_code == 20
+    async with (
+        GrblSimulator(time_scale=0.0, axes="XYZA") as hal,
+        GrblDriver("laser-7", hal.device_path, **FAST) as drv,
+    ):
+        await drv.wait_ready(timeout=5)
+        result = await drv.run_program("J-51", [*lines[:3], "G1 X1.000 A90.000 F3000", "M5"])
+        assert result.qa_auto_ok
+        assert hal.core.position[3] == pytest.approx(90.0)
+        assert drv.status is not None and drv.status.mpos is not None
+        assert len(drv.status.mpos) == 4

@@ -75,7 +75,7 @@ def test_start_line_skips_and_numbers_absolutely() -> None:
     while (data := streamer.next_to_send()) is not None:
         sent.append(data.decode().strip())
     assert sent[0] == "(job J)" and sent[-2:] == ["G1X2Y2", "G1X3Y3"]
-    assert "G0X1.000Y1.000Z0.000" in sent and "M5" in sent and "M4S500" in sent
+    assert "G0X1.000Y1.000" in sent and "M5" in sent and "M4S500" in sent
     numbers = [streamer.on_ok() for _ in sent]
     assert numbers[-2:] == [6, 7] and set(numbers[:-2]) == {0}
     assert streamer.acked_lines == 2 and streamer.last_acked_line == 7

@@ -132,7 +132,8 @@ def resume_preamble(lines: Sequence[str], start_line: int) -> list[str]:
     """Lines that restore the machine before continuing after ``start_line``.
 
     The ``(job …)`` header comments are repeated, the laser is switched off, units, distance mode
-    and feed are restored, and a rapid move (laser off) goes to where line ``start_line`` ended.
+    and feed are restored, and a rapid move (laser off) goes to where line ``start_line`` ended
+    (on the axes the program moved; others, such as a focus Z it never names, stay put).
     The laser comes back in M4 (dynamic power, dark at standstill) at the last programmed S, so
     nothing burns where the head waits.
     """
@@ -141,7 +142,7 @@ def resume_preamble(lines: Sequence[str], start_line: int) -> list[str]:
     header = [line.strip() for line in lines[: min(start_line, 3)] if line.strip().startswith("(")]
     units, absolute, feed, spindle = "G21", True, 0.0, "M5"
     power = 0.0
-    pos = [0.0, 0.0, 0.0]
+    pos: dict[str, float] = {}  # only the axes the program itself has moved
     for line in lines[:start_line]:
         parsed = words_of(line)
         for letter, value in parsed:
@@ -156,10 +157,11 @@ def resume_preamble(lines: Sequence[str], start_line: int) -> list[str]:
             elif letter == "M" and value in (3.0, 4.0, 5.0):
                 spindle = f"M{int(value)}"
         for letter, value in parsed:
-            if letter in "XYZ":
-                i = "XYZ".index(letter)
-                pos[i] = value if absolute else pos[i] + value
-    out = [*header, "M5", units, "G90", f"G0X{pos[0]:.3f}Y{pos[1]:.3f}Z{pos[2]:.3f}"]
+            if letter in "XYZA":
+                pos[letter] = value if absolute else pos.get(letter, 0.0) + value
+    out = [*header, "M5", units, "G90"]
+    if pos:
+        out.append("G0" + "".join(f"{axis}{pos[axis]:.3f}" for axis in "XYZA" if axis in pos))
     if not absolute:
         out.append("G91")
     if feed:
