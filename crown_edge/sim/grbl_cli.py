@@ -27,15 +27,21 @@ def grbl(
     ] = 1.0,
     homing: Annotated[bool, typer.Option(help="Enable homing ($22=1): starts in Alarm.")] = False,
     tcp: Annotated[
-        int | None, typer.Option(help="Also serve on 127.0.0.1:PORT (0 picks a free port).")
+        int | None, typer.Option(help="Serve on 127.0.0.1:PORT instead (0 picks a free port).")
     ] = None,
+    axes: Annotated[str, typer.Option(help="XYZ (grbl 1.1) or XYZA (rotary A).")] = "XYZ",
 ) -> None:
     """Run a GRBL 1.1 laser simulator on a pseudo-terminal until SIGTERM/SIGINT."""
-    asyncio.run(serve(baud=baud, time_scale=time_scale, homing=homing, tcp=tcp))
+    asyncio.run(serve(baud=baud, time_scale=time_scale, homing=homing, tcp=tcp, axes=axes))
 
 
 async def serve(
-    *, baud: int = 115200, time_scale: float = 1.0, homing: bool = False, tcp: int | None = None
+    *,
+    baud: int = 115200,
+    time_scale: float = 1.0,
+    homing: bool = False,
+    tcp: int | None = None,
+    axes: str = "XYZ",
 ) -> None:
     """Serve the simulator until SIGTERM/SIGINT, printing where to connect."""
     stop = asyncio.Event()
@@ -43,7 +49,8 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     settings = {22: 1.0} if homing else None
-    async with GrblSimulator(baud=baud, time_scale=time_scale, settings=settings) as sim:
+    sim = GrblSimulator(baud=baud, time_scale=time_scale, settings=settings, axes=axes)
+    async with sim:
         if tcp is None:
             print(sim.device_path, flush=True)
             await stop.wait()
