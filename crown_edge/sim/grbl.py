@@ -127,17 +127,17 @@ class GrblSimulator:
             self._tasks.append(asyncio.create_task(coro))
 
     async def close(self) -> None:
-        """Stop serving, close the pty and remove the symlink."""
-        for task in self._tasks:
+        """Stop serving, close the pty and remove the symlink (even if cancelled meanwhile)."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
-        self._unplug_fds()
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
+        try:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            self._unplug_fds()
+            if self._dir is not None:
+                shutil.rmtree(self._dir, ignore_errors=True)
+                self._dir = None
 
     @property
     def device_path(self) -> str:
