@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -56,31 +57,50 @@ def find_binary(name: str, extra_dirs: Sequence[Path] = ()) -> Path | None:
     return Path(found) if found else None
 
 
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+# resolved once here: the forked child should only make the call, not load libraries
+_PRCTL = _load_prctl()
+
+
 def _child_setup() -> None:  # pragma: no cover - runs in the forked child
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(Exception):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+
+
+def _popen(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as out:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_child_setup,  # see spawn()
+        )
+
+
+# Linux delivers the parent-death signal when the *thread* that forked exits, not the process.
+# Children are therefore forked from one thread that lives as long as the process: asyncio's
+# worker threads (``to_thread``) come and go and would take the children with them.
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crown-spawner")
 
 
 def spawn(argv: Sequence[str | os.PathLike[str]], log_path: Path) -> subprocess.Popen[bytes]:
     """Start a child with stdout and stderr going to ``log_path``; tracked until :func:`terminate`.
 
-    The parent-death signal is only requested from the main thread, because Linux delivers it when
-    the *thread* that forked exits, and worker threads come and go.
+    The child gets SIGTERM if this process dies without stopping it (killed, or a SIGTERM nobody
+    handles), so embedded services never outlive ``crown-edge up`` or a test run.
     """
-    preexec: Callable[[], None] | None = None
-    if threading.current_thread() is threading.main_thread():
-        preexec = _child_setup
-    with open(log_path, "ab") as out:
-        proc = subprocess.Popen(
-            [os.fspath(a) for a in argv],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=preexec,  # see docstring
-        )
+    proc = _SPAWNER.submit(_popen, [os.fspath(a) for a in argv], log_path).result()
     with _LIVE_LOCK:
         _LIVE.add(proc)
     return proc

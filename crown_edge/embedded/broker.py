@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -105,8 +106,12 @@ class MqttBroker:
 
     def _start_mosquitto(self, binary: Path) -> bool:
         conf = self._workdir() / "mosquitto.conf"
+        # as root, mosquitto would switch to user "mosquitto", which clears the parent-death
+        # signal: stay who we are (a loopback broker in a temp dir needs no privilege drop)
+        user = "user root\n" if os.geteuid() == 0 else ""
         conf.write_text(
             f"listener {self.port} {self.host}\n"
+            f"{user}"
             "allow_anonymous true\n"
             "persistence false\n"
             "log_dest stderr\n"

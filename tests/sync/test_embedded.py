@@ -13,6 +13,7 @@ import pytest
 from crown_edge.embedded import MotoServer, MqttBroker, TemporalDevServer
 from crown_edge.embedded._proc import port_open
 from crown_edge.sync import queues
+from tests.sync.fakes import until
 
 pytestmark = pytest.mark.integration
 
@@ -89,3 +90,45 @@ async def test_temporal_restart_keeps_state(tmp_path: Path) -> None:
         desc = await client.workflow_service.describe_namespace(request)
         assert desc.namespace_info.name == "crown-test"
     assert not srv.running
+
+
+_OWNER = """
+import asyncio
+from crown_edge.embedded import MqttBroker
+
+async def main():
+    async with MqttBroker() as broker:  # started from a worker thread (asyncio.to_thread)
+        print(broker._proc.pid, flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def test_children_die_with_a_killed_parent() -> None:
+    import os
+    import sys
+
+    owner = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _OWNER, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert owner.stdout is not None
+        async with asyncio.timeout(30):
+            child = int(await owner.stdout.readline())
+        os.kill(child, 0)  # alive
+        owner.kill()  # SIGKILL: no cleanup code runs in the owner
+        await owner.wait()
+        await until(lambda: not _alive(child), within=10)  # the parent-death signal
+    finally:
+        if owner.returncode is None:
+            owner.kill()
+            await owner.wait()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
