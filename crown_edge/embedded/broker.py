@@ -127,6 +127,10 @@ class MqttBroker:
             self.startup_timeout,
         )
         if ready and proc.poll() is None:
+            # the port may belong to someone else who took it first: a broker that lost the
+            # race exits at once, so look again before trusting the open port
+            time.sleep(0.1)
+        if ready and proc.poll() is None:
             self._proc = proc
             self.kind = kind
             log.info("%s ready on %s:%s", kind, self.host, self.port)
