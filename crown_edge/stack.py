@@ -20,6 +20,7 @@ import json
 import logging
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,10 @@ class FullStack:
         self.modbus: Any = None
         self.daemon: EdgeDaemon | None = None
         self.config: EdgeConfig | None = None
+        # the HTTP client side gets its own threads: sharing the loop's default executor with
+        # the Order API's own blocking calls (boto3) deadlocks under a burst of orders
+        self._http = ThreadPoolExecutor(max_workers=16, thread_name_prefix="stack-http")
+        self._stack.callback(self._http.shutdown, wait=False, cancel_futures=True)
 
     @property
     def api_url(self) -> str:
@@ -166,11 +171,15 @@ class FullStack:
 
     async def post_order(self, order: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """POST an order to the Order API over HTTP; returns (status, JSON body)."""
-        return await asyncio.to_thread(_http_json, "POST", f"{self.api_url}/orders", order)
+        loop = asyncio.get_running_loop()
+        url = f"{self.api_url}/orders"
+        return await loop.run_in_executor(self._http, _http_json, "POST", url, order)
 
     async def get_order(self, job_id: str) -> tuple[int, dict[str, Any]]:
         """GET the customer's view of an order."""
-        return await asyncio.to_thread(_http_json, "GET", f"{self.api_url}/orders/{job_id}", None)
+        loop = asyncio.get_running_loop()
+        url = f"{self.api_url}/orders/{job_id}"
+        return await loop.run_in_executor(self._http, _http_json, "GET", url, None)
 
     async def job_view(self, job_id: str) -> dict[str, Any] | None:
         """The workflow's ``status`` query (None before the workflow exists)."""
@@ -199,11 +208,20 @@ class FullStack:
 
     async def result(self, job_id: str, timeout: float = 600.0) -> dict[str, Any]:
         """Wait for the job's workflow to finish; its JobResult as a dict."""
+        from temporalio.service import RPCError, RPCStatusCode
+
         from crown_edge.workflow import names
 
         handle = self.client.get_workflow_handle(names.workflow_id(job_id))
         async with asyncio.timeout(timeout):
-            res = await handle.result()
+            while True:  # the dispatcher starts the workflow a moment after the order
+                try:
+                    res = await handle.result()
+                    break
+                except RPCError as exc:
+                    if exc.status is not RPCStatusCode.NOT_FOUND:
+                        raise
+                    await asyncio.sleep(0.2)
         if isinstance(res, dict):
             return res
         return {k: getattr(res, k) for k in res.__dataclass_fields__}

@@ -181,6 +181,29 @@ def jobs_submit(
     emit(data, json_out) if json_out else print(f"{job_id}: {data['status']}")
 
 
+def _decision(approved: bool) -> Any:
+    def command(
+        ctx: typer.Context,
+        job_id: str,
+        comment: Annotated[str, typer.Option(help="Why (sent to the customer).")] = "",
+        json_out: JsonOpt = False,
+    ) -> None:
+        cmd = "jobs.approve" if approved else "jobs.reject"
+        data = rpc(ctx, cmd, {"job_id": job_id, "comment": comment})
+        emit(data, json_out) if json_out else print(f"{job_id}: {data['status']}")
+
+    command.__doc__ = (
+        "Approve the job's design on the customer's behalf."
+        if approved
+        else "Reject the job's design (revision requested)."
+    )
+    return command
+
+
+jobs_app.command("approve")(_decision(True))
+jobs_app.command("reject")(_decision(False))
+
+
 def _machines_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(
         "machine",

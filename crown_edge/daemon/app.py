@@ -67,6 +67,8 @@ class EdgeDaemon:
         self.stop_event = asyncio.Event()
         self.ready = asyncio.Event()
         self._links: dict[str, Callable[[], bool]] = {}
+        #: the Temporal client while the workshop worker is connected (for approvals)
+        self.temporal_client: Any = None
 
     @property
     def mode(self) -> str:
@@ -168,6 +170,24 @@ class EdgeDaemon:
         )
         self.wake_machines()
         return job
+
+    async def decide_design(self, job_id: str, approved: bool, comment: str) -> dict[str, Any]:
+        """Answer a design for the customer (``jobs approve|reject``) via the workflow."""
+        from crown_edge.errors import SyncError
+        from crown_edge.workflow import names
+        from crown_edge.workflow.data import ApprovalDecision
+
+        client = self.temporal_client
+        if client is None:
+            raise SyncError("Temporal is not reachable now: try again when `status` shows it up")
+        handle = client.get_workflow_handle(names.workflow_id(job_id))
+        try:
+            view = await handle.execute_update(
+                names.APPROVE_DESIGN, ApprovalDecision(approved, comment, "technician")
+            )
+        except Exception as exc:
+            raise SyncError(f"job {job_id}: the design could not be answered: {exc}") from exc
+        return {"job_id": job_id, "approved": approved, "status": getattr(view, "status", None)}
 
     async def machine_action(self, machine_id: str, action: str) -> dict[str, Any]:
         """Technician actions on a machine: home, unlock, frame."""

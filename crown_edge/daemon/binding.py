@@ -44,6 +44,8 @@ class GrblMachine:
         self.io = io
         self.ready_timeout_s = ready_timeout_s
         self.tripped: str | None = None
+        #: the in-process simulator behind ``driver = "sim"`` (fault injection for the HIL rig)
+        self.simulator: Any = None
 
     def state(self) -> MachineState:
         """The driver's live state."""
@@ -145,6 +147,7 @@ async def build_machines(config: EdgeConfig, stack: AsyncExitStack) -> dict[str,
     machines: dict[str, Machine] = {}
     for cfg in config.machines:
         url = cfg.port
+        sim = None
         if cfg.driver == "sim":
             sim = GrblSimulator(baud=cfg.baud, time_scale=cfg.sim_time_scale)
             await stack.enter_async_context(sim)
@@ -153,5 +156,7 @@ async def build_machines(config: EdgeConfig, stack: AsyncExitStack) -> dict[str,
         driver = GrblDriver.from_config(cfg.id, url, cfg.baud)
         await stack.enter_async_context(driver)
         io = devices.get(cfg.rotary) if cfg.rotary else None
-        machines[cfg.id] = GrblMachine(cfg, driver, io)
+        machine = GrblMachine(cfg, driver, io)
+        machine.simulator = sim
+        machines[cfg.id] = machine
     return machines

@@ -148,6 +148,12 @@ def build_handlers(d: EdgeDaemon) -> dict[str, Callable[[dict[str, Any]], Any]]:
         d.wake_machines()
         return job.to_dict()
 
+    async def jobs_approve(args: dict[str, Any]) -> dict[str, Any]:
+        return await d.decide_design(_job_id(args), True, str(args.get("comment", "")))
+
+    async def jobs_reject(args: dict[str, Any]) -> dict[str, Any]:
+        return await d.decide_design(_job_id(args), False, str(args.get("comment", "")))
+
     async def machines_list(args: dict[str, Any]) -> list[dict[str, Any]]:
         return await sched.machine_rows()
 
@@ -203,6 +209,8 @@ def build_handlers(d: EdgeDaemon) -> dict[str, Callable[[dict[str, Any]], Any]]:
         "jobs.cancel": jobs_cancel,
         "jobs.top": jobs_top,
         "jobs.resume": jobs_resume,
+        "jobs.approve": jobs_approve,
+        "jobs.reject": jobs_reject,
         "machines.list": machines_list,
         "machines.pause": machines_pause,
         "machines.resume": machines_resume,

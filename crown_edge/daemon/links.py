@@ -107,6 +107,7 @@ async def _serve_temporal(d: EdgeDaemon, state: dict[str, bool]) -> None:
             continue
         delay = 1.0
         state["connected"] = True
+        d.temporal_client = client
         log.info("temporal worker on %s (%s)", d.config.task_queue, cfg.target)
         try:
             worker = edge_worker(client, activities, d.config.task_queue)
@@ -118,3 +119,4 @@ async def _serve_temporal(d: EdgeDaemon, state: dict[str, bool]) -> None:
             await asyncio.sleep(delay)
         finally:
             state["connected"] = False
+            d.temporal_client = None
