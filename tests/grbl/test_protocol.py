@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crown_edge.drivers.grbl import protocol as p
@@ -119,6 +119,7 @@ def _drain(proto: p.GrblProtocol) -> list[object]:
         out.append(event)
 
 
+@settings(deadline=None)  # no wall-clock limit on a shared CI box
 @given(st.lists(GRBL_LINES | st.binary(max_size=40), max_size=30), st.data())
 def test_byte_by_byte_equals_one_chunk(parts: list[bytes], data: st.DataObject) -> None:
     stream = b"".join(parts)
@@ -140,6 +141,7 @@ def test_byte_by_byte_equals_one_chunk(parts: list[bytes], data: st.DataObject) 
     assert got == expected
 
 
+@settings(deadline=None)  # no wall-clock limit on a shared CI box
 @given(st.binary(max_size=600))
 def test_random_bytes_only_raise_protocol_error(blob: bytes) -> None:
     proto = p.GrblProtocol()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crown_edge.drivers.grbl.streamer import Streamer, resume_preamble
@@ -16,6 +16,7 @@ LINES = st.lists(
 )
 
 
+@settings(deadline=None)  # no wall-clock limit on a shared CI box
 @given(LINES, st.lists(st.booleans(), max_size=400))
 def test_character_counting_never_overfills_and_sends_each_line_once(
     lines: list[str], choices: list[bool]
