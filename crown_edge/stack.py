@@ -229,7 +229,8 @@ class FullStack:
 
 @contextlib.asynccontextmanager
 async def _running(daemon: EdgeDaemon) -> Any:
-    task = asyncio.create_task(daemon.run(), name="edge-daemon")
+    # the process owner (``up``, a test) handles signals and stops the whole stack
+    task = asyncio.create_task(daemon.run(install_signals=False), name="edge-daemon")
     ready = asyncio.create_task(daemon.ready.wait())
     done, _ = await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
     if task in done:

@@ -1,1 +1,4 @@
-"""Benchmarks run by ``crown-edge bench NAME`` (DESIGN.md §9); each module exposes ``run(quick)``."""
+"""Benchmarks run by ``crown-edge bench NAME`` (DESIGN.md §9).
+
+Each module exposes ``run(quick: bool) -> dict``.
+"""

@@ -80,14 +80,40 @@ def up(
         http_port=port,
     )
     try:
-        summary = asyncio.run(_up(settings, demo_orders(run, demo), exit_when_done))
+        summary = asyncio.run(_main(settings, demo_orders(run, demo), exit_when_done))
     except KeyboardInterrupt:
+        console.print("stopped")
+        return
+    if summary is None:
         console.print("stopped")
         return
     if json_out:
         print(json.dumps(summary, sort_keys=True))
     if summary.get("ok") is False:
         raise typer.Exit(1)
+
+
+async def _main(
+    settings: Any, orders: list[dict[str, Any]], exit_when_done: bool
+) -> dict[str, Any] | None:
+    """Run ``_up``; SIGTERM or SIGINT stops everything cleanly (None is returned then)."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    main = asyncio.create_task(_up(settings, orders, exit_when_done))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, main.cancel)
+    try:
+        return await main
+    except asyncio.CancelledError:
+        if task.cancelling():
+            raise
+        return None
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
 
 
 async def _up(settings: Any, orders: list[dict[str, Any]], exit_when_done: bool) -> dict[str, Any]:

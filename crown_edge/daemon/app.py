@@ -202,10 +202,13 @@ class EdgeDaemon:
 
     # --- life cycle ----------------------------------------------------------------------------
 
-    async def run(self, machine_factory: MachineFactory | None = None) -> None:
-        """Run until ``stop_event`` is set (SIGTERM/SIGINT set it)."""
+    async def run(
+        self, machine_factory: MachineFactory | None = None, *, install_signals: bool = True
+    ) -> None:
+        """Run until ``stop_event`` is set (SIGTERM/SIGINT set it when ``install_signals``)."""
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        signals = (signal.SIGTERM, signal.SIGINT) if install_signals else ()
+        for sig in signals:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop_event.set)
         try:
@@ -223,7 +226,7 @@ class EdgeDaemon:
                     for task in tasks:
                         task.cancel()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in signals:
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
 
