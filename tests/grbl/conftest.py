@@ -13,11 +13,11 @@ from crown_edge.sim.grbl import GrblSimulator
 
 FAST = {
     "poll_interval": 0.2,
-    "silence_timeout": 0.6,
+    "silence_timeout": 1.0,
     "open_timeout": 1.0,
     "banner_wait": 0.05,
     "backoff": (0.05, 0.2),
-    "lost_ack_timeout": 0.6,
+    "lost_ack_timeout": 0.8,
     "hold_timeout": 0.5,
 }
 
