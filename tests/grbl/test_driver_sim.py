@@ -67,6 +67,7 @@ async def test_error_mid_job_fails_at_that_line(sim: GrblSimulator, driver: Grbl
     assert received == [line for line in lines[: len(received) + 1] if "Q5" not in line]
     assert sim.runs_of("J-3")[0].interrupted  # the buffered rest was flushed, not executed
     await driver.wait_ready(timeout=5)
+    assert (await driver.run_program("J-3b", plate_program("J-3b", 20))).qa_auto_ok
 
 
 async def test_alarm_mid_job_interrupts_and_locks(sim: GrblSimulator, driver: GrblDriver) -> None:
@@ -84,6 +85,7 @@ async def test_alarm_mid_job_interrupts_and_locks(sim: GrblSimulator, driver: Gr
     await driver.unlock()
     assert (await driver.wait_ready(timeout=5)).availability is Availability.AVAILABLE
     assert_sent_once_in_order(sim, "J-4", lines)
+    assert (await driver.run_program("J-4b", plate_program("J-4b", 20))).qa_auto_ok
 
 
 async def test_unplug_mid_job_interrupts_without_resending(
@@ -187,6 +189,9 @@ async def test_lost_ok_ends_interrupted(sim: GrblSimulator, driver: GrblDriver) 
     result = await driver.run_program("J-11", lines)
     assert result.outcome is RunOutcome.INTERRUPTED and result.reason == "lost_ack"
     assert result.last_acked_line < len(lines)
+    await driver.wait_ready(timeout=5)
+    after = await driver.run_program("J-11b", plate_program("J-11b", 20))
+    assert after.qa_auto_ok  # the answer count is back in step
 
 
 async def test_line_noise_is_survived(sim: GrblSimulator, driver: GrblDriver) -> None:
@@ -227,3 +232,15 @@ async def test_settings_home_frame(sim: GrblSimulator, driver: GrblDriver) -> No
     result = await driver.frame(0, 0, 20, 10)
     assert result.qa_auto_ok and not sim.laser_on
     assert sim.runs_of("frame")[0].executed[-1] == "G1X0.000Y0.000F3000"
+
+
+async def test_non_critical_alarm_then_unlock_keeps_answers_in_step(
+    sim: GrblSimulator, driver: GrblDriver
+) -> None:
+    sim.alarm_after_line(60, code=9)  # grbl keeps answering queued lines with error:9
+    result = await driver.run_program("J-15", plate_program("J-15"))
+    assert result.outcome is RunOutcome.INTERRUPTED and result.alarm_code == 9
+    await asyncio.sleep(0.2)  # the refused lines' answers trickle in and are dropped
+    await driver.unlock()
+    await driver.wait_ready(timeout=5)
+    assert (await driver.run_program("J-15b", plate_program("J-15b", 20))).qa_auto_ok

@@ -130,6 +130,8 @@ class ProgramRun:
                         idle_since, idle_seq = now, conn.status_seq
                     quiet = min(now - idle_since, now - last_answer)
                     if quiet > self.lost_ack_timeout and conn.status_seq >= idle_seq + 3:
+                        # The count is off by the lost answers: a reset puts both sides at zero.
+                        await halt(conn, self.hold_timeout)
                         return result(RunOutcome.INTERRUPTED, reason="lost_ack")
                 else:
                     idle_since = None
