@@ -244,3 +244,21 @@ async def test_non_critical_alarm_then_unlock_keeps_answers_in_step(
     await driver.unlock()
     await driver.wait_ready(timeout=5)
     assert (await driver.run_program("J-15b", plate_program("J-15b", 20))).qa_auto_ok
+
+
+async def test_feed_hold_and_resume_mid_job(sim: GrblSimulator, driver: GrblDriver) -> None:
+    tasks: list[asyncio.Task[None]] = []
+
+    async def hold_then_resume() -> None:
+        await driver.feed_hold()
+        await eventually(lambda: driver.state.execution is Execution.FEED_HOLD)
+        assert driver.state.paused and not sim.laser_on
+        await driver.resume()
+
+    def pause(progress: RunProgress) -> None:
+        if progress.fraction >= 0.3 and not tasks:
+            tasks.append(asyncio.create_task(hold_then_resume()))
+
+    result = await driver.run_program("J-16", plate_program("J-16"), on_progress=pause)
+    await tasks[0]
+    assert result.qa_auto_ok and len(sim.runs_of("J-16")) == 1
