@@ -63,18 +63,20 @@ SHORT = ActivityOptions(start_to_close=timedelta(minutes=1), retry=SHORT_RETRY)
 DESIGN = ActivityOptions(start_to_close=timedelta(minutes=5), retry=SHORT_RETRY)
 #: release_reservation / mark_complete: stock must not stay held or unconsumed.
 STOCK = ActivityOptions(start_to_close=timedelta(minutes=1), retry=PERSISTENT_RETRY)
-#: send_to_machine: queue wait plus engraving; the edge heartbeats at least every minute.
+#: send_to_machine: queue wait plus engraving. The edge heartbeats twice a second (the SDK
+#: throttles that), so 30 s without one means the worker is gone: the retry goes to the same
+#: workshop queue and re-attaches to the stored run when the daemon is back (never re-engraves).
 MACHINE = ActivityOptions(
     start_to_close=timedelta(hours=24),
     retry=PERSISTENT_RETRY,
-    heartbeat=timedelta(minutes=5),
+    heartbeat=timedelta(seconds=30),
     cancellation=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
 )
 #: quality_check: waits for a technician; the edge heartbeats while it waits.
 QA = ActivityOptions(
     start_to_close=timedelta(days=7),
     retry=PERSISTENT_RETRY,
-    heartbeat=timedelta(minutes=10),
+    heartbeat=timedelta(seconds=30),
 )
 #: publish_status: a local activity of the workflow worker (one marker event per status change).
 PUBLISH = ActivityOptions(start_to_close=timedelta(seconds=10), retry=SHORT_RETRY)
