@@ -11,7 +11,7 @@ from crown_edge.drivers.grbl.driver import GrblDriver
 from crown_edge.errors import ControllerAlarm, InterlockOpen, ProtocolError
 from crown_edge.models import Availability, Execution, MachineState
 from crown_edge.sim.grbl import GrblSimulator
-from tests.grbl.conftest import eventually, plate_program
+from tests.grbl.helpers import eventually, plate_program
 
 
 def assert_sent_once_in_order(sim: GrblSimulator, job_id: str, lines: list[str]) -> list[str]:

@@ -16,7 +16,7 @@ from crown_edge.drivers.grbl import protocol as p
 from crown_edge.drivers.grbl.driver import GrblDriver
 from crown_edge.errors import DriverError
 from crown_edge.sim.grbl import GrblSimulator
-from tests.grbl.conftest import FAST, eventually, plate_program
+from tests.grbl.helpers import FAST, eventually, plate_program
 
 
 class Port:
