@@ -77,7 +77,20 @@ _EXECUTION = {
 
 
 class GrblDriver:
-    """One grbl controller on a serial URL; an async context manager. See the module docstring."""
+    """One grbl controller on a serial URL; an async context manager. See the module docstring.
+
+    Options (keyword arguments, also accepted by :meth:`from_config`):
+
+    ``poll_interval``       seconds between ``?`` polls (never below 0.2 s: at most 5 Hz);
+    ``silence_timeout``     no byte for this long -> the link is dropped and reopened;
+    ``open_timeout``        bound on opening the port and on each handshake step;
+    ``banner_wait``         how long to wait for a power-up banner before causing one with a
+                            soft reset (boards that reset on open, e.g. Arduino DTR, ~2.5 s);
+    ``backoff``             (first, max) seconds between reopen attempts, doubling;
+    ``lost_ack_timeout``    Idle with a line unanswered for this long -> ``lost_ack``;
+    ``hold_timeout``        bound on waiting for a feed hold / reset to take effect;
+    ``require_laser_mode``  refuse programs unless ``$32=1``.
+    """
 
     def __init__(
         self,
