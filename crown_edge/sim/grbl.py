@@ -41,6 +41,9 @@ from crown_edge.sim.motion import block_duration
 
 log = logging.getLogger(__name__)
 
+DEFAULT_RESPONSE_LATENCY_S = 0.001
+"""A USB-serial adapter's turn-around before a response reaches the host (one USB frame)."""
+
 _REALTIME = frozenset(b"?!~\x18") | frozenset(range(0x80, 0x100))
 
 
@@ -68,7 +71,7 @@ class GrblSimulator:
         settings: dict[int, float] | None = None,
         rx_buffer: int = 128,
         planner_blocks: int = 15,
-        response_latency_s: float = 0.001,
+        response_latency_s: float = DEFAULT_RESPONSE_LATENCY_S,
         homing_time_s: float = 2.0,
         axes: str = "XYZ",
     ) -> None:
