@@ -232,6 +232,7 @@ class EdgeDaemon:
 
     async def _start(self, stack: AsyncExitStack, machine_factory: MachineFactory | None) -> None:
         await stack.enter_async_context(self.store)
+        self.store.on_commit.append(self.wake_machines)  # e.g. a job queued by an activity
         now = self.clock()
         await self.store.sync_catalog(self.catalog, now)
         recovered = await self.store.recover_on_startup(now)

@@ -1,4 +1,8 @@
-"""An SQS endpoint on a loopback ephemeral port: moto's threaded server, in-process.
+"""An SQS endpoint on a loopback ephemeral port: moto's server, in-process or as a child.
+
+In-process (the default, for tests) is quick to start; ``process=True`` (``crown-edge up``, the
+pipeline benchmark) runs it as a child process so its request handling does not compete for
+the interpreter lock with the services it is serving.
 
 Clients get dummy credentials passed explicitly (never through the environment), so nothing
 here can reach real AWS or leak into other code.
@@ -8,10 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
+import tempfile
 import threading
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from crown_edge.embedded._proc import free_port, log_tail, port_open, spawn, terminate, wait_until
 from crown_edge.errors import SyncError
 from crown_edge.sync.queues import ALL_QUEUES, QueueSpec, create_queues
 
@@ -47,12 +56,16 @@ class MotoServer:
         port: int = 0,
         region: str = DEFAULT_REGION,
         quiet: bool = True,
+        process: bool = False,
     ) -> None:
         self.host = host
         self.port = port
         self.region = region
         self.quiet = quiet
+        self.process = process
         self._server: Any = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -64,15 +77,30 @@ class MotoServer:
 
     @property
     def running(self) -> bool:
-        """Whether the server thread is serving."""
-        return self._server is not None
+        """Whether the server is serving."""
+        return self._server is not None or self._proc is not None
+
+    def _start_process(self) -> None:
+        self.port = self.port or free_port(self.host)
+        self._tmp = tempfile.TemporaryDirectory(prefix="crown-moto-")
+        log_path = Path(self._tmp.name) / "moto.log"
+        argv = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+        self._proc = spawn(argv, log_path)
+        if not wait_until(lambda: port_open(self.host, self.port), 60.0):
+            terminate(self._proc)
+            self._proc = None
+            raise SyncError(f"moto server did not start: {log_tail(log_path)}")
+        log.info("moto server (child process) ready at %s", self.endpoint_url)
 
     def start(self) -> None:
         """Start serving; returns once the socket listens."""
         from moto.server import ThreadedMotoServer
 
         with self._lock:
-            if self._server is not None:
+            if self.running:
+                return
+            if self.process:
+                self._start_process()
                 return
             if self.quiet:  # werkzeug logs every request at INFO: noise in `crown-edge up`
                 logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -85,6 +113,12 @@ class MotoServer:
     def stop(self) -> None:
         """Stop serving and close the listening socket. Idempotent."""
         with self._lock:
+            proc, self._proc = self._proc, None
+            if proc is not None:
+                terminate(proc)
+                if self._tmp is not None:
+                    self._tmp.cleanup()
+                    self._tmp = None
             server, self._server = self._server, None
             if server is None:
                 return

@@ -38,7 +38,7 @@ class EmbeddedServices:
             TemporalDevServer(db_filename=temporal_db, binary=temporal_binary) if temporal else None
         )
         self.broker = MqttBroker()
-        self.moto = MotoServer()
+        self.moto = MotoServer(process=True)
         self.queue_urls: dict[str, str] = {}
 
     def summary(self) -> dict[str, str]:

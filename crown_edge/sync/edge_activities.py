@@ -31,6 +31,7 @@ heartbeat timeout or a worker shutdown must not stop a job that is physically ru
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -129,6 +130,20 @@ class EdgeActivities:
         self.position_every_s = position_every_s
         self.cancel_wait_s = cancel_wait_s
         self._clock = clock
+        # waiting activities wake on every committed store change (at the latest after poll_s)
+        self._changed = asyncio.Event()
+        store.on_commit.append(self._on_commit)
+
+    def _on_commit(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _wait_change(self) -> None:
+        """Until the store changes, or ``poll_s`` passes."""
+        changed = self._changed
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.poll_s):
+                await changed.wait()
 
     def activities(self) -> list[Callable[..., Any]]:
         """The workshop activities for ``Worker(activities=...)``."""
@@ -357,7 +372,7 @@ class EdgeActivities:
                 progress=job.progress,
                 reason=job.reason if job.status is S.INTERRUPTED else None,
             )
-            await asyncio.sleep(self.poll_s)
+            await self._wait_change()
 
     async def _cancelled_here(
         self, req: n.MachineRunInput, job: Job, reporter: RunReporter
@@ -373,7 +388,7 @@ class EdgeActivities:
         waited = 0.0
         while waited < self.cancel_wait_s:
             activity.heartbeat({"status": "cancelled", "attempt": req.attempt})
-            await asyncio.sleep(self.poll_s)
+            await asyncio.sleep(self.poll_s)  # a bounded wait for the workflow's cancel
             waited += self.poll_s
 
     async def _result(self, req: n.MachineRunInput, job: Job) -> n.MachineRunResult:
@@ -389,7 +404,7 @@ class EdgeActivities:
                 log.warning("job %s: machine has not stopped yet; request left", req.job_id)
                 return
             activity.heartbeat({"status": "cancelling", "attempt": req.attempt})
-            await asyncio.sleep(self.poll_s)
+            await asyncio.sleep(self.poll_s)  # a bounded wait for the machine to stop
             waited += self.poll_s
             job = await self.store.get_job(req.job_id)
         if job.status is not S.CANCELLED:
@@ -421,7 +436,7 @@ class EdgeActivities:
             activity.heartbeat(
                 {"status": str(job.status), "attempt": req.attempt, "waiting": "qa_verdict"}
             )
-            await asyncio.sleep(self.poll_s)
+            await self._wait_change()
 
 
 def edge_worker(
