@@ -149,7 +149,9 @@ async def build_machines(config: EdgeConfig, stack: AsyncExitStack) -> dict[str,
         url = cfg.port
         sim = None
         if cfg.driver == "sim":
-            sim = GrblSimulator(baud=cfg.baud, time_scale=cfg.sim_time_scale)
+            # grbl 1.1 has no A axis; the grblHAL-style simulator does, for A-axis rotaries
+            axes = "XYZA" if cfg.rotary_axis == "A" and cfg.has_rotary else "XYZ"
+            sim = GrblSimulator(baud=cfg.baud, time_scale=cfg.sim_time_scale, axes=axes)
             await stack.enter_async_context(sim)
             url = sim.device_path
             log.info("machine %s: simulated GRBL on %s", cfg.id, url)
