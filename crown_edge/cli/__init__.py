@@ -60,9 +60,11 @@ def _root(
 
 
 def _register() -> None:
-    from crown_edge.cli import daemons, tech, up
+    from crown_edge.cli import cloud, daemons, tech, up
 
     app.command()(up.up)
+    app.command()(cloud.cloud)
+    app.add_typer(cloud.order_app, name="order")
     app.command()(daemons.run)
     app.command()(daemons.doctor)
     app.command()(tech.status)

@@ -1,0 +1,170 @@
+"""``crown-edge cloud`` (Order API, dispatcher, bridge, workflow worker) and ``order create``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tomllib
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from crown_edge.cli.common import fail
+from crown_edge.errors import ConfigError, CrownEdgeError
+
+order_app = typer.Typer(help="Place orders through an Order API (a tool for tests and demos).")
+
+
+@dataclass(frozen=True, slots=True)
+class CloudConfig:
+    """The cloud roles' settings (``config/cloud.example.toml`` documents them)."""
+
+    default_shop_id: str
+    designs_dir: Path
+    http_host: str
+    http_port: int
+    temporal_target: str
+    temporal_namespace: str
+    sqs_region: str
+    sqs_endpoint_url: str | None
+    mqtt_host: str | None
+    mqtt_port: int
+
+
+def load_cloud_config(path: Path) -> CloudConfig:
+    """Parse and validate; every problem is one ConfigError line."""
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except OSError as exc:
+        raise ConfigError("(file)", str(path), f"cannot read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("(file)", str(path), f"invalid TOML: {exc}") from exc
+
+    def get(section: str, key: str, default: Any, kind: type) -> Any:
+        table = data.get(section, {})
+        value = table.get(key, default) if isinstance(table, dict) else default
+        if value is None and default is None:
+            return None
+        if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
+            raise ConfigError(section, key, f"got {value!r}", f"a {kind.__name__}")
+        return value
+
+    port = get("http", "port", 8080, int)
+    mqtt_port = get("mqtt", "port", 1883, int)
+    for section, key, value in (("http", "port", port), ("mqtt", "port", mqtt_port)):
+        if not 0 <= value <= 65535:
+            raise ConfigError(section, key, f"got {value}", "0..65535")
+    designs = Path(get("cloud", "designs_dir", "var/designs", str))
+    return CloudConfig(
+        default_shop_id=get("cloud", "default_shop_id", "shop-1", str),
+        designs_dir=designs if designs.is_absolute() else path.parent / designs,
+        http_host=get("http", "host", "127.0.0.1", str),
+        http_port=port,
+        temporal_target=get("temporal", "target", "127.0.0.1:7233", str),
+        temporal_namespace=get("temporal", "namespace", "default", str),
+        sqs_region=get("sqs", "region", "us-east-1", str),
+        sqs_endpoint_url=get("sqs", "endpoint_url", None, str),
+        mqtt_host=get("mqtt", "host", None, str),
+        mqtt_port=mqtt_port,
+    )
+
+
+def cloud(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Cloud config (TOML).")],
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the cloud roles: Order API, SQS dispatcher, MQTT bridge, workflow worker."""
+    from crown_edge.cli.daemons import setup_logging
+
+    try:
+        cfg = load_cloud_config(config)
+    except CrownEdgeError as exc:
+        fail(str(exc))
+    setup_logging(verbose)
+    try:
+        asyncio.run(_serve(cfg))
+    except KeyboardInterrupt:
+        pass
+    except CrownEdgeError as exc:
+        fail(str(exc))
+
+
+async def _serve(cfg: CloudConfig) -> None:
+    import signal
+
+    from temporalio.client import Client
+
+    from crown_edge.catalog import load_catalog
+    from crown_edge.cloud.service import CloudServices, CloudSettings
+    from crown_edge.models import IntakeMessage
+    from crown_edge.sync.cloud_activities import CloudActivities
+    from crown_edge.sync.starter import start_job, workflow_worker
+
+    client = await Client.connect(cfg.temporal_target, namespace=cfg.temporal_namespace)
+
+    async def start(msg: IntakeMessage) -> None:
+        await start_job(client, msg, default_shop_id=cfg.default_shop_id)
+
+    settings = CloudSettings(
+        designs_dir=cfg.designs_dir,
+        http_host=cfg.http_host,
+        http_port=cfg.http_port,
+        mqtt_host=cfg.mqtt_host,
+        mqtt_port=cfg.mqtt_port,
+        sqs_endpoint_url=cfg.sqs_endpoint_url,
+        sqs_region=cfg.sqs_region,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with CloudServices(settings, start) as services:
+        activities = CloudActivities(cfg.designs_dir, load_catalog(), services.bridge.cloud_sink)
+        async with workflow_worker(client, activities):
+            print(f"crown-edge cloud: Order API on {services.api.url}", flush=True)
+            await stop.wait()
+
+
+@order_app.command("create")
+def order_create(
+    job_id: str,
+    item: Annotated[str, typer.Option(help="Item id.")],
+    line: Annotated[list[str] | None, typer.Option("--line", help="A line of text.")] = None,
+    api: Annotated[str, typer.Option(help="Order API base URL.")] = "http://127.0.0.1:8080",
+    customer: Annotated[str, typer.Option(help="Customer id.")] = "walk-in",
+    due: Annotated[str, typer.Option(help="Due date, ISO 8601.")] = "2099-01-01",
+    rush: Annotated[bool, typer.Option("--rush")] = False,
+    artwork: Annotated[str | None, typer.Option(help="Artwork URL or library:NAME.")] = None,
+    shop: Annotated[str | None, typer.Option(help="Workshop id.")] = None,
+) -> None:
+    """POST one order to the Order API and print its answer (JSON)."""
+    order: dict[str, Any] = {
+        "job_id": job_id,
+        "customer_id": customer,
+        "item_id": item,
+        "due_date": due,
+        "text": line or [],
+        "rush": rush,
+    }
+    if artwork:
+        order["artwork_url"] = artwork
+    if shop:
+        order["shop_id"] = shop
+    request = urllib.request.Request(
+        f"{api.rstrip('/')}/orders",
+        data=json.dumps(order).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            print(response.read().decode())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            fail(f"order refused ({exc.code}): {exc.read().decode()}")
+    except (urllib.error.URLError, OSError) as exc:
+        fail(f"cannot reach the Order API at {api}: {exc}")
