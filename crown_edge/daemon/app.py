@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import sqlite3
@@ -93,6 +94,8 @@ class EdgeDaemon:
     async def intake_local(self, msg: IntakeMessage) -> Job:
         """Standalone intake: record, check fit, reserve, queue."""
         now = self.clock()
+        # walk-in jobs have no workflow: the daemon applies the QA policy to them itself
+        msg = dataclasses.replace(msg, extra={**msg.extra, "origin": "local"})
         job = await self.store.submit(msg, now)
         if job.status is JobStatus.RECEIVED:
             try:
@@ -155,7 +158,8 @@ class EdgeDaemon:
             )
 
         job = await self.store.run_sql(fn)
-        if self.mode == "standalone" and job.status is JobStatus.QA_FAILED:
+        local = self.mode == "standalone" or job.message.get("origin") == "local"
+        if local and job.status is JobStatus.QA_FAILED:
             job = await self._standalone_after_qa_fail(job)
         return job.to_dict()
 

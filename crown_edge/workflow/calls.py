@@ -78,7 +78,7 @@ QA = ActivityOptions(
     retry=PERSISTENT_RETRY,
     heartbeat=timedelta(seconds=30),
 )
-#: publish_status: a local activity of the workflow worker (one marker event per status change).
+#: publish_status: an activity of the workflow worker, one per status change.
 PUBLISH = ActivityOptions(start_to_close=timedelta(seconds=10), retry=SHORT_RETRY)
 
 

@@ -482,9 +482,12 @@ class EngravingWorkflow:
             self._publishing = True
             event = self._outbox.pop(0)
             try:
-                await workflow.execute_local_activity(
+                # a regular activity, not a local one: a local activity's marker racing with
+                # the flow's activity commands made replays non-deterministic under load
+                await workflow.execute_activity(
                     n.PUBLISH_STATUS,
                     event,
+                    task_queue=n.ORDERS_TASK_QUEUE,
                     start_to_close_timeout=call.PUBLISH.start_to_close,
                     retry_policy=call.PUBLISH.retry,
                 )
