@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sys
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +57,8 @@ class StackSettings:
     http_port: int = 0
     machine_speed_factor: float = 1.0
     extra_machines: tuple[MachineConfig, ...] = field(default=())
+    #: run the workshop daemon as its own ``crown-edge run`` process (as on a real workshop PC)
+    edge_process: bool = False
 
 
 class FullStack:
@@ -146,8 +149,13 @@ class FullStack:
             mqtt=MqttConfig(host=self.services.broker.host, port=self.services.broker.port),
         )
         log.info("starting the workshop daemon with %s simulated lasers", len(machines))
-        self.daemon = EdgeDaemon(self.config, catalog=self.catalog)
-        await self._stack.enter_async_context(_running(self.daemon))
+        if s.edge_process:
+            path = s.workdir / "edge.toml"
+            path.write_text(edge_config_toml(self.config))
+            await self._stack.enter_async_context(_edge_process(path, self.config))
+        else:
+            self.daemon = EdgeDaemon(self.config, catalog=self.catalog)
+            await self._stack.enter_async_context(_running(self.daemon))
 
         async def start(msg: IntakeMessage) -> None:
             await start_job(self.client, msg, default_shop_id=s.shop_id)
@@ -243,6 +251,72 @@ async def _running(daemon: EdgeDaemon) -> Any:
         daemon.stop_event.set()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, 30)
+
+
+@contextlib.asynccontextmanager
+async def _edge_process(path: Path, config: EdgeConfig) -> Any:
+    from crown_edge.control import call
+    from crown_edge.embedded._proc import spawn, terminate
+
+    proc = await asyncio.to_thread(
+        spawn,
+        [sys.executable, "-m", "crown_edge", "run", "--config", str(path)],
+        path.with_suffix(".log"),
+    )
+    try:
+        async with asyncio.timeout(60):
+            while True:
+                try:
+                    status = await call(config.control_socket, "status", timeout=2.0)
+                    if status["links"].get("temporal"):
+                        break
+                except Exception as exc:
+                    if proc.poll() is not None:
+                        raise RuntimeError(
+                            f"the edge daemon exited; see {path.with_suffix('.log')}"
+                        ) from exc
+                await asyncio.sleep(0.2)
+        yield proc
+    finally:
+        await asyncio.to_thread(terminate, proc, 30.0)
+
+
+def edge_config_toml(cfg: EdgeConfig) -> str:
+    """The edge config as a TOML file ``crown-edge run --config`` reads back."""
+
+    def q(value: object) -> str:
+        return json.dumps(value)
+
+    out = [
+        f"[edge]\nshop_id = {q(cfg.shop_id)}",
+        f"[store]\npath = {q(str(cfg.store_path))}",
+        f"[control]\nsocket = {q(str(cfg.control_socket))}",
+        f"[qa]\nmode = {q(cfg.qa_mode)}",
+        f"[temporal]\nenabled = {q(cfg.temporal.enabled)}\ntarget = {q(cfg.temporal.target)}",
+        f"[mqtt]\nenabled = {q(cfg.mqtt.enabled)}\nhost = {q(cfg.mqtt.host)}\n"
+        f"port = {cfg.mqtt.port}",
+    ]
+    for d in cfg.devices:
+        out.append(f"[[devices]]\nid = {q(d.id)}\nprofile = {q(d.profile)}\nurl = {q(d.url)}")
+    for m in cfg.machines:
+        lines = [
+            "[[machines]]",
+            f"id = {q(m.id)}",
+            f"driver = {q(m.driver)}",
+            f"baud = {m.baud}",
+            f"bed_width_mm = {m.bed_width_mm}",
+            f"bed_height_mm = {m.bed_height_mm}",
+            f"materials = {q(list(m.materials))}",
+            f"rotary_axis = {q(m.rotary_axis)}",
+            f"speed_factor = {m.speed_factor}",
+            f"sim_time_scale = {m.sim_time_scale}",
+        ]
+        if m.port:
+            lines.append(f"port = {q(m.port)}")
+        if m.rotary:
+            lines.append(f"rotary = {q(m.rotary)}")
+        out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n"
 
 
 def _http_json(method: str, url: str, body: Any) -> tuple[int, dict[str, Any]]:

@@ -1,6 +1,7 @@
 """``crown-edge bench pipeline``: orders through the whole flow on ``up``, against bare Temporal.
 
-N text orders are POSTed to the Order API (8 at a time) and followed to ``complete`` on the full
+N text orders are POSTed to the Order API (one at a time, while earlier ones are being made)
+and followed to ``complete`` on the full
 stack with zero-time simulated lasers (motion time 0, automatic QA): SQS, dispatcher, workflow,
 workshop activities, scheduler, GRBL streaming at 1 Mbaud, store, MQTT. In the same run, on the
 same Temporal server, N bare workflows each run as many no-op activities as one of our jobs did
@@ -18,6 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from crown_edge.config import MachineConfig
+
+#: orders in flight at the Order API at once (customers order independently of each other)
+CONCURRENCY = 1
+#: run the workshop daemon as its own process (see StackSettings.edge_process)
+EDGE_PROCESS = True
 
 
 def _log(text: str) -> None:
@@ -56,7 +62,7 @@ async def _bench(n: int, workdir: Path) -> dict[str, Any]:
     async with FullStack(settings) as stack:
         _log(f"pipeline: {n} orders through the Order API")
         accept: list[float] = []
-        sem = asyncio.Semaphore(8)
+        sem = asyncio.Semaphore(CONCURRENCY)
 
         async def post(i: int) -> str:
             order = {

@@ -15,8 +15,10 @@ is not an error (the message is simply redelivered and deduplicated downstream).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +66,10 @@ def dead_letter_body(message: ReceivedMessage, reasons: list[str]) -> str:
     )
 
 
+_CALL_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sqs")
+_POLL_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sqs-poll")
+
+
 class OrderQueue:
     """The intake queues on one SQS endpoint (AWS or moto), by logical name.
 
@@ -76,8 +82,12 @@ class OrderQueue:
         self.urls: dict[str, str] = dict(urls or {})
 
     async def _call(self, op: str, **kwargs: Any) -> Any:
+        # long polls block a thread for up to their wait time: they get threads of their own so
+        # an order's send (the Order API's answer waits on it) never queues behind them
+        pool = _POLL_POOL if op == "receive_message" else _CALL_POOL
+        call = functools.partial(getattr(self.client, op), **kwargs)
         try:
-            return await asyncio.to_thread(getattr(self.client, op), **kwargs)
+            return await asyncio.get_running_loop().run_in_executor(pool, call)
         except Exception as exc:
             code = error_code(exc)
             raise SyncError(f"sqs {op} failed: {exc}", operation=op, code=code) from exc
