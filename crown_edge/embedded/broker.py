@@ -7,7 +7,6 @@ Python process, so its loop, warnings and leaks stay out of ours.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import subprocess
@@ -16,8 +15,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 
 from crown_edge.embedded._proc import (
     find_binary,
@@ -28,6 +26,7 @@ from crown_edge.embedded._proc import (
     terminate,
     wait_until,
 )
+from crown_edge.embedded._service import LocalService
 from crown_edge.errors import SyncError
 
 log = logging.getLogger(__name__)
@@ -40,7 +39,7 @@ def find_mosquitto() -> Path | None:
     return find_binary("mosquitto", extra_dirs=(Path("/usr/sbin"), Path("/usr/local/sbin")))
 
 
-class MqttBroker:
+class MqttBroker(LocalService):
     """A throw-away MQTT broker on ``host:port`` (an ephemeral loopback port by default).
 
     ``stop()`` then ``start()`` keeps the same port, so tests can take the broker away and bring it
@@ -148,44 +147,3 @@ class MqttBroker:
             proc, self._proc = self._proc, None
             if proc is not None:
                 terminate(proc, grace=5.0)
-
-    def close(self) -> None:
-        """Stop the broker and remove its temporary files."""
-        self.stop()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-    async def astart(self) -> None:
-        """:meth:`start` without blocking the event loop."""
-        await asyncio.to_thread(self.start)
-
-    async def astop(self) -> None:
-        """:meth:`stop` without blocking the event loop."""
-        await asyncio.to_thread(self.stop)
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        try:
-            await asyncio.to_thread(self.start)
-        except BaseException:
-            await asyncio.shield(asyncio.to_thread(self.close))
-            raise
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await asyncio.shield(asyncio.to_thread(self.close))

@@ -10,17 +10,16 @@ here can reach real AWS or leak into other code.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import subprocess
 import sys
 import tempfile
 import threading
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from crown_edge.embedded._proc import free_port, log_tail, port_open, spawn, terminate, wait_until
+from crown_edge.embedded._service import LocalService
 from crown_edge.errors import SyncError
 from crown_edge.sync.queues import ALL_QUEUES, QueueSpec, create_queues
 
@@ -42,7 +41,7 @@ def sqs_client(endpoint_url: str | None, region: str = DEFAULT_REGION, **credent
     return session.client("sqs", endpoint_url=endpoint_url)
 
 
-class MotoServer:
+class MotoServer(LocalService):
     """moto's server (all AWS services it emulates) on ``127.0.0.1`` and an ephemeral port.
 
     moto keeps its backends per *process*: two servers started in one process share their queues,
@@ -146,21 +145,3 @@ class MotoServer:
         req = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
         with urllib.request.urlopen(req, timeout=10) as resp:
             resp.read()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Self:
-        await asyncio.to_thread(self.start)
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await asyncio.shield(asyncio.to_thread(self.stop))

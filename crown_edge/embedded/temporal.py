@@ -15,8 +15,7 @@ import threading
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from crown_edge.embedded._proc import (
     find_binary,
@@ -25,6 +24,7 @@ from crown_edge.embedded._proc import (
     spawn,
     terminate,
 )
+from crown_edge.embedded._service import LocalService
 from crown_edge.errors import SyncError
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ async def _probe(target: str, namespace: str) -> bool:
     return True
 
 
-class TemporalDevServer:
+class TemporalDevServer(LocalService):
     """``temporal server start-dev`` as a managed child process.
 
     Use as a context manager (sync or async) or call :meth:`start` / :meth:`stop`. ``target``
@@ -189,49 +189,6 @@ class TemporalDevServer:
         self.stop()
         self.start()
 
-    def close(self) -> None:
-        """Stop the server and remove its log directory."""
-        self.stop()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-    # -- async face --------------------------------------------------------------------------------
-
-    async def astart(self) -> None:
-        """:meth:`start` without blocking the event loop."""
-        await asyncio.to_thread(self.start)
-
-    async def astop(self) -> None:
-        """:meth:`stop` without blocking the event loop."""
-        await asyncio.to_thread(self.stop)
-
     async def arestart(self) -> None:
         """:meth:`restart` without blocking the event loop."""
         await asyncio.to_thread(self.restart)
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        try:
-            await asyncio.to_thread(self.start)
-        except BaseException:
-            await asyncio.shield(asyncio.to_thread(self.close))
-            raise
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await asyncio.shield(asyncio.to_thread(self.close))
