@@ -1,0 +1,39 @@
+"""``crown-edge up`` end to end, as a user runs it: demo orders through the whole flow."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_up_runs_demo_orders_to_complete(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crown_edge",
+            "up",
+            "--demo",
+            "4",
+            "--exit-when-done",
+            "--json",
+            "--workdir",
+            str(tmp_path / "up"),
+            "--time-scale",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["ok"] is True
+    assert sorted(summary["jobs"].values()) == ["complete"] * 4
+    assert "Order API" in proc.stderr  # the progress a person sees
