@@ -242,21 +242,32 @@ class Bridge:
     async def _relay_loop(self) -> None:
         assert self.sink is not None
         backoff = Backoff(0.2, 30.0)
+        batched = getattr(self.sink, "send_events", None)
         while True:
-            event = await self._relay.get()
-            while True:
+            batch = [await self._relay.get()]
+            if batched is not None:  # one request for what has piled up (10 at most)
+                while len(batch) < 10 and not self._relay.empty():
+                    batch.append(self._relay.get_nowait())
+            while batch:
                 try:
-                    await self.sink.send_event(event)
+                    if batched is not None:
+                        left: list[dict[str, Any]] = await batched(batch)
+                    else:
+                        await self.sink.send_event(batch[0])
+                        left = batch[1:]
                 except SyncError as exc:
-                    log.warning("relay of event %s failed: %s", event.get("event_id"), exc)
+                    log.warning("relay of %s events failed: %s", len(batch), exc)
                     await asyncio.sleep(backoff.next())
                     continue
                 except Exception:  # a bug, not an outage: retrying would block every event
-                    log.exception("relay of event %s dropped", event.get("event_id"))
+                    log.exception("relay of %s events dropped", len(batch))
                     break
-                backoff.reset()
-                self.relayed += 1
-                break
+                self.relayed += len(batch) - len(left)
+                if left and len(left) == len(batch):
+                    await asyncio.sleep(backoff.next())  # SQS refused them all: back off
+                else:
+                    backoff.reset()
+                batch = left
 
     async def wait_connected(self) -> None:
         """Block until the MQTT session is up (bound it with ``asyncio.timeout``)."""

@@ -202,6 +202,23 @@ class OrderQueue:
 
     # -- events ------------------------------------------------------------------------------------
 
+    async def send_events(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Relay up to 10 events in one request; returns the ones SQS did not take."""
+        entries = [
+            {
+                "Id": str(i),
+                "MessageBody": json.dumps(event, sort_keys=True),
+                "MessageGroupId": str(event["job_id"]),
+                "MessageDeduplicationId": str(event["event_id"]),
+            }
+            for i, event in enumerate(events[:10])
+        ]
+        result = await self._call(
+            "send_message_batch", QueueUrl=self.url(queues.EVENTS_QUEUE), Entries=entries
+        )
+        failed = {int(f["Id"]) for f in result.get("Failed", [])}
+        return [events[i] for i in sorted(failed)] + events[10:]
+
     async def send_event(self, event: dict[str, Any]) -> str:
         """Relay a workshop status event to the job-events queue (per-job order, dedup on id)."""
         result = await self._call(

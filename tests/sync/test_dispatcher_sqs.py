@@ -99,3 +99,25 @@ async def test_send_event_groups_by_job(
     )["Messages"]
     assert [json.loads(m["Body"]) for m in got] == [event]
     assert got[0]["Attributes"]["MessageGroupId"] == "J-1"
+
+
+async def test_send_events_batches_and_returns_the_overflow(
+    order_queue: OrderQueue, sqs: Any, sqs_queues: dict[str, str]
+) -> None:
+    events = [
+        {"event_id": f"b{i}", "job_id": f"J-{i % 3}", "seq": i, "status": "queued"}
+        for i in range(12)
+    ]
+    left = await order_queue.send_events(events)
+    assert left == events[10:]  # one request carries ten at most
+    assert await order_queue.send_events(left) == []
+    got: list[dict[str, Any]] = []
+    url = sqs_queues[queues.EVENTS_QUEUE]
+    for _ in range(5):  # FIFO: a group's next message comes once the previous one is deleted
+        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        for m in batch:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        got += batch
+    assert sorted(json.loads(m["Body"])["event_id"] for m in got) == sorted(
+        e["event_id"] for e in events
+    )
