@@ -18,6 +18,14 @@ async def happy_path_text_only(rig: Rig) -> None:
     job = await rig.order(rush=False)
     result = await rig.result(job)
     assert result["status"] == "complete", result
+    assert rig.stack.daemon is not None
+    recorded = [
+        record
+        for machine in rig.stack.daemon.machines.values()
+        if getattr(machine, "simulator", None) is not None
+        for record in machine.simulator.runs_of(job)
+    ]
+    assert len(recorded) == 1 and not recorded[0].interrupted, recorded  # engraved exactly once
 
 
 async def design_approval_flow(rig: Rig) -> None:
