@@ -203,9 +203,9 @@ class EdgeActivities:
         # The validate input carries no customer or due date (names.py); later inputs fill in.
         return IntakeMessage(
             job_id=req.job_id,
-            customer_id=str(getattr(req, "customer_id", "") or "unknown"),
+            customer_id=req.customer_id or "unknown",
             item_id=req.item_id,
-            due_date=str(getattr(req, "due_date", "") or UNKNOWN_DUE),
+            due_date=req.due_date or UNKNOWN_DUE,
             text=tuple(req.lines),
             rush=req.rush,
             font=req.font,

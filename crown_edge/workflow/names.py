@@ -151,6 +151,8 @@ class ValidateJobInput:
     priority: int
     rush: bool
     requires_design: bool = False
+    customer_id: str = ""
+    due_date: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -209,6 +209,8 @@ class EngravingWorkflow:
                     priority=job.priority,
                     rush=job.rush,
                     requires_design=job.requires_design,
+                    customer_id=job.customer_id,
+                    due_date=job.due_date,
                 ),
                 call.VALIDATE,
                 n.ValidateResult,
