@@ -120,10 +120,18 @@ class EdgeDaemon:
             await self.machines[job.machine_id].stop()
         now = self.clock()
 
+        # a unit that may carry engraving is written off, never put back on the shelf
+        touched = job.status in (
+            JobStatus.ENGRAVING,
+            JobStatus.INTERRUPTED,
+            JobStatus.QA_PENDING,
+            JobStatus.QA_FAILED,
+        )
+
         def fn(conn: sqlite3.Connection) -> Job:
             from crown_edge.store.store import _settle
 
-            _settle(conn, job_id, "released", now)
+            _settle(conn, job_id, "consumed" if touched else "released", now)
             return _transition(conn, job_id, JobEvent.CANCEL, now, sets={"reason": reason})
 
         return await self.store.run_sql(fn)

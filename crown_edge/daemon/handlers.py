@@ -123,7 +123,7 @@ def build_handlers(d: EdgeDaemon) -> dict[str, Callable[[dict[str, Any]], Any]]:
             def swap(conn: sqlite3.Connection) -> None:
                 current = _get_job(conn, job_id)
                 _settle(conn, job_id, "consumed", now)
-                if not _reserve(conn, current, now):
+                if not _reserve(conn, current, now, fresh=True):
                     raise NoInventory(current.item_id)
 
             await store.run_sql(swap)

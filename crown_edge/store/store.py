@@ -492,9 +492,10 @@ class Store:
         return await (self._tx(fn) if write else self._run(fn))
 
 
-def _reserve(conn: sqlite3.Connection, job: Job, now: float) -> bool:
+def _reserve(conn: sqlite3.Connection, job: Job, now: float, *, fresh: bool = False) -> bool:
+    """Reserve one unit for the job (idempotent unless ``fresh``: a new unit after a scrap)."""
     held = conn.execute("SELECT state FROM reservations WHERE job_id = ?", (job.job_id,)).fetchone()
-    if held is not None and held[0] in ("reserved", "consumed"):
+    if not fresh and held is not None and held[0] in ("reserved", "consumed"):
         return True
     item = conn.execute("SELECT 1 FROM items WHERE item_id = ?", (job.item_id,)).fetchone()
     if item is None:

@@ -202,7 +202,10 @@ async def test_pause_machine_and_queue_positions(daemon: Any) -> None:
     assert [(r["position"], r["job_id"]) for r in queue] == [(1, "B"), (2, "A")]
     await rpc(d, "jobs.top", job_id="A")
     assert (await rpc(d, "jobs.show", job_id="A"))["queue_position"] == 1
+    stock = {s["item_id"]: s for s in await rpc(d, "inventory.list")}["plaque-a5"]
     await rpc(d, "jobs.cancel", job_id="B")
+    back = {s["item_id"]: s for s in await rpc(d, "inventory.list")}["plaque-a5"]
+    assert back["available"] == stock["available"] + 1  # a queued job's unit goes back
     await rpc(d, "machines.resume", machine_id="m1")
     await wait_status(d, "A", "qa_pending")
     assert (await rpc(d, "jobs.show", job_id="B"))["status"] == "cancelled"
@@ -293,3 +296,23 @@ async def test_systemd_ready_and_watchdog(tmp_path: Path) -> None:
         await asyncio.wait_for(task, 30)
         sock.close()
     assert got[0].startswith("READY=1")
+
+
+async def test_restart_on_a_fresh_item_scraps_one_and_reserves_another(daemon: Any) -> None:
+    d, fakes = daemon
+    for fake in fakes.values():
+        fake.script = ["alarm"]
+    before = {s["item_id"]: s for s in await rpc(d, "inventory.list")}["plaque-a5"]
+    await rpc(d, "jobs.submit", message=order("J-8"))
+    await wait_status(d, "J-8", "interrupted")
+    for fake in fakes.values():
+        fake.script = []
+    await rpc(d, "jobs.resume", job_id="J-8", mode="restart")
+    job = await wait_status(d, "J-8", "qa_pending")
+    assert job["start_line"] == 0
+    after = {s["item_id"]: s for s in await rpc(d, "inventory.list")}["plaque-a5"]
+    assert after["available"] == before["available"] - 2  # the scrapped unit and a fresh one
+    assert (after["reserved"], after["consumed"]) == (
+        before["reserved"] + 1,
+        before["consumed"] + 1,
+    )
