@@ -106,6 +106,7 @@ class MachineWorker:
         self._last_state: MachineState | None = None
         self._last_progress_at = 0.0
         self._last_published = 0.0
+        self._pending: set[asyncio.Task[None]] = set()
         self.fault: str | None = None
         self.fault_until = 0.0
         self._fault_backoff = FAULT_BACKOFF_S[0]
@@ -248,7 +249,13 @@ class MachineWorker:
         task = asyncio.get_running_loop().create_task(
             self._store_progress(job.job_id, acked, total, now)
         )
-        task.add_done_callback(_log_failure)
+        self._pending.add(task)  # the loop only keeps weak references to tasks
+        task.add_done_callback(self._progress_done)
+
+    def _progress_done(self, task: asyncio.Task[None]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("job progress not stored: %s", task.exception())
 
     async def _store_progress(self, job_id: str, acked: int, total: int, now: float) -> None:
         progress = acked / total if total else 0.0
@@ -340,8 +347,3 @@ class MachineWorker:
             f": {report.detail['reason']}" if report.detail.get("reason") else "",
         )
         await self.publish_state(force=True)
-
-
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("progress update failed: %s", task.exception())
