@@ -68,6 +68,8 @@ class EdgeDaemon:
         self.stop_event = asyncio.Event()
         self.ready = asyncio.Event()
         self._links: dict[str, Callable[[], bool]] = {}
+        #: where Prometheus scrapes, once serving (``[metrics] enabled``)
+        self.metrics_url: str | None = None
         #: the Temporal client while the workshop worker is connected (for approvals)
         self.temporal_client: Any = None
 
@@ -299,7 +301,8 @@ class EdgeDaemon:
 
         cfg = self.config.metrics
         server, thread = start_http_server(cfg.port, cfg.host, registry=self.metrics.registry)
-        log.info("metrics on http://%s:%s/metrics", cfg.host, server.server_port)
+        self.metrics_url = f"http://{cfg.host}:{server.server_port}/metrics"
+        log.info("metrics on %s", self.metrics_url)
         try:
             yield
         finally:

@@ -316,3 +316,42 @@ async def test_restart_on_a_fresh_item_scraps_one_and_reserves_another(daemon: A
         before["reserved"] + 1,
         before["consumed"] + 1,
     )
+
+
+async def test_metrics_endpoint_serves_the_figures(tmp_path: Path) -> None:
+    import urllib.request
+
+    from crown_edge.config import MetricsConfig
+
+    config = EdgeConfig(
+        shop_id="test",
+        store_path=tmp_path / "edge.db",
+        control_socket=tmp_path / "ctl.sock",
+        machines=(MachineConfig(id="m1", driver="sim"),),
+        temporal=TemporalConfig(enabled=False),
+        mqtt=MqttConfig(enabled=False),
+        metrics=MetricsConfig(enabled=True, port=0),
+    )
+
+    async def factory(cfg: EdgeConfig, stack: AsyncExitStack) -> dict[str, Any]:
+        return {"m1": FakeMachine("m1")}
+
+    d = EdgeDaemon(config)
+    task = asyncio.create_task(d.run(machine_factory=factory))
+    try:
+        await asyncio.wait_for(d.ready.wait(), 30)
+        await rpc(d, "jobs.submit", message=order("M-1"))
+        await wait_status(d, "M-1", "qa_pending")
+        await rpc(d, "status")  # refreshes the figures
+        assert d.metrics_url is not None
+
+        def scrape() -> str:
+            with urllib.request.urlopen(d.metrics_url or "", timeout=10) as resp:
+                return str(resp.read().decode())
+
+        text = await asyncio.to_thread(scrape)
+    finally:
+        d.stop_event.set()
+        await asyncio.wait_for(task, 30)
+    assert "crown_jobs_in_queue 0.0" in text
+    assert 'crown_machine_utilization{machine_id="m1"}' in text
