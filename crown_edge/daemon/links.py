@@ -96,7 +96,12 @@ async def _serve_temporal(d: EdgeDaemon, state: dict[str, bool]) -> None:
     cfg = d.config.temporal
     activities = EdgeActivities(d.store, d.scheduler, d.catalog, qa_mode=d.config.qa_mode)
     delay = 1.0
+    me = asyncio.current_task()
     while True:
+        # the SDK may turn a cancellation into an error or a normal return of run(): a stop
+        # asked for must end this loop, never start another reconnect round
+        if me is not None and me.cancelling():
+            raise asyncio.CancelledError
         try:
             client = await Client.connect(cfg.target, namespace=cfg.namespace)
         except Exception as exc:  # offline is normal: keep running jobs, retry later
