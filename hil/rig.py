@@ -65,6 +65,18 @@ class Rig:
             await asyncio.sleep(0.2)
         raise AssertionError(f"{job_id}: wanted {statuses}, got {view.get('status')}: {view}")
 
+    async def wait_edge(self, job_id: str, *statuses: str, timeout: float = 120.0) -> Any:
+        """Until the workshop's own record of the job is in one of ``statuses``."""
+        deadline = time.monotonic() + timeout
+        job: Any = None
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                job = await self.ctl("jobs.show", job_id=job_id)
+                if job["status"] in statuses:
+                    return job
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"{job_id} on the workshop: wanted {statuses}, got {job}")
+
     async def result(self, job_id: str, timeout: float = 180.0) -> dict[str, Any]:
         """The workflow's final result."""
         return await self.stack.result(job_id, timeout)

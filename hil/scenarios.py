@@ -47,20 +47,22 @@ async def rush_order_prioritization(rig: Rig) -> None:
     machines = [m["machine_id"] for m in await rig.ctl("machines.list")]
     for mid in machines:
         await rig.ctl("machines.pause", machine_id=mid)
-    standard = [await rig.order() for _ in range(3)]
-    for job in standard:
-        await rig.wait_for(job, "queued")
-    rush = await rig.order(rush=True, item_id="trophy-plate", text=["Most Improved"])
-    await rig.wait_for(rush, "queued")
-    queue = await rig.ctl("queue")
-    assert queue[0]["job_id"] == rush and queue[0]["position"] == 1, queue
-    shown = await rig.ctl("jobs.show", job_id=rush)
-    assert shown["queue_position"] == 1, shown
-    await rig.ctl("machines.resume", machine_id=machines[0])
-    for job in [rush, *standard]:
-        assert (await rig.result(job))["status"] == "complete"
-    for mid in machines[1:]:
-        await rig.ctl("machines.resume", machine_id=mid)
+    try:
+        standard = [await rig.order() for _ in range(3)]
+        for job in standard:
+            await rig.wait_edge(job, "queued")  # in the workshop's queue, not only the workflow's
+        rush = await rig.order(rush=True, item_id="trophy-plate", text=["Most Improved"])
+        await rig.wait_edge(rush, "queued")
+        queue = await rig.ctl("queue")
+        assert queue[0]["job_id"] == rush and queue[0]["position"] == 1, queue
+        shown = await rig.ctl("jobs.show", job_id=rush)
+        assert shown["queue_position"] == 1, shown
+        await rig.ctl("machines.resume", machine_id=machines[0])
+        for job in [rush, *standard]:
+            assert (await rig.result(job))["status"] == "complete"
+    finally:
+        for mid in machines:
+            await rig.ctl("machines.resume", machine_id=mid)
     runs = {j: (await rig.ctl("jobs.show", job_id=j))["runs"][0]["started_at"] for j in standard}
     rush_start = (await rig.ctl("jobs.show", job_id=rush))["runs"][0]["started_at"]
     assert all(rush_start < t for t in runs.values()), (rush_start, runs)
@@ -134,7 +136,7 @@ async def alarm_mid_job_waits_for_technician(rig: Rig) -> None:
     try:
         rig.machine("laser-1").simulator.alarm_after_line(30, code=1)
         job = await rig.order()
-        await rig.wait_for(job, "interrupted")
+        await rig.wait_edge(job, "interrupted")
         await asyncio.sleep(1.0)
         shown = await rig.ctl("jobs.show", job_id=job)
         assert shown["status"] == "interrupted" and len(shown["runs"]) == 1, shown
@@ -153,16 +155,17 @@ async def door_open_stops_the_laser(rig: Rig) -> None:
     """Safety: door opened mid-job on the rotary -> laser stopped, job interrupted."""
     modbus = rig.stack.modbus
     sim = rig.machine("rotary-laser").simulator
-    job = await rig.order(item_id="glass-tumbler", text=["Best Man", "14.06.2026"])
-    await rig.wait_for(job, "engraving", "qa_pending", timeout=60)
-    modbus.open_door()
+    scale, sim.time_scale = sim.time_scale, 1.0  # real-time motion: the door opens mid-job
     try:
-        view = await rig.wait_for(job, "interrupted", timeout=60)
+        job = await rig.order(item_id="glass-tumbler", text=["Best Man", "14.06.2026"])
+        await rig.wait_edge(job, "engraving", timeout=60)
+        modbus.open_door()
+        view = await rig.wait_edge(job, "interrupted", timeout=60)
         assert not sim.laser_on
-        shown = await rig.ctl("jobs.show", job_id=job)
-        assert "door" in (shown["reason"] or ""), shown
+        assert "door" in (view["reason"] or ""), view
     finally:
         modbus.close_door()
+        sim.time_scale = scale
     await rig.machine("rotary-laser").unlock()
     await rig.ctl("jobs.resume", job_id=job, mode="scrap")
     result = await rig.result(job)
