@@ -26,6 +26,7 @@ from crown_edge.models import MachineState
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 10.0
+SIM_SILENCE_TIMEOUT_S = 30.0
 
 
 class GrblMachine:
@@ -155,7 +156,12 @@ async def build_machines(config: EdgeConfig, stack: AsyncExitStack) -> dict[str,
             await stack.enter_async_context(sim)
             url = sim.device_path
             log.info("machine %s: simulated GRBL on %s", cfg.id, url)
-        driver = GrblDriver.from_config(cfg.id, url, cfg.baud)
+        options: dict[str, Any] = {}
+        if sim is not None:
+            # an in-process simulator answers from the daemon's own event loop: a busy loop is
+            # not a silent controller, so give it longer before the link counts as lost
+            options["silence_timeout"] = SIM_SILENCE_TIMEOUT_S
+        driver = GrblDriver.from_config(cfg.id, url, cfg.baud, **options)
         await stack.enter_async_context(driver)
         io = devices.get(cfg.rotary) if cfg.rotary else None
         machine = GrblMachine(cfg, driver, io)
