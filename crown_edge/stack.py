@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import sys
@@ -200,9 +201,7 @@ class FullStack:
             view = await handle.query(names.STATUS_QUERY)
         except RPCError:
             return None
-        if isinstance(view, dict):
-            return view
-        return {k: getattr(view, k) for k in view.__dataclass_fields__}
+        return _as_dict(view)
 
     async def approve(self, job_id: str, approved: bool = True, comment: str = "") -> None:
         """The customer's answer to a design (the workflow's ``approve_design`` update)."""
@@ -230,9 +229,12 @@ class FullStack:
                     if exc.status is not RPCStatusCode.NOT_FOUND:
                         raise
                     await asyncio.sleep(0.2)
-        if isinstance(res, dict):
-            return res
-        return {k: getattr(res, k) for k in res.__dataclass_fields__}
+        return _as_dict(res)
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    """A workflow result or query answer as a dict (untyped handles already give dicts)."""
+    return value if isinstance(value, dict) else dataclasses.asdict(value)
 
 
 @contextlib.asynccontextmanager

@@ -115,14 +115,14 @@ def jobs_show(ctx: typer.Context, job_id: str, json_out: JsonOpt = False) -> Non
 def jobs_cancel(ctx: typer.Context, job_id: str, json_out: JsonOpt = False) -> None:
     """Cancel a job (an engraving job's machine is stopped first)."""
     data = rpc(ctx, "jobs.cancel", {"job_id": job_id})
-    emit(data, json_out) if json_out else print(f"{job_id}: {data['status']}")
+    done(data, json_out, f"{job_id}: {data['status']}")
 
 
 @jobs_app.command("top")
 def jobs_top(ctx: typer.Context, job_id: str, json_out: JsonOpt = False) -> None:
     """Move a queued job to the front of the queue."""
     data = rpc(ctx, "jobs.top", {"job_id": job_id})
-    emit(data, json_out) if json_out else print(f"{job_id}: moved to the top")
+    done(data, json_out, f"{job_id}: moved to the top")
 
 
 @jobs_app.command("resume")
@@ -154,7 +154,7 @@ def jobs_resume(
     if from_line is not None:
         args["line"] = from_line
     data = rpc(ctx, "jobs.resume", args)
-    emit(data, json_out) if json_out else print(f"{job_id}: {data['status']}")
+    done(data, json_out, f"{job_id}: {data['status']}")
 
 
 @jobs_app.command("submit")
@@ -178,7 +178,7 @@ def jobs_submit(
         "rush": rush,
     }
     data = rpc(ctx, "jobs.submit", {"message": message})
-    emit(data, json_out) if json_out else print(f"{job_id}: {data['status']}")
+    done(data, json_out, f"{job_id}: {data['status']}")
 
 
 def _decision(approved: bool) -> Any:
@@ -190,7 +190,7 @@ def _decision(approved: bool) -> Any:
     ) -> None:
         cmd = "jobs.approve" if approved else "jobs.reject"
         data = rpc(ctx, cmd, {"job_id": job_id, "comment": comment})
-        emit(data, json_out) if json_out else print(f"{job_id}: {data['status']}")
+        done(data, json_out, f"{job_id}: {data['status']}")
 
     command.__doc__ = (
         "Approve the job's design on the customer's behalf."
@@ -202,6 +202,14 @@ def _decision(approved: bool) -> Any:
 
 jobs_app.command("approve")(_decision(True))
 jobs_app.command("reject")(_decision(False))
+
+
+def done(data: Any, json_out: bool, line: str) -> None:
+    """The daemon's answer as JSON for scripts, or one line for people."""
+    if json_out:
+        emit(data, True)
+    else:
+        print(line)
 
 
 def _machines_table(rows: list[dict[str, Any]]) -> Table:
@@ -239,20 +247,20 @@ def machines_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 def machines_pause(ctx: typer.Context, machine_id: str, json_out: JsonOpt = False) -> None:
     """Take no new jobs on this machine (the running one finishes)."""
     data = rpc(ctx, "machines.pause", {"machine_id": machine_id})
-    emit(data, json_out) if json_out else print(f"{machine_id}: paused")
+    done(data, json_out, f"{machine_id}: paused")
 
 
 @machines_app.command("resume")
 def machines_resume(ctx: typer.Context, machine_id: str, json_out: JsonOpt = False) -> None:
     """Take jobs again."""
     data = rpc(ctx, "machines.resume", {"machine_id": machine_id})
-    emit(data, json_out) if json_out else print(f"{machine_id}: taking jobs")
+    done(data, json_out, f"{machine_id}: taking jobs")
 
 
 def _action(action: str) -> Any:
     def command(ctx: typer.Context, machine_id: str, json_out: JsonOpt = False) -> None:
         data = rpc(ctx, "machines.action", {"machine_id": machine_id, "action": action})
-        emit(data, json_out) if json_out else print(f"{machine_id}: {action} done")
+        done(data, json_out, f"{machine_id}: {action} done")
 
     command.__doc__ = {
         "home": "Run the homing cycle ($H) — a technician's explicit action.",
@@ -284,7 +292,7 @@ def inventory_set(
     if available < 0:
         fail("available must be >= 0", 2)
     data = rpc(ctx, "inventory.set", {"item_id": item_id, "available": available})
-    emit(data, json_out) if json_out else print(f"{item_id}: {data['available']} available")
+    done(data, json_out, f"{item_id}: {data['available']} available")
 
 
 def _verdict(passed: bool) -> Any:
@@ -298,7 +306,7 @@ def _verdict(passed: bool) -> Any:
         data = rpc(
             ctx, "qa.verdict", {"job_id": job_id, "passed": passed, "notes": notes, "by": by}
         )
-        emit(data, json_out) if json_out else print(f"{job_id}: {data['status']}")
+        done(data, json_out, f"{job_id}: {data['status']}")
 
     command.__doc__ = "Record a passed QA check." if passed else "Record a failed QA check."
     return command

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from crown_edge.errors import IllegalTransition, NoInventory, UnknownMachine, ValidationError
+from crown_edge.errors import IllegalTransition, NoInventory, ValidationError
 from crown_edge.lifecycle import JobEvent
 from crown_edge.models import IntakeMessage, JobStatus
 from crown_edge.store.store import _get_job, _reserve, _settle, _transition
@@ -90,9 +91,7 @@ def build_handlers(d: EdgeDaemon) -> dict[str, Callable[[dict[str, Any]], Any]]:
         out = job.to_dict()
         out["queue_position"] = await sched.position(job_id)
         out["events"] = await store.events(job_id)
-        out["runs"] = [
-            {k: getattr(r, k) for k in r.__dataclass_fields__} for r in await store.runs(job_id)
-        ]
+        out["runs"] = [dataclasses.asdict(r) for r in await store.runs(job_id)]
         return out
 
     async def jobs_submit(args: dict[str, Any]) -> dict[str, Any]:
@@ -170,11 +169,7 @@ def build_handlers(d: EdgeDaemon) -> dict[str, Callable[[dict[str, Any]], Any]]:
 
     async def machines_action(args: dict[str, Any]) -> dict[str, Any]:
         mid = str(args.get("machine_id", ""))
-        action = str(args.get("action", ""))
-        machine = d.machines.get(mid)
-        if machine is None:
-            raise UnknownMachine(mid)
-        return await d.machine_action(mid, action)
+        return await d.machine_action(mid, str(args.get("action", "")))
 
     async def inventory_list(args: dict[str, Any]) -> list[dict[str, Any]]:
         return [s.to_dict() for s in await store.list_stock()]
