@@ -28,12 +28,13 @@ from crown_edge.daemon.handlers import build_handlers
 from crown_edge.daemon.machines import Machine, MachineWorker
 from crown_edge.daemon.notify import Notifier
 from crown_edge.daemon.programs import render_program
-from crown_edge.errors import CrownEdgeError, IllegalTransition, UnknownMachine
+from crown_edge.errors import CrownEdgeError, IllegalTransition, StoreError, UnknownMachine
 from crown_edge.lifecycle import JobEvent
 from crown_edge.metrics import EdgeMetrics
 from crown_edge.models import IntakeMessage, JobStatus
 from crown_edge.scheduler import Scheduler
 from crown_edge.store import Job, Store
+from crown_edge.store.files import private_dir
 from crown_edge.store.store import _transition
 
 log = logging.getLogger(__name__)
@@ -245,6 +246,7 @@ class EdgeDaemon:
                     loop.remove_signal_handler(sig)
 
     async def _start(self, stack: AsyncExitStack, machine_factory: MachineFactory | None) -> None:
+        self._private_state_dir()
         await stack.enter_async_context(self.store)
         self.store.on_commit.append(self.wake_machines)  # e.g. a job queued by an activity
         now = self.clock()
@@ -277,6 +279,17 @@ class EdgeDaemon:
         await start_temporal(self, stack)
         if self.config.metrics.enabled:
             stack.enter_context(self._serve_metrics())
+
+    def _private_state_dir(self) -> None:
+        """The store's directory is the service user's alone (:mod:`crown_edge.store.files`)."""
+        state_dir = self.config.store_path.parent
+        shared = self.config.control_socket.parent.resolve() == state_dir.resolve()
+        try:
+            private_dir(state_dir, group_traverse=shared)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot prepare state directory {state_dir}: {exc}", path=str(state_dir)
+            ) from exc
 
     async def _watchdog(self) -> None:
         interval = min(self.notifier.watchdog_interval() or 5.0, 5.0)

@@ -9,6 +9,9 @@ transaction, ``BEGIN IMMEDIATE`` so concurrent writers in other processes serial
 database lock rather than failing on upgrade). Claims are enforced by the database: a conditional
 ``UPDATE ... WHERE status = 'queued'`` and a unique partial index allowing one ``engraving`` job per
 machine, so two claimers never get the same job, even in different processes.
+
+The database and its WAL/shared-memory files are owner-only (``0600``, see
+:mod:`crown_edge.store.files`): they hold customer names and texts.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from crown_edge.catalog import Catalog
 from crown_edge.errors import IllegalTransition, NoInventory, StoreError, UnknownItem, UnknownJob
 from crown_edge.lifecycle import JobEvent, next_state
 from crown_edge.models import IntakeMessage, JobStatus, OutboxEntry
+from crown_edge.store.files import private_database
 from crown_edge.store.jobs import JOB_COLUMNS, Job, RunRecord, StockRow, job_from_row
 from crown_edge.store.schema import MIGRATIONS
 
@@ -133,12 +137,14 @@ class Store:
         """Open the database, set durability pragmas and apply pending migrations."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_database(self.path)  # customer data: owner-only before SQLite writes a byte
             db = await aiosqlite.connect(self.path, isolation_level=None, timeout=30.0)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}", path=str(self.path)) from exc
         self._db = db
         try:
             await self._run(self._setup)
+            private_database(self.path)  # the WAL and shared-memory files now exist
         except BaseException:
             await self.close()
             raise
