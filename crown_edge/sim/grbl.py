@@ -14,9 +14,24 @@ on it; open ``sim.device_path`` with any serial library. What it models:
   holds at that moment; ``time_scale`` multiplies every duration (0 = instant machines);
 * axes: X, Y, Z as grbl 1.1 (an ``A`` word is ``error:20``), or ``axes="XYZA"`` for a
   grblHAL-style rotary A in degrees;
-* faults: :meth:`unplug` / :meth:`replug`, :meth:`stall` / :meth:`unstall`,
-  :meth:`alarm_after_line`, :meth:`trigger_alarm`, :meth:`inject_garbage`, :meth:`drop_oks`, and
-  the door (:meth:`set_door`).
+* status reports with the live position and speed inside each block's trapezoid
+  (:class:`~crown_edge.sim.motion.Trapezoid`) and the laser power it fires at;
+* a soft reset as grbl 1.1h does it: ``ALARM:3`` at once if motion was cut, then
+  ``reset_silence_s`` of silence while the controller re-initialises (real-time bytes ignored,
+  received bytes flushed), then the trailing ``ok`` of a line the main loop was blocked on
+  (never executed) and the banner;
+* a feed hold that brakes (``Hold:1``, current speed / acceleration) before it is complete
+  (``Hold:0``);
+* faults:
+
+  - :meth:`unplug` / :meth:`replug`: the cable is pulled; the machine loses power;
+  - :meth:`stall` / :meth:`unstall`: a hung controller, no responses, no status, no motion;
+  - :meth:`stall_motion` / :meth:`unstall`: the step timer stops; state stays Run, the position
+    freezes, status is still answered and lines are read until the planner is full; a soft
+    reset clears it;
+  - :meth:`alarm_after_line`, :meth:`trigger_alarm`: an alarm during a program or now;
+  - :meth:`inject_garbage`, :meth:`drop_oks`: line noise, lost ``ok`` responses;
+  - the door (:meth:`set_door`).
 
 ``device_path`` is a stable symlink (like ``/dev/serial/by-id/…``) that follows the pty across
 replugs. ``programs`` records every program received and executed, keyed by the ``(job ID)``
@@ -28,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -37,14 +53,43 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from crown_edge.sim.grbl_core import Entry, GrblCore, ProgramRecord
-from crown_edge.sim.motion import block_duration
+from crown_edge.sim.motion import Trapezoid, block_profile
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RESPONSE_LATENCY_S = 0.001
 """A USB-serial adapter's turn-around before a response reaches the host (one USB frame)."""
 
+DEFAULT_RESET_SILENCE_S = 0.5
+"""How long grbl 1.1h stays silent after ``ALARM:3`` before the trailing ``ok`` and the banner."""
+
 _REALTIME = frozenset(b"?!~\x18") | frozenset(range(0x80, 0x100))
+
+
+@dataclass(slots=True)
+class _Running:
+    """The block the steppers execute: where it started, its profile, and its pauses."""
+
+    entry: Entry
+    profile: Trapezoid
+    origin: list[float]
+    start: float
+    paused: float = 0.0
+    """Loop seconds spent paused so far."""
+    paused_since: float | None = None
+
+    def elapsed(self, now: float, time_scale: float) -> float:
+        """Model seconds into the block at loop time ``now``."""
+        if time_scale == 0:
+            return self.profile.duration
+        stopped = self.paused + (now - self.paused_since if self.paused_since is not None else 0)
+        return max(0.0, (now - self.start - stopped) / time_scale)
+
+    def position(self, t: float) -> list[float]:
+        """The machine position ``t`` model seconds into the block."""
+        done = self.profile.distance_at(t)
+        unit = self.entry.block.unit if self.entry.block is not None else ()
+        return [p + u * done for p, u in zip(self.origin, unit, strict=True)]
 
 
 @dataclass(slots=True)
@@ -74,15 +119,18 @@ class GrblSimulator:
         response_latency_s: float = DEFAULT_RESPONSE_LATENCY_S,
         homing_time_s: float = 2.0,
         axes: str = "XYZ",
+        reset_silence_s: float = DEFAULT_RESET_SILENCE_S,
+        mist: bool = False,
     ) -> None:
-        if time_scale < 0 or baud <= 0:
-            raise ValueError("time_scale must be >= 0 and baud > 0")
+        if time_scale < 0 or baud <= 0 or reset_silence_s < 0:
+            raise ValueError("time_scale and reset_silence_s must be >= 0 and baud > 0")
         self.baud = baud
         self.time_scale = time_scale
         self.response_latency_s = response_latency_s
         self.homing_time_s = homing_time_s
+        self.reset_silence_s = reset_silence_s
         self.core = GrblCore(
-            settings, planner_blocks=planner_blocks, rx_buffer=rx_buffer, axes=axes
+            settings, planner_blocks=planner_blocks, rx_buffer=rx_buffer, axes=axes, mist=mist
         )
         self.stats = SimStats()
         self._byte_time = 10.0 / baud
@@ -104,7 +152,15 @@ class GrblSimulator:
         self._tasks: list[asyncio.Task[None]] = []
         self._epoch = 0
         self._stalled = False
+        self._motion_stalled = False
         self._moving: Entry | None = None
+        self._running: _Running | None = None
+        self._braking: tuple[float, float, float] | None = None  # (loop time, mm/s, mm/s²)
+        self._hold_timer: asyncio.TimerHandle | None = None
+        self._reset_timer: asyncio.TimerHandle | None = None
+        self._resetting = False  # between ALARM:3 and the banner: grbl re-initialises
+        self._resets = 0
+        self._blocked_line = False  # the main loop waits for planner space
         self._drop_oks = 0
         self._alarm_after: tuple[int, int] | None = None
 
@@ -131,6 +187,7 @@ class GrblSimulator:
 
     async def close(self) -> None:
         """Stop serving, close the pty and remove the symlink (even if cancelled meanwhile)."""
+        self._cancel_timers()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -170,9 +227,12 @@ class GrblSimulator:
 
     @property
     def laser_on(self) -> bool:
-        """True while a cutting move runs with the laser enabled (M3/M4, S > 0)."""
+        """True while a cutting move runs with the laser enabled (M3/M4, S > 0).
+
+        Also true while :meth:`stall_motion` froze a cutting move: the PWM keeps its last value.
+        """
         entry = self._moving
-        if entry is None or self._paused():
+        if entry is None or self._stopped():
             return False
         mode, power = entry.spindle
         return entry.cutting and mode in (3, 4) and power > 0
@@ -205,9 +265,17 @@ class GrblSimulator:
         self._stalled = True
         self._kick()
 
+    def stall_motion(self) -> None:
+        """Stop the step timer: state stays Run, the position freezes, status is still answered
+        and lines are read until the planner is full. For a host's stall watchdog; a soft reset
+        (grbl re-initialises the stepper) or :meth:`unstall` ends it."""
+        self._motion_stalled = True
+        self._kick()
+
     def unstall(self) -> None:
-        """Undo :meth:`stall`."""
+        """Undo :meth:`stall` and :meth:`stall_motion`."""
         self._stalled = False
+        self._motion_stalled = False
         self._kick()
         for event in (self._wake_main, self._wake_tx, self._wake_wire):
             event.set()
@@ -219,6 +287,9 @@ class GrblSimulator:
         self._reset_io()
         self.core.abort()
         self._epoch += 1
+        self._cancel_timers()
+        self._resetting = False
+        self._motion_stalled = False
         self._unplug_fds()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.device_path)
@@ -353,36 +424,96 @@ class GrblSimulator:
 
     def _realtime(self, byte: int) -> None:
         core = self.core
+        if self._resetting:
+            return  # main() clears sys_rt_exec_state before the banner: the byte is lost
         if byte == ord("?"):
-            feed = 0.0
-            if self._moving is not None and self._moving.block is not None and not self._paused():
-                feed = self._moving.block.nominal_speed * 60.0
-            rx_free = core.rx_buffer - 1 - len(self._rx)
-            self._send([core.status(feed=feed, laser=self.laser_on, rx_free=rx_free)])
+            self._send([self._status()])
             return
         if byte == ord("!"):
-            if core.state in ("Idle", "Run", "Jog"):
-                core.state = "Hold"
-                core.hold = True
+            if core.state == "Jog":
+                self._jog_cancel()
+            elif core.state in ("Idle", "Run"):
+                self._feed_hold()
         elif byte == ord("~"):
-            if core.state == "Hold" or (core.state == "Door" and not core.door_open):
-                core.hold = False
-                core.state = "Run" if core.blocks_queued else "Idle"
+            self._send(core.cycle_start())
         elif byte == 0x18:
-            self.stats.resets += 1
-            homing = core.state == "Home"
-            self._epoch += 1
-            self._rx.clear()
-            lines = core.soft_reset()
-            if homing:
-                core.alarm, core.state = 6, "Alarm"
-                lines = ["ALARM:6", *lines, "[MSG:'$H'|'$X' to unlock]"]
-            self._send(lines)
+            self._soft_reset()
         elif byte == 0x85 and core.state == "Jog":
-            core.abort()
-            self._epoch += 1
-            core.state = "Idle"
+            self._jog_cancel()
         self._kick()
+
+    def _status(self) -> str:
+        core = self.core
+        rx_free = core.rx_buffer - 1 - len(self._rx)
+        now = asyncio.get_running_loop().time()
+        running, entry, feed = self._running, None, 0.0
+        position: list[float] | None = None
+        if running is not None:
+            t = running.elapsed(now, self.time_scale)
+            position = running.position(t)
+            if not self._stopped():  # a stalled step timer reports its frozen speed
+                entry, feed = running.entry, running.profile.speed_at(t) * 60.0
+        if self._braking is not None and core.decelerating:
+            since, speed, accel = self._braking
+            dt = (now - since) / self.time_scale if self.time_scale else math.inf
+            feed = max(0.0, speed - accel * dt) * 60.0
+        power = core.power(entry, feed)
+        return core.status(feed=feed, power=power, rx_free=rx_free, position=position)
+
+    def _feed_hold(self) -> None:
+        """``!`` while Idle or Run: brake at the block's acceleration, then hold."""
+        running, speed = self._running, 0.0
+        loop = asyncio.get_running_loop()
+        if running is not None and self.core.state == "Run" and not self._motion_stalled:
+            speed = running.profile.speed_at(running.elapsed(loop.time(), self.time_scale))
+        self.core.feed_hold(moving=speed > 0)
+        if not self.core.decelerating or running is None:
+            return
+        accel = running.profile.acceleration
+        self._braking = (loop.time(), speed, accel)
+        self._hold_timer = loop.call_later(speed / accel * self.time_scale, self._hold_done)
+
+    def _hold_done(self) -> None:
+        self._hold_timer = None
+        self._braking = None
+        if self.core.decelerating:
+            self.core.hold_complete()
+
+    def _jog_cancel(self) -> None:
+        self.core.abort()
+        self._epoch += 1
+        self.core.state = "Idle"
+
+    def _soft_reset(self) -> None:
+        """0x18: ``ALARM:3`` now if motion was cut; the rest after the re-initialisation."""
+        self.stats.resets += 1
+        self._resets += 1
+        self._epoch += 1
+        self._cancel_timers()
+        self._braking = None
+        self._motion_stalled = False  # st_reset(): the step timer starts afresh
+        plan = self.core.soft_reset(line_in_progress=self._blocked_line)
+        self._send(plan.alarm)
+        silence = self.reset_silence_s * self.time_scale if plan.alarm else 0.0
+        if silence > 0:
+            self._resetting = True
+            loop = asyncio.get_running_loop()
+            self._reset_timer = loop.call_later(silence, self._reset_done, plan.after)
+        else:
+            self._reset_done(plan.after)
+
+    def _reset_done(self, lines: list[str]) -> None:
+        self._reset_timer = None
+        self._resetting = False
+        self._rx.clear()  # serial_reset_read_buffer()
+        self._send(lines)
+        self._wake_main.set()
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._hold_timer, self._reset_timer):
+            if timer is not None:
+                timer.cancel()
+        self._hold_timer = self._reset_timer = None
 
     def _kick(self) -> None:
         """A state change: wake every waiter so it re-checks."""
@@ -394,13 +525,20 @@ class GrblSimulator:
         self._send(self.core.raise_alarm(code))
         self._kick()
 
-    def _paused(self) -> bool:
+    def _stopped(self) -> bool:
+        """The machine does not move by itself (hold, door, alarm, hung, unplugged)."""
         return self._stalled or self._master is None or self.core.state in ("Hold", "Door", "Alarm")
+
+    def _paused(self) -> bool:
+        """The block clock stands still: stopped, or the step timer stalled."""
+        return self._motion_stalled or self._stopped()
 
     async def _main_loop(self) -> None:
         while True:
             newline = self._rx.find(b"\n")
-            busy = self._stalled or self.core.state == "Home" or self.core.critical
+            busy = (
+                self._stalled or self._resetting or self.core.state == "Home" or self.core.critical
+            )
             if newline < 0 or busy:
                 self._wake_main.clear()
                 await self._wake_main.wait()
@@ -409,9 +547,18 @@ class GrblSimulator:
             del self._rx[: newline + 1]
             self.stats.lines += 1
             text = raw.decode("ascii", "replace")
-            while self.core.planner_full and not text.lstrip().startswith("$"):
+            resets = self._resets
+            self._blocked_line = True
+            while (
+                self.core.planner_full
+                and self.core.blocks_on_planner(text)
+                and resets == self._resets
+            ):
                 self._space.clear()
                 await self._space.wait()
+            self._blocked_line = False
+            if resets != self._resets:
+                continue  # aborted by a reset, which answered its ok: never executed
             out = self.core.execute(text)
             if self.core.state == "Home":
                 self._tasks.append(asyncio.create_task(self._homing(self._epoch)))
@@ -451,19 +598,22 @@ class GrblSimulator:
                 self._space.set()
                 await asyncio.sleep(0)
                 continue
-            seconds, exit_speed = block_duration(
-                core.window(), min(entry_speed, entry.block.max_entry_speed)
-            )
+            profile = block_profile(core.window(), min(entry_speed, entry.block.max_entry_speed))
+            seconds = profile.duration if entry.block.length > 0 else entry.block.dwell
+            exit_speed = profile.exit
             self._moving = entry
             # Blocks follow each other on an absolute timeline, so timer lateness (~1 ms on
             # epoll) does not accumulate over thousands of short blocks.
             start = clock if entry_speed > 0 else loop.time()
             clock = start + seconds * self.time_scale
-            done = await self._run_until(clock)
+            self._running = _Running(entry, profile, list(core.position), start)
+            ended = await self._run_until(clock)
             self._moving = None
-            if not done:
+            self._running = None
+            if ended is None:
                 entry_speed = 0.0
                 continue
+            clock = ended  # pushed back by the time spent paused
             core.queue.popleft()
             core.finish(entry)
             core.update_idle()
@@ -471,21 +621,28 @@ class GrblSimulator:
             self._space.set()
             await asyncio.sleep(0)
 
-    async def _run_until(self, deadline: float) -> bool:
-        """Let motion run until ``deadline`` (pushed back while held); False if aborted."""
+    async def _run_until(self, deadline: float) -> float | None:
+        """Let motion run until ``deadline`` (pushed back while paused); when it ended, None if
+        aborted."""
         loop = asyncio.get_running_loop()
         epoch = self._epoch
         while True:
             if self._epoch != epoch:
-                return False
+                return None
             if self._paused():
                 paused_at = loop.time()
+                running = self._running
+                if running is not None:
+                    running.paused_since = paused_at
                 self._interrupt.clear()
                 await self._interrupt.wait()
                 deadline += loop.time() - paused_at
+                if running is not None:
+                    running.paused += loop.time() - paused_at
+                    running.paused_since = None
                 continue
             if loop.time() >= deadline:
-                return True
+                return deadline
             self._interrupt.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout_at(deadline):

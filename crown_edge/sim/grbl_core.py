@@ -2,12 +2,26 @@
 
 No I/O and no clock: :class:`~crown_edge.sim.grbl.GrblSimulator` feeds it lines and real-time
 bytes at the emulated baud rate and executes the planner entries in (scaled) real time.
+
+What it reproduces of grbl 1.1h (``gnea/grbl``, the default ``config.h`` build, ``[OPT:V,15,128]``):
+
+* a soft reset (``mc_reset()``) raises ``ALARM:3`` only while the steppers move — Run, Jog, or a
+  feed hold still decelerating (``Hold:1``); Home raises ``ALARM:6``. A line the main loop was
+  blocked on (planner full) is answered ``ok`` but never executed (:class:`ResetPlan`);
+* a feed hold decelerates (``Hold:1``) before it is complete (``Hold:0``); only a complete hold
+  resumes on ``~``, and in laser mode ``DISABLE_LASER_DURING_HOLD`` stops the spindle, so the
+  resume prints ``[MSG:Restoring spindle]`` when the parser's spindle state is M3/M4;
+* ``report.c`` formats: ``FS:`` and ``$G``'s F/S as whole numbers, ``$$`` floats with three
+  decimals and flags as integers, ``A:`` with S (M3), C (M4), F (M8) and M (M7, only in a build
+  with ``ENABLE_M7``: ``mist=True``).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from crown_edge.drivers.grbl import codes
@@ -15,8 +29,10 @@ from crown_edge.drivers.grbl.protocol import MAX_LINE_CHARS, effective_length
 from crown_edge.sim.motion import AXES, Block, ModalState, MotionSettings, block_for
 
 VERSION = "1.1h"
-BUILD_DATE = "20190825"
+BUILD_DATE = "20190830"
 BANNER = f"Grbl {VERSION} ['$' for help]"
+LOCKED = "[MSG:'$H'|'$X' to unlock]"
+RESTORING_SPINDLE = "[MSG:Restoring spindle]"
 
 DEFAULT_SETTINGS: dict[int, float] = {
     0: 10,
@@ -56,12 +72,33 @@ DEFAULT_SETTINGS: dict[int, float] = {
 }
 """A laser's ``$$``: laser mode on ($32=1), homing off ($22=0) so the machine starts Idle."""
 
+_INTEGER_SETTINGS = frozenset({0, 1, 2, 3, 4, 5, 6, 10, 13, 20, 21, 22, 23, 26, 32})
+"""``report_util_uint8_setting`` in ``report.c``: printed as integers."""
+_RPM_SETTINGS = frozenset({30, 31})
+"""Spindle rpm: ``printFloat(value, N_DECIMAL_RPMVALUE)``, no decimals."""
+FLOOD, MIST = 1, 2
+"""Coolant bits (M8, M7) as ``coolant_get_state()`` reports them."""
+
 _JOB_COMMENT = re.compile(r"^\(\s*job(?:[\s_-]*id)?\s*[:=]?\s*([^\s)]+)", re.IGNORECASE)
 _LETTERS = frozenset("GMFSPNTIJKRL")
 _G_SUPPORTED = frozenset(
     {0, 1, 2, 3, 4, 10, 17, 18, 19, 20, 21, 28, 30, 53, 54, 90, 91, 92, 93, 94}
 )
-_M_SUPPORTED = frozenset({0, 1, 2, 3, 4, 5, 7, 8, 9, 30})
+_M_SUPPORTED = frozenset({0, 1, 2, 3, 4, 5, 8, 9, 30})
+
+
+def whole(value: float) -> str:
+    """``printFloat(value, 0)``: rounded half up to a whole number, as grbl prints rates and rpm."""
+    return str(math.floor(value + 0.5))
+
+
+def format_setting(number: int, value: float) -> str:
+    """One ``$$`` line as ``report_grbl_settings()`` prints it (``$11=0.010``, ``$10=1``)."""
+    if number in _INTEGER_SETTINGS:
+        return f"${number}={int(value)}"
+    if number in _RPM_SETTINGS:
+        return f"${number}={whole(value)}"
+    return f"${number}={value:.3f}"
 
 
 def job_id_of(line: str) -> str | None:
@@ -92,10 +129,31 @@ class Entry:
     line_number: int | None = None
     cutting: bool = False
     """True for G1/G2/G3 moves: the laser fires on them (M3/M4 with S > 0)."""
+    coolant: int = 0
+    """:data:`FLOOD` | :data:`MIST` in force for this line."""
+    feed: float = 0.0
+    """The programmed feed (mm/min): M4 scales S by current speed / this."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResetPlan:
+    """What grbl prints for a soft reset, in two bursts.
+
+    ``alarm`` goes out at once (``ALARM:3`` when motion was cut, else nothing). ``after`` follows
+    once the controller has re-initialised (after a silence when an alarm was raised): the
+    trailing ``ok`` of the line the main loop was blocked on, then the banner.
+    """
+
+    alarm: list[str]
+    after: list[str]
 
 
 class GrblCore:
-    """grbl's parser, settings, state and planner queue."""
+    """grbl's parser, settings, state and planner queue.
+
+    ``mist`` builds grbl with ``ENABLE_M7`` (``[OPT:VM…]``); the default build answers M7 with
+    ``error:20``.
+    """
 
     def __init__(
         self,
@@ -104,11 +162,13 @@ class GrblCore:
         planner_blocks: int = 15,
         rx_buffer: int = 128,
         axes: str = "XYZ",
+        mist: bool = False,
     ) -> None:
         if axes not in ("XYZ", "XYZA"):
             raise ValueError("axes must be XYZ (grbl 1.1) or XYZA (a grblHAL-style rotary A)")
         self.axes = axes
         self.letters = _LETTERS | frozenset(axes)
+        self.mist = mist
         self.settings: dict[int, float] = dict(DEFAULT_SETTINGS)
         if "A" in axes:  # steps/deg, deg/min, deg/s², max travel of the rotary
             self.settings.update({103: 8.889, 113: 18000.0, 123: 1800.0, 133: 360.0})
@@ -126,7 +186,12 @@ class GrblCore:
         """Hard/soft limit: grbl ignores everything but a reset (``[MSG:Reset to continue]``)."""
         self.door_open = False
         self.hold = False
+        self.decelerating = False
+        """A feed hold is braking (``Hold:1``); a reset now cuts motion."""
+        self.spindle_stopped = False
+        """Laser mode stopped the spindle for a complete hold; ``~`` restores it."""
         self.spindle = (5, 0.0)
+        self.coolant = 0
         self.last_block: Block | None = None
         self.line_number: int | None = None
         self.reports = 0
@@ -137,6 +202,11 @@ class GrblCore:
     def motion_settings(self) -> MotionSettings:
         """The current ``$$`` values as a motion model configuration."""
         return MotionSettings.from_grbl(self.settings, self.planner_blocks)
+
+    @property
+    def laser_mode(self) -> bool:
+        """``$32``: laser mode (M4 power follows speed, the laser is off on rapids and holds)."""
+        return bool(self.settings.get(32, 0))
 
     @property
     def homing_enabled(self) -> bool:
@@ -151,7 +221,7 @@ class GrblCore:
         out = ["", BANNER]
         if self.homing_enabled:
             self.state = "Alarm"
-            out.append("[MSG:'$H'|'$X' to unlock]")
+            out.append(LOCKED)
         else:
             self.state = "Door" if self.door_open else "Idle"
         return out
@@ -164,25 +234,102 @@ class GrblCore:
         self.queue.clear()
         self.modal = ModalState(position=list(self.position))
         self.hold = False
+        self.decelerating = False
+        self.spindle_stopped = False
         self.spindle = (5, 0.0)
+        self.coolant = 0
         self.last_block = None
         return moving
 
-    def soft_reset(self) -> list[str]:
-        """Ctrl-X: stop at once, keep an alarm if one was raised or motion was cut."""
-        moving = self.abort()
+    def soft_reset(self, *, line_in_progress: bool = False) -> ResetPlan:
+        """Ctrl-X, as ``mc_reset()`` and ``main()`` do it.
+
+        Motion is cut (``ALARM:3``; ``ALARM:6`` while homing) when the steppers run: Run, Jog,
+        Home, or a hold still braking. ``line_in_progress``: the main loop was blocked on a line
+        (planner full, or ``$H``); it is answered ``ok`` and never executed. An alarm raised
+        before is kept.
+        """
+        homing = self.state == "Home"
+        cut = self.state in ("Run", "Jog", "Home") or (self.state == "Hold" and self.decelerating)
+        self.abort()
         self.critical = False
-        out: list[str] = []
-        if moving:
-            self.alarm = codes.ABORT_DURING_CYCLE
-            out.append(f"ALARM:{self.alarm}")
-        out += ["", BANNER]
+        alarm: list[str] = []
+        if cut:
+            self.alarm = codes.HOMING_FAIL_RESET if homing else codes.ABORT_DURING_CYCLE
+            alarm.append(f"ALARM:{self.alarm}")
+        after = ["ok"] if line_in_progress or homing else []
+        after += ["", BANNER]
         if self.alarm is not None or (self.homing_enabled and self.state == "Alarm"):
             self.state = "Alarm"
-            out.append("[MSG:'$H'|'$X' to unlock]")
+            after.append(LOCKED)
         else:
             self.state = "Door" if self.door_open else "Idle"
+        return ResetPlan(alarm, after)
+
+    # --- holds -----------------------------------------------------------------------------------
+
+    def feed_hold(self, *, moving: bool) -> None:
+        """``!``: hold; ``moving`` (the steppers run) means it brakes first (``Hold:1``)."""
+        if self.state in ("Idle", "Run"):
+            self.state = "Hold"
+            self.hold = True
+            self.decelerating = moving
+            if not moving:
+                self.hold_complete()
+
+    def hold_complete(self) -> None:
+        """The hold has braked to a stop (``Hold:0``); in laser mode the spindle stops."""
+        self.decelerating = False
+        # DISABLE_LASER_DURING_HOLD: the stop override only engages when the parser has M3/M4.
+        self.spindle_stopped = self.laser_mode and self.parser_spindle()[0] in (3, 4)
+
+    def cycle_start(self) -> list[str]:
+        """``~``: resume a complete hold or a closed door; a hold still braking ignores it."""
+        out: list[str] = []
+        if self.state == "Hold" and not self.decelerating:
+            if self.spindle_stopped and self.parser_spindle()[0] in (3, 4):
+                out.append(RESTORING_SPINDLE)
+        elif not (self.state == "Door" and not self.door_open):
+            return out
+        self.hold = False
+        self.spindle_stopped = False
+        self.state = "Run" if self.blocks_queued else "Idle"
         return out
+
+    def parser_spindle(self) -> tuple[int, float]:
+        """(M3/M4/M5, S) of the last line parsed (grbl's ``gc_state``), queued or not."""
+        return self.queue[-1].spindle if self.queue else self.spindle
+
+    def parser_coolant(self) -> int:
+        """Coolant bits of the last line parsed."""
+        return self.queue[-1].coolant if self.queue else self.coolant
+
+    def power(self, entry: Entry | None, speed: float) -> float:
+        """The spindle/laser output (``FS:`` second field) while ``entry`` runs at ``speed``.
+
+        In laser mode the laser fires only on cutting moves: M3 at S, M4 at S x speed /
+        programmed feed; ``entry`` is None when nothing moves (idle, holds). Without laser
+        mode the spindle runs at S whenever it is on.
+        """
+        if not self.laser_mode:
+            mode, power = entry.spindle if entry is not None else self.spindle
+            return power if mode in (3, 4) else 0.0
+        if entry is None or not entry.cutting:
+            return 0.0
+        mode, power = entry.spindle
+        if mode == 3:
+            return power
+        if mode == 4 and entry.feed > 0:
+            return power * min(1.0, speed / entry.feed)
+        return 0.0
+
+    def blocks_on_planner(self, text: str) -> bool:
+        """True if the main loop must wait for a free planner block before parsing ``text``.
+
+        ``$`` commands and comment-only lines never reach the planner.
+        """
+        clean = re.sub(r"\([^)]*\)|;.*$", "", text).strip()
+        return bool(clean) and not clean.startswith("$")
 
     def raise_alarm(self, code: int) -> list[str]:
         """Raise ``ALARM:code``: motion stops, queued lines are dropped, G-code is locked."""
@@ -221,6 +368,7 @@ class GrblCore:
                 for p, u in zip(self.position, entry.block.unit, strict=True)
             ]
         self.spindle = entry.spindle
+        self.coolant = entry.coolant
         if entry.line_number is not None:
             self.line_number = entry.line_number
 
@@ -263,21 +411,24 @@ class GrblCore:
         if clean == "$":
             return ["[HLP:$$ $# $G $I $N $x=val $Nx=line $J=line $SLP $C $X $H ~ ! ? ctrl-x]", "ok"]
         if clean == "$$":
-            return [f"${n}={_fmt(v)}" for n, v in sorted(self.settings.items())] + ["ok"]
+            return [format_setting(n, v) for n, v in sorted(self.settings.items())] + ["ok"]
         if clean == "$I":
+            options = "VM" if self.mist else "V"  # HOMING_INIT_LOCK is on: no "L"
             return [
                 f"[VER:{VERSION}.{BUILD_DATE}:]",
-                f"[OPT:VL,{self.planner_blocks},{self.rx_buffer}]",
+                f"[OPT:{options},{self.planner_blocks},{self.rx_buffer}]",
                 "ok",
             ]
         if clean == "$G":
             motion = f"G{self.modal.motion}"
             units = "G21" if self.modal.scale == 1.0 else "G20"
             dist = "G90" if self.modal.absolute else "G91"
-            mode, power = self.spindle
-            feed = _fmt(self.modal.feed)
-            gc = f"[GC:{motion} G54 G17 {units} {dist} G94 M{mode} M9 T0 F{feed} S{_fmt(power)}]"
-            return [gc, "ok"]
+            mode, power = self.parser_spindle()
+            coolant = self.parser_coolant()
+            cool = [m for bit, m in ((MIST, "M7"), (FLOOD, "M8")) if coolant & bit] or ["M9"]
+            feed = whole(self.modal.feed)
+            modes = f"{motion} G54 G17 {units} {dist} G94 M{mode} {' '.join(cool)}"
+            return [f"[GC:{modes} T0 F{feed} S{whole(power)}]", "ok"]
         if clean == "$#":
             zero = "0.000,0.000,0.000"
             return [f"[G54:{zero}]", f"[G92:{zero}]", "[TLO:0.000]", f"[PRB:{zero}:0]", "ok"]
@@ -324,15 +475,17 @@ class GrblCore:
             except ValueError:
                 return f"error:{codes.BAD_NUMBER_FORMAT}"
         line_number: int | None = None
-        mode, power = self.spindle if not self.queue else self.queue[-1].spindle
+        mode, power = self.parser_spindle()
+        coolant = self.parser_coolant()
         for letter, value in parsed:
             if letter == "G" and value not in _G_SUPPORTED:
                 return f"error:{codes.UNSUPPORTED_COMMAND}"
             if letter == "M":
-                if value not in _M_SUPPORTED:
+                if value not in _M_SUPPORTED and not (value == 7 and self.mist):
                     return f"error:{codes.UNSUPPORTED_COMMAND}"
                 if value in (3, 4, 5):
                     mode = int(value)
+                coolant = {7: coolant | MIST, 8: coolant | FLOOD, 9: 0}.get(int(value), coolant)
             if letter == "S":
                 power = value
             if letter == "N":
@@ -351,31 +504,47 @@ class GrblCore:
             self.last_block = None
         if any(letter == "M" and v in (0, 1, 2, 30) for letter, v in parsed):
             mode, power = 5, power
+        if any(letter == "M" and v in (2, 30) for letter, v in parsed):
+            coolant = 0  # program end: coolant off
         cutting = self.modal.motion != 0
-        self.queue.append(Entry(text, block, self.record, (mode, power), line_number, cutting))
+        entry = Entry(text, block, self.record, (mode, power), line_number, cutting)
+        entry.coolant, entry.feed = coolant, self.modal.feed
+        self.queue.append(entry)
         if block is not None and self.state == "Idle" and not self.hold:
             self.state = "Jog" if jog else "Run"
         return "ok"
 
     # --- status ----------------------------------------------------------------------------------
 
-    def status(self, *, feed: float, laser: bool, rx_free: int) -> str:
-        """A ``<...>`` status report as grbl 1.1 formats it (``$10`` picks MPos/WPos and Bf)."""
+    def status(
+        self,
+        *,
+        feed: float,
+        power: float,
+        rx_free: int,
+        position: Sequence[float] | None = None,
+    ) -> str:
+        """A ``<...>`` status report as ``report_realtime_status()`` formats it.
+
+        ``feed`` (mm/min) and ``power`` are what the machine does at this instant (see
+        :meth:`power`); ``position`` the live machine position (default: where the last
+        executed block ended). ``$10`` picks MPos/WPos and Bf.
+        """
         self.reports += 1
         state = self.state
         if state == "Hold":
-            state = "Hold:0"
+            state = "Hold:1" if self.decelerating else "Hold:0"
         elif state == "Door":
             state = "Door:1" if self.door_open else "Door:0"
         mask = int(self.settings.get(10, 1))
-        pos = ",".join(f"{p:.3f}" for p in self.position[: len(self.axes)])
+        where = self.position if position is None else position
+        pos = ",".join(f"{p:.3f}" for p in where[: len(self.axes)])
         parts = [state, f"MPos:{pos}" if mask & 1 else f"WPos:{pos}"]
         if mask & 2:
             parts.append(f"Bf:{self.planner_blocks - self.blocks_queued},{rx_free}")
         if self.line_number is not None:
             parts.append(f"Ln:{self.line_number}")
-        mode, power = self.spindle
-        parts.append(f"FS:{_fmt(feed)},{_fmt(power if laser else 0)}")
+        parts.append(f"FS:{whole(feed)},{whole(power)}")
         pins = "D" if self.door_open else ""
         if pins:
             parts.append(f"Pn:{pins}")
@@ -383,10 +552,16 @@ class GrblCore:
             parts.append("WCO:0.000,0.000,0.000")
         elif self.reports % 10 == 2:
             parts.append("Ov:100,100,100")
-            if mode in (3, 4):
-                parts.append("A:S")
+            if accessories := self.accessories():
+                parts.append(f"A:{accessories}")
         return "<" + "|".join(parts) + ">"
 
-
-def _fmt(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:.3f}"
+    def accessories(self) -> str:
+        """The ``A:`` letters: S (M3) or C (M4), F (flood M8), M (mist M7); empty when all off."""
+        mode = self.spindle[0]
+        out = "" if self.spindle_stopped else {3: "S", 4: "C"}.get(mode, "")
+        if self.coolant & FLOOD:
+            out += "F"
+        if self.coolant & MIST:
+            out += "M"
+        return out

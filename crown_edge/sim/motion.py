@@ -249,3 +249,95 @@ def motion_time(lines: Iterable[str], settings: MotionSettings | None = None) ->
     chosen = settings or MotionSettings()
     blocks = blocks_from_lines(lines, chosen)
     return sum(plan_durations(blocks, chosen.planner_blocks))
+
+
+@dataclass(frozen=True, slots=True)
+class Trapezoid:
+    """One block's speed profile: speed up from ``entry`` to ``peak``, cruise, brake to ``exit``.
+
+    Lets the simulator say where a block is and how fast it goes at any instant, as grbl's
+    status report does (``MPos`` and the ``FS`` feed). Speeds in mm/s, lengths in mm.
+    """
+
+    length: float
+    entry: float
+    exit: float
+    peak: float
+    acceleration: float
+
+    @classmethod
+    def of(cls, length: float, v0: float, v1: float, vmax: float, accel: float) -> Trapezoid:
+        """The profile :func:`trapezoid_time` times: same peak speed, same duration."""
+        if length <= 0.0:
+            return cls(0.0, 0.0, 0.0, 0.0, accel)
+        accel_dist = max(0.0, (vmax * vmax - v0 * v0) / (2 * accel))
+        decel_dist = max(0.0, (vmax * vmax - v1 * v1) / (2 * accel))
+        if accel_dist + decel_dist <= length:
+            peak = vmax
+        else:
+            peak = math.sqrt(max(0.0, (2 * accel * length + v0 * v0 + v1 * v1) / 2))
+            peak = max(peak, v0, v1)
+        return cls(length, v0, v1, peak, accel)
+
+    @property
+    def _ramp_up(self) -> float:
+        return max(0.0, (self.peak - self.entry) / self.acceleration)
+
+    @property
+    def _ramp_down(self) -> float:
+        return max(0.0, (self.peak - self.exit) / self.acceleration)
+
+    @property
+    def _cruise(self) -> float:
+        if self.peak <= 0.0:
+            return 0.0
+        up = (self.peak + self.entry) / 2 * self._ramp_up
+        down = (self.peak + self.exit) / 2 * self._ramp_down
+        return max(0.0, self.length - up - down) / self.peak
+
+    @property
+    def duration(self) -> float:
+        """Seconds the block takes."""
+        if self.length <= 0.0:
+            return 0.0
+        return self._ramp_up + self._cruise + self._ramp_down
+
+    def speed_at(self, t: float) -> float:
+        """Speed ``t`` seconds into the block (0 before it starts and after it ends)."""
+        if self.length <= 0.0 or t < 0.0 or t > self.duration:
+            return 0.0
+        up, cruise = self._ramp_up, self._cruise
+        if t < up:
+            return self.entry + self.acceleration * t
+        if t < up + cruise:
+            return self.peak
+        return max(0.0, self.peak - self.acceleration * (t - up - cruise))
+
+    def distance_at(self, t: float) -> float:
+        """Millimetres covered ``t`` seconds into the block, within ``[0, length]``."""
+        if self.length <= 0.0 or t <= 0.0:
+            return 0.0
+        up, cruise = self._ramp_up, self._cruise
+        a = self.acceleration
+        if t < up:
+            done = self.entry * t + a * t * t / 2
+        elif t < up + cruise:
+            done = (self.entry + self.peak) / 2 * up + self.peak * (t - up)
+        else:
+            down = min(t - up - cruise, self._ramp_down)
+            done = (
+                (self.entry + self.peak) / 2 * up
+                + self.peak * cruise
+                + self.peak * down
+                - a * down * down / 2
+            )
+        return min(self.length, max(0.0, done))
+
+
+def block_profile(window: Sequence[Block], entry: float) -> Trapezoid:
+    """The speed profile of ``window[0]`` entered at ``entry`` with ``window`` planned."""
+    block = window[0]
+    if block.length == 0.0:
+        return Trapezoid(0.0, 0.0, 0.0, 0.0, block.acceleration)
+    _, v1 = block_duration(window, entry)
+    return Trapezoid.of(block.length, entry, v1, block.nominal_speed, block.acceleration)

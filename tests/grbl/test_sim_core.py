@@ -39,7 +39,7 @@ def test_job_comments() -> None:
 
 def test_status_report_parses_and_follows_settings() -> None:
     core = GrblCore({10: 3})
-    report = p.parse_line(core.status(feed=0.0, laser=False, rx_free=127))
+    report = p.parse_line(core.status(feed=0.0, power=0.0, rx_free=127))
     assert isinstance(report, p.Status)
     assert report.state == "Idle" and report.planner_free == 15 and report.rx_free == 127
     assert report.wco == (0.0, 0.0, 0.0)
