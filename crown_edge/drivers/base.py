@@ -76,9 +76,13 @@ class RunResult:
     alarm_code: int | None = None
     alarm_text: str | None = None
     reason: str | None = None
-    """Why a run was interrupted: alarm, link_lost, silent, reset, emergency_stop, lost_ack."""
+    """Why a run was interrupted: alarm, link_lost, silent, reset, emergency_stop, lost_ack,
+    stalled (or the reason the daemon gave its stop, e.g. a cancel)."""
     elapsed_s: float = 0.0
     bytes_sent: int = 0
+    detail: str | None = None
+    """What a technician should know about how the run stopped, in words (e.g. that the feed
+    hold was still decelerating when the reset went out, or where a stalled machine froze)."""
 
     @property
     def all_acked(self) -> bool:
@@ -110,6 +114,7 @@ class RunResult:
             "alarm_code": self.alarm_code,
             "alarm_text": self.alarm_text,
             "reason": self.reason,
+            "detail": self.detail,
             "elapsed_s": round(self.elapsed_s, 3),
             "qa_auto_ok": self.qa_auto_ok,
         }

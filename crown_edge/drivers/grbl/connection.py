@@ -39,8 +39,10 @@ class Connection:
         self.silence_timeout = silence_timeout
         self._on_change = on_change
         self.protocol = p.GrblProtocol()
-        self.answers: deque[p.Ok | p.Error | p.Alarm] = deque()
-        """Answers in wire order; an ALARM is queued too so it lands between the right answers."""
+        self.answers: deque[p.Ok | p.Error | p.Alarm | p.Welcome] = deque()
+        """Answers in wire order; an ALARM and a reset banner are queued too, so each lands
+        between the right answers (grbl 1.1h answers ``ALARM:3``, a trailing ``ok`` and only then
+        its banner after a reset in motion; all three may arrive in one read)."""
         self.orphans = 0
         """Answers still due for lines of a run that ended early; dropped when they arrive."""
         self.feedback: deque[p.Event] = deque(maxlen=256)
@@ -160,7 +162,7 @@ class Connection:
             log.warning("machine %s: ALARM:%d %s", self.machine_id, event.code, event.name)
         elif isinstance(event, p.Welcome):
             self.resets += 1
-            self.answers.clear()
+            self.answers.append(event)
             self.orphans = 0  # a reset empties grbl's buffers: no answer is due any more
             self.version = self.version or p.Version(event.version, "")
         elif isinstance(event, p.Options):
@@ -212,6 +214,8 @@ class Connection:
             await self.wait(min(left, 0.2))
         answer = self.answers.popleft()
         feedback = list(self.feedback)
+        if isinstance(answer, p.Welcome):
+            raise LinkLost(f"controller reset during {line!r}", machine_id=self.machine_id)
         if isinstance(answer, p.Alarm):
             raise ControllerAlarm(
                 f"{line!r}: ALARM:{answer.code} {answer.name}",

@@ -21,15 +21,19 @@ API (all coroutines bounded by timeouts; errors from :mod:`crown_edge.errors`):
     and the machine is back at rest (refused up front unless laser mode ``$32=1`` is on,
     see ``require_laser_mode``); ``failed`` on ``error:N`` (feeding stops, feed hold, then a
     soft reset flushes what grbl still buffered, so no later line of the failed program runs);
-    ``interrupted`` on ALARM, reset, e-stop, a lost port, a silent controller or a lost ``ok``.
+    ``interrupted`` on ALARM, reset, e-stop, a lost port, a silent controller, a lost ``ok``
+    or a stalled controller (``Run`` with the position frozen while it still answers ``?``).
     Nothing is ever re-sent: continuing needs ``start_line`` (lines 1..start_line are skipped,
     the machine state is restored first, see ``streamer.resume_preamble``). A program that cannot
     be encoded raises ProtocolError before any byte is sent; a machine not ready raises.
 ``feed_hold()`` / ``resume()``
     Real-time ``!`` / ``~``.
-``emergency_stop()``
+``emergency_stop(reason="emergency_stop")``
     Real-time ``!`` (laser off at once in laser mode), then a soft reset flushing the planner.
-    Never waits for a lock; used by the door and e-stop interlocks.
+    A running program feeds nothing more from the first byte of the stop; answers that arrive
+    until the reset banner (grbl 1.1h sends a trailing ``ok``) are ignored, and the run ends
+    ``interrupted`` with ``reason``. Never waits for a lock; used by the door and e-stop
+    interlocks and by cancel.
 ``home()`` / ``unlock()``
     ``$H`` / ``$X``: technician actions, never automatic.
 ``frame(x0, y0, x1, y1, feed)``
@@ -56,6 +60,7 @@ from crown_edge.drivers.base import ProgressCallback, RunOutcome, RunProgress, R
 from crown_edge.drivers.grbl import protocol as p
 from crown_edge.drivers.grbl.connection import Connection
 from crown_edge.drivers.grbl.run import ProgramRun, halt
+from crown_edge.drivers.grbl.runstate import RunTimeouts
 from crown_edge.drivers.grbl.streamer import Streamer, resume_preamble
 from crown_edge.drivers.grbl.transport import SerialLink
 from crown_edge.errors import ControllerAlarm, DriverError, InterlockOpen, LinkLost
@@ -88,7 +93,11 @@ class GrblDriver:
                             soft reset (boards that reset on open, e.g. Arduino DTR, ~2.5 s);
     ``backoff``             (first, max) seconds between reopen attempts, doubling;
     ``lost_ack_timeout``    Idle with a line unanswered for this long -> ``lost_ack``;
-    ``hold_timeout``        bound on waiting for a feed hold / reset to take effect;
+    ``hold_timeout``        bound on waiting for a feed hold to come to rest before the reset
+                            (a hold still decelerating then is reported in the result's detail);
+    ``reset_timeout``       bound on waiting for the banner after the driver's own reset;
+    ``stall_timeout``       ``Run`` with the position frozen this long while the controller
+                            still answers ``?`` -> ``interrupted`` (``stalled``); 0 turns it off;
     ``require_laser_mode``  refuse programs unless ``$32=1``.
     """
 
@@ -105,6 +114,8 @@ class GrblDriver:
         backoff: tuple[float, float] = (0.2, 10.0),
         lost_ack_timeout: float = 2.0,
         hold_timeout: float = 1.0,
+        reset_timeout: float = 3.0,
+        stall_timeout: float = 10.0,
         require_laser_mode: bool = True,
     ) -> None:
         self._machine_id = machine_id
@@ -117,6 +128,8 @@ class GrblDriver:
         self.backoff = backoff
         self.lost_ack_timeout = lost_ack_timeout
         self.hold_timeout = hold_timeout
+        self.reset_timeout = reset_timeout
+        self.stall_timeout = stall_timeout
         self.require_laser_mode = require_laser_mode
         self._conn: Connection | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -365,8 +378,7 @@ class GrblDriver:
                 streamer,
                 on_progress,
                 machine_id=self._machine_id,
-                lost_ack_timeout=self.lost_ack_timeout,
-                hold_timeout=self.hold_timeout,
+                timeouts=self._timeouts,
             )
             self._run = run
             self._interrupted = False
@@ -378,7 +390,7 @@ class GrblDriver:
                 self._run = None
                 self._alarm = run.alarm or self._alarm
                 if conn.resets == resets:
-                    arrived = sum(1 for a in conn.answers if not isinstance(a, p.Alarm))
+                    arrived = sum(1 for a in conn.answers if isinstance(a, p.Ok | p.Error))
                     conn.orphans += max(0, streamer.in_flight - arrived)
                 conn.answers.clear()
                 self._notify()
@@ -411,19 +423,34 @@ class GrblDriver:
         """Real-time cycle start ``~``: continue after a feed hold or a closed door."""
         self._live().realtime(p.RealTime.CYCLE_START)
 
-    async def emergency_stop(self) -> None:
-        """Stop now, laser off: ``!`` then a soft reset. A running program ends ``interrupted``.
+    @property
+    def _timeouts(self) -> RunTimeouts:
+        return RunTimeouts(
+            lost_ack=self.lost_ack_timeout,
+            hold=self.hold_timeout,
+            reset=self.reset_timeout,
+            stall=self.stall_timeout,
+        )
 
-        Never raises for a missing link (there is nothing to stop then); logs instead.
+    async def emergency_stop(self, reason: str = "emergency_stop") -> None:
+        """Stop now, laser off: ``!`` then a soft reset flushing what grbl buffered.
+
+        A running program feeds nothing more from this moment and ends ``interrupted`` with
+        ``reason``; this returns once the controller has reset (or the bounds passed). Never
+        raises for a missing link (there is nothing to stop then); logs instead.
         """
-        if self._run is not None:
-            self._run.stop_reason = "emergency_stop"
+        run = self._run
+        if run is not None and not run.done:
+            run.stop(reason)
+            await run.wait_finished(self.hold_timeout + self.reset_timeout + 1.0)
+            self._notify()
+            return
         try:
             conn = self._live()
         except LinkLost:
             log.warning("machine %s: emergency stop with no link", self._machine_id)
             return
-        await halt(conn, self.hold_timeout)
+        await halt(conn, self._timeouts)
         self._notify()
 
     async def command(self, line: str, timeout: float = 5.0) -> list[p.Event]:

@@ -1,29 +1,42 @@
-"""One program run: feed lines by character counting, read answers, decide how the run ends.
+"""One program run: the asyncio shell around :class:`~crown_edge.drivers.grbl.runstate.RunMachine`.
 
-:class:`ProgramRun` is the loop behind ``GrblDriver.run_program``. The bookkeeping is the pure
-:class:`~crown_edge.drivers.grbl.streamer.Streamer`; this module adds the waiting and the rules:
+:class:`ProgramRun` is the loop behind ``GrblDriver.run_program``. The decisions — which line
+goes out, how an answer is read, when a stop holds and resets, when a run is complete, stalled
+or lost an ``ok`` — are the pure :class:`RunMachine`'s; this module feeds it what the
+connection saw (answers and banners in wire order, fresh status reports, a lost link, the time)
+and writes the bytes it asks for:
 
 * ``error:N``         -> stop feeding, feed hold, soft reset (flush), ``failed`` at that line;
 * ``ALARM:N``         -> ``interrupted`` (reason ``alarm``), machine locked until unlocked;
-* a reset banner      -> ``interrupted`` (``reset``, or ``emergency_stop`` when we sent it);
+* a reset banner      -> ``interrupted`` (``reset``);
+* :meth:`ProgramRun.stop` (emergency stop, interlock, cancel) -> hold, reset, ``interrupted``
+  with the stop's reason; nothing is fed after the stop and nothing up to the banner counts;
 * link lost / silent  -> ``interrupted`` (``link_lost`` / ``silent``);
-* fresh status reports keep saying Idle while a line is unanswered -> ``interrupted``
-  (``lost_ack``): an ``ok`` was lost on the wire and the count can no longer be trusted;
+* fresh reports keep saying Idle while a line is unanswered -> ``interrupted`` (``lost_ack``);
+* fresh reports say Run with the position frozen -> ``interrupted`` (``stalled``);
 * every line answered and a fresh report says Idle -> ``completed``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
 
 from crown_edge.drivers.base import ProgressCallback, RunOutcome, RunProgress, RunResult
 from crown_edge.drivers.grbl import protocol as p
 from crown_edge.drivers.grbl.connection import Connection
+from crown_edge.drivers.grbl.runstate import (
+    Action,
+    Realtime,
+    RunMachine,
+    RunTimeouts,
+    Write,
+    hold_complete,
+)
 from crown_edge.drivers.grbl.streamer import Streamer
-from crown_edge.errors import LinkLost, ProtocolError
+from crown_edge.errors import LinkLost
 
 log = logging.getLogger(__name__)
 
@@ -39,103 +52,106 @@ class ProgramRun:
         on_progress: ProgressCallback | None,
         *,
         machine_id: str,
-        lost_ack_timeout: float = 2.0,
-        hold_timeout: float = 1.0,
+        timeouts: RunTimeouts | None = None,
     ) -> None:
         self.conn = conn
         self.job_id = job_id
         self.streamer = streamer
         self.on_progress = on_progress
         self._machine_id = machine_id
-        self.lost_ack_timeout = lost_ack_timeout
-        self.hold_timeout = hold_timeout
-        self.stop_reason: str | None = None
-        """Set by the driver before it resets the controller on purpose (``emergency_stop``)."""
-        self.alarm: p.Alarm | None = None
+        self.machine = RunMachine(streamer, timeouts or RunTimeouts(), time.monotonic())
+        self._finished = asyncio.Event()
         self.last_percent = -1
+
+    @property
+    def alarm(self) -> p.Alarm | None:
+        """The alarm the controller raised during the run, if any."""
+        return self.machine.alarm
+
+    @property
+    def done(self) -> bool:
+        """True once the run has ended."""
+        return self.machine.done
+
+    def stop(self, reason: str) -> None:
+        """Stop now on purpose: the feed hold goes out before this returns; the run loop then
+        resets the controller and ends ``interrupted`` with ``reason``. Never raises."""
+        self._apply(self.machine.stop(reason, time.monotonic()))
+        self.conn.wake.set()
+
+    async def wait_finished(self, timeout: float) -> bool:
+        """Wait until the run has ended (True) or ``timeout`` passed (False)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._finished.wait()
+        return self._finished.is_set()
 
     async def execute(self) -> RunResult:
         """Stream the program to its end; never raises for controller or link trouble."""
-        conn, run, streamer = self.conn, self, self.streamer
+        conn, machine, streamer = self.conn, self.machine, self.streamer
         started = time.monotonic()
-        resets = conn.resets
         conn.answers.clear()
         conn.alarm = None
-        last_answer = time.monotonic()
-        idle_since: float | None = None
-        idle_seq = 0
-        acked_seq: int | None = None
-
-        def result(outcome: RunOutcome, **extra: Any) -> RunResult:
-            return RunResult(
-                run.job_id,
-                outcome,
-                streamer.acked_lines,
-                streamer.total,
-                streamer.last_acked_line,
-                streamer.start_line,
-                elapsed_s=time.monotonic() - started,
-                bytes_sent=streamer.bytes_sent,
-                **extra,
-            )
-
-        self._progress(force=True)
-        while True:
-            while conn.answers:
-                answer = conn.answers.popleft()
-                last_answer = time.monotonic()
-                if isinstance(answer, p.Alarm):
-                    self.alarm = answer
-                    return result(
-                        RunOutcome.INTERRUPTED,
-                        reason="alarm",
-                        alarm_code=answer.code,
-                        alarm_text=f"{answer.name}: {answer.text}",
-                    )
-                try:
-                    number = streamer.on_ok() if isinstance(answer, p.Ok) else streamer.answer()
-                except ProtocolError as exc:
-                    log.warning("machine %s: %s", self._machine_id, exc)
-                    continue
-                if isinstance(answer, p.Error):
-                    await halt(conn, self.hold_timeout)
-                    return result(
-                        RunOutcome.FAILED,
-                        error_line=number,
-                        error_code=answer.code,
-                        error_text=f"{answer.name}: {answer.text}",
-                    )
-                self._progress()
-            if conn.resets != resets:
-                return result(RunOutcome.INTERRUPTED, reason=run.stop_reason or "reset")
-            if conn.lost.is_set():
-                return result(RunOutcome.INTERRUPTED, reason=conn.lost_reason or "link_lost")
-            status = conn.status
-            if streamer.all_acked:
-                if acked_seq is None:
-                    acked_seq = conn.status_seq
-                elif conn.status_seq > acked_seq and status and status.state in ("Idle", "Check"):
-                    self._progress(force=True)
-                    return result(RunOutcome.COMPLETED)
-            else:
-                try:
-                    while (data := streamer.next_to_send()) is not None:
-                        conn.write(data)
-                except LinkLost:
-                    continue
-                # A lost ``ok``: fresh reports keep saying Idle while a line is still unanswered.
+        seen_reports = conn.status_seq
+        try:
+            self._apply(machine.start(started))
+            self._progress(force=True)
+            while machine.end is None:
                 now = time.monotonic()
-                if status is not None and status.state == "Idle" and streamer.in_flight:
-                    if idle_since is None:
-                        idle_since, idle_seq = now, conn.status_seq
-                    quiet = min(now - idle_since, now - last_answer)
-                    if quiet > self.lost_ack_timeout and conn.status_seq >= idle_seq + 3:
-                        # The count is off by the lost answers: a reset puts both sides at zero.
-                        await halt(conn, self.hold_timeout)
-                        return result(RunOutcome.INTERRUPTED, reason="lost_ack")
-                else:
-                    idle_since = None
-            await conn.wait(0.1)
+                # Reports first, then answers: a report read before an answer can then never
+                # count as "after the last ok" (completion waits for a later one).
+                if conn.status_seq != seen_reports and conn.status is not None:
+                    seen_reports = conn.status_seq
+                    self._apply(machine.on_status(conn.status, now))
+                while conn.answers and machine.end is None:
+                    acked = streamer.acked_lines
+                    self._apply(machine.on_answer(conn.answers.popleft(), now))
+                    if streamer.acked_lines != acked:
+                        self._progress()
+                if conn.lost.is_set():
+                    machine.on_link_lost(conn.lost_reason or "link_lost", now)
+                self._apply(machine.tick(now))
+                for note in machine.notes:
+                    log.warning("machine %s: %s", self._machine_id, note)
+                machine.notes.clear()
+                if machine.end is None:
+                    await conn.wait(0.1)
+        finally:
+            self._finished.set()
+        end = machine.end
+        if end.outcome is RunOutcome.COMPLETED:
+            self._progress(force=True)
+        if end.detail:
+            log.warning("machine %s: job %s: %s", self._machine_id, self.job_id, end.detail)
+        return RunResult(
+            self.job_id,
+            end.outcome,
+            streamer.acked_lines,
+            streamer.total,
+            streamer.last_acked_line,
+            streamer.start_line,
+            error_line=end.error_line,
+            error_code=end.error_code,
+            error_text=end.error_text,
+            alarm_code=end.alarm_code,
+            alarm_text=end.alarm_text,
+            reason=end.reason,
+            elapsed_s=time.monotonic() - started,
+            bytes_sent=streamer.bytes_sent,
+            detail=end.detail,
+        )
+
+    def _apply(self, actions: list[Action]) -> None:
+        """Write what the machine asked for; a failed write is a lost link."""
+        for action in actions:
+            try:
+                if isinstance(action, Write):
+                    self.conn.write(action.data)
+                elif isinstance(action, Realtime):
+                    self.conn.realtime(action.command)
+            except LinkLost:
+                self.machine.on_link_lost("link_lost", time.monotonic())
+                return
 
     def _progress(self, *, force: bool = False) -> None:
         run, streamer = self, self.streamer
@@ -153,20 +169,22 @@ class ProgramRun:
                 log.exception("machine %s: progress callback failed", self._machine_id)
 
 
-async def halt(conn: Connection, hold_timeout: float) -> None:
-    """Feed hold, let the motion stop, then soft-reset so nothing buffered runs later."""
+async def halt(conn: Connection, timeouts: RunTimeouts) -> None:
+    """Feed hold, let the motion stop, then soft-reset so nothing buffered runs later.
+
+    For a controller with no program running (a run stops through :meth:`ProgramRun.stop`).
+    """
     with contextlib.suppress(LinkLost):
         conn.realtime(p.RealTime.FEED_HOLD)
-        deadline = time.monotonic() + hold_timeout
+        deadline = time.monotonic() + timeouts.hold
         seq = conn.status_seq
         while time.monotonic() < deadline and not conn.lost.is_set():
             status = conn.status
-            fresh = conn.status_seq > seq and status is not None
-            if fresh and status and (status.state in ("Idle", "Door") or status.substate == 0):
+            if conn.status_seq > seq and status is not None and hold_complete(status):
                 break
             await conn.wait(0.05)
         resets = conn.resets
         conn.realtime(p.RealTime.SOFT_RESET)
-        deadline = time.monotonic() + hold_timeout
-        while conn.resets == resets and time.monotonic() < deadline:
+        deadline = time.monotonic() + timeouts.reset
+        while conn.resets == resets and time.monotonic() < deadline and not conn.lost.is_set():
             await conn.wait(0.05)
