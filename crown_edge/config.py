@@ -6,6 +6,7 @@ section, the key and the allowed values. ``config/edge.example.toml`` documents 
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,14 +64,26 @@ class TemporalConfig:
 
 @dataclass(frozen=True, slots=True)
 class MqttConfig:
-    """The MQTT broker the workshop publishes to."""
+    """The MQTT broker the workshop publishes to, and the workshop's identity there.
+
+    TLS is on unless ``tls`` is false: the broker is checked against ``ca_file`` (None: the system
+    trust store) and, with ``cert_file`` + ``key_file``, the workshop shows its own certificate
+    (mutual TLS). ``client_id`` None means ``crown-edge-{shop_id}``. ``password`` is the secret
+    itself (read from ``password_file`` when that is how it was given); it is kept out of reprs.
+    """
 
     enabled: bool = True
     host: str = "127.0.0.1"
-    port: int = 1883
+    port: int = 8883
     keepalive_s: int = 30
+    tls: bool = True
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    client_id: str | None = None
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    password_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,27 +178,115 @@ def _path(base: Path, value: str) -> Path:
     return path if path.is_absolute() else (base / path)
 
 
-def _known(sec: str, raw: dict[str, Any], keys: set[str]) -> None:
+def known_keys(sec: str, raw: dict[str, Any], keys: set[str]) -> None:
+    """Raise ConfigError for the first key of ``raw`` not in ``keys``."""
     for key in raw:
         if key not in keys:
             raise ConfigError(sec, key, "unknown key", ", ".join(sorted(keys)))
 
 
+MQTT_KEYS = {
+    "enabled",
+    "host",
+    "port",
+    "keepalive_s",
+    "tls",
+    "ca_file",
+    "cert_file",
+    "key_file",
+    "client_id",
+    "username",
+    "password",
+    "password_file",
+}
+
+
+def _file(sec: str, raw: dict[str, Any], key: str, base: Path) -> Path | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(sec, key, f"got {value!r}", "a file path")
+    path = _path(base, value)
+    if not path.is_file():
+        raise ConfigError(sec, key, f"no such file: {path}", "an existing file")
+    return path
+
+
+def _secret(sec: str, raw: dict[str, Any], key: str) -> str | None:
+    """A secret string; a bad value is described by its type, never echoed."""
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        shown = "an empty string" if value == "" else f"a {type(value).__name__}"
+        raise ConfigError(sec, key, f"got {shown}", "a non-empty string")
+    return value
+
+
+def parse_mqtt(raw: dict[str, Any], base_dir: Path, sec: str = "mqtt") -> MqttConfig:
+    """The ``[mqtt]`` table (already checked for unknown keys) as an :class:`MqttConfig`.
+
+    TLS files must exist; ``cert_file`` and ``key_file`` come together; ``password`` and
+    ``password_file`` exclude each other and need a ``username``. ``port`` defaults to 8883 with
+    TLS and 1883 without.
+    """
+    tls = _bool(sec, raw, "tls", True)
+    files = {key: _file(sec, raw, key, base_dir) for key in ("ca_file", "cert_file", "key_file")}
+    if not tls:
+        for key, path in files.items():
+            if path is not None:
+                raise ConfigError(sec, key, "set while tls = false", "tls = true, or drop the key")
+    if (files["cert_file"] is None) != (files["key_file"] is None):
+        missing = "key_file" if files["key_file"] is None else "cert_file"
+        raise ConfigError(sec, missing, "missing", "both cert_file and key_file, or neither")
+    username = _str(sec, raw, "username") if raw.get("username") is not None else None
+    password = _secret(sec, raw, "password")
+    password_file = _file(sec, raw, "password_file", base_dir)
+    if password is not None and password_file is not None:
+        raise ConfigError(sec, "password_file", "set together with password", "one of the two")
+    if password_file is not None:
+        try:
+            password = password_file.read_text("utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(sec, "password_file", f"cannot read {password_file}") from exc
+        if not password:
+            raise ConfigError(sec, "password_file", f"{password_file} is empty", "a password")
+    if password is not None and username is None:
+        key = "password" if password_file is None else "password_file"
+        raise ConfigError(sec, key, "set without username", "username and a password")
+    client_id = _ident(sec, raw, "client_id") if raw.get("client_id") is not None else None
+    return MqttConfig(
+        enabled=_bool(sec, raw, "enabled", True),
+        host=_str(sec, raw, "host", "127.0.0.1"),
+        port=_int(sec, raw, "port", 8883 if tls else 1883, 1, 65535),
+        keepalive_s=_int(sec, raw, "keepalive_s", 30, 5, 3600),
+        tls=tls,
+        ca_file=files["ca_file"],
+        cert_file=files["cert_file"],
+        key_file=files["key_file"],
+        client_id=client_id,
+        username=username,
+        password=password,
+        password_file=password_file,
+    )
+
+
 def parse_config(data: dict[str, Any], base_dir: Path) -> EdgeConfig:
     """Validate parsed TOML; relative paths are resolved against ``base_dir``."""
-    _known(
+    known_keys(
         "(top)",
         data,
         {"edge", "store", "control", "qa", "machines", "devices", "temporal", "mqtt", "metrics"},
     )
     edge = _table(data, "edge")
-    _known("edge", edge, {"shop_id", "heartbeat_timeout_s"})
+    known_keys("edge", edge, {"shop_id", "heartbeat_timeout_s"})
     store = _table(data, "store")
-    _known("store", store, {"path", "catalog"})
+    known_keys("store", store, {"path", "catalog"})
     control = _table(data, "control")
-    _known("control", control, {"socket"})
+    known_keys("control", control, {"socket"})
     qa = _table(data, "qa")
-    _known("qa", qa, {"mode"})
+    known_keys("qa", qa, {"mode"})
 
     machines: list[MachineConfig] = []
     raw_machines = data.get("machines", [])
@@ -203,7 +304,7 @@ def parse_config(data: dict[str, Any], base_dir: Path) -> EdgeConfig:
         sec = f"devices[{i}]"
         if not isinstance(raw, dict):
             raise ConfigError(sec, "", "must be a table")
-        _known(sec, raw, {"id", "profile", "url"})
+        known_keys(sec, raw, {"id", "profile", "url"})
         dev_id = _ident(sec, raw, "id")
         sec = f"devices.{dev_id}"
         url = _str(sec, raw, "url")
@@ -233,7 +334,7 @@ def parse_config(data: dict[str, Any], base_dir: Path) -> EdgeConfig:
         sec = f"machines[{i}]"
         if not isinstance(raw, dict):
             raise ConfigError(sec, "", "must be a table")
-        _known(sec, raw, mkeys)
+        known_keys(sec, raw, mkeys)
         mid = _ident(sec, raw, "id")
         sec = f"machines.{mid}"
         driver = _choice(sec, raw, "driver", "grbl", DRIVERS)
@@ -268,16 +369,14 @@ def parse_config(data: dict[str, Any], base_dir: Path) -> EdgeConfig:
         raise ConfigError("machines", "id", "duplicate machine id")
 
     temporal = _table(data, "temporal")
-    _known("temporal", temporal, {"enabled", "target", "namespace"})
+    known_keys("temporal", temporal, {"enabled", "target", "namespace"})
     mqtt = _table(data, "mqtt")
-    _known("mqtt", mqtt, {"enabled", "host", "port", "keepalive_s", "username", "password"})
+    known_keys("mqtt", mqtt, MQTT_KEYS)
     metrics = _table(data, "metrics")
-    _known("metrics", metrics, {"enabled", "host", "port"})
+    known_keys("metrics", metrics, {"enabled", "host", "port"})
     catalog = store.get("catalog")
     if catalog is not None and (not isinstance(catalog, str) or not catalog):
         raise ConfigError("store", "catalog", f"got {catalog!r}", "a file path")
-    user = mqtt.get("username")
-    password = mqtt.get("password")
     return EdgeConfig(
         shop_id=_ident("edge", edge, "shop_id", "shop-1"),
         heartbeat_timeout_s=_float("edge", edge, "heartbeat_timeout_s", 300.0, 1.0, 86400.0),
@@ -292,20 +391,39 @@ def parse_config(data: dict[str, Any], base_dir: Path) -> EdgeConfig:
             target=_str("temporal", temporal, "target", "127.0.0.1:7233"),
             namespace=_str("temporal", temporal, "namespace", "default"),
         ),
-        mqtt=MqttConfig(
-            enabled=_bool("mqtt", mqtt, "enabled", True),
-            host=_str("mqtt", mqtt, "host", "127.0.0.1"),
-            port=_int("mqtt", mqtt, "port", 1883, 1, 65535),
-            keepalive_s=_int("mqtt", mqtt, "keepalive_s", 30, 5, 3600),
-            username=_str("mqtt", mqtt, "username") if user is not None else None,
-            password=_str("mqtt", mqtt, "password") if password is not None else None,
-        ),
+        mqtt=parse_mqtt(mqtt, base_dir),
         metrics=MetricsConfig(
             enabled=_bool("metrics", metrics, "enabled", False),
             host=_str("metrics", metrics, "host", "127.0.0.1"),
             port=_int("metrics", metrics, "port", 9464, 0, 65535),
         ),
     )
+
+
+def mqtt_toml(mqtt: MqttConfig) -> str:
+    """``mqtt`` as a ``[mqtt]`` TOML table :func:`parse_mqtt` reads back.
+
+    The password goes by its file when it came from one; otherwise it is written inline and the
+    caller must keep the file private (mode 0600).
+    """
+    lines = [
+        "[mqtt]",
+        f"enabled = {json.dumps(mqtt.enabled)}",
+        f"host = {json.dumps(mqtt.host)}",
+        f"port = {mqtt.port}",
+        f"keepalive_s = {mqtt.keepalive_s}",
+        f"tls = {json.dumps(mqtt.tls)}",
+    ]
+    for key in ("ca_file", "cert_file", "key_file", "password_file"):
+        value = getattr(mqtt, key)
+        if value is not None:
+            lines.append(f"{key} = {json.dumps(str(value))}")
+    for key in ("client_id", "username"):
+        if getattr(mqtt, key) is not None:
+            lines.append(f"{key} = {json.dumps(getattr(mqtt, key))}")
+    if mqtt.password is not None and mqtt.password_file is None:
+        lines.append(f"password = {json.dumps(mqtt.password)}")
+    return "\n".join(lines)
 
 
 def load_config(path: Path) -> EdgeConfig:

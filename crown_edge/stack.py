@@ -3,8 +3,9 @@ pipeline benchmark drive.
 
 Started in order (and stopped in reverse, nothing left behind):
 
-1. embedded services: Temporal dev server (state in ``workdir/temporal.db``), an MQTT broker
-   (mosquitto, else amqtt), an SQS endpoint (moto) with the four FIFO queues;
+1. embedded services: Temporal dev server (state in ``workdir/temporal.db``), mosquitto locked
+   down (TLS, passwords, per-workshop ACLs; CA and identities in ``workdir/mqtt``), an SQS
+   endpoint (moto) with the four FIFO queues;
 2. a Modbus device simulator (rotary chuck, door, e-stop, air, exhaust) for the rotary laser;
 3. the workshop daemon (:class:`~crown_edge.daemon.app.EdgeDaemon`) with N simulated GRBL lasers
    on pseudo-terminals, its MQTT link and its Temporal activity worker;
@@ -34,10 +35,11 @@ from crown_edge.config import (
     DeviceConfig,
     EdgeConfig,
     MachineConfig,
-    MqttConfig,
     TemporalConfig,
+    mqtt_toml,
 )
 from crown_edge.daemon.app import EdgeDaemon
+from crown_edge.embedded.pki import write_private
 from crown_edge.models import IntakeMessage
 
 log = logging.getLogger(__name__)
@@ -111,8 +113,14 @@ class FullStack:
         s.workdir.mkdir(parents=True, exist_ok=True)
         log.info("starting Temporal dev server, MQTT broker and SQS endpoint")
         self.services = await self._stack.enter_async_context(
-            EmbeddedServices(temporal_db=s.workdir / "temporal.db")
+            EmbeddedServices(
+                temporal_db=s.workdir / "temporal.db",
+                mqtt_state_dir=s.workdir / "mqtt",
+                shops=(s.shop_id,),
+            )
         )
+        broker = self.services.broker
+        cloud_login = await asyncio.to_thread(broker.cloud)
         target = self.services.temporal.target
         self.client = await Client.connect(target)
         devices: tuple[DeviceConfig, ...] = ()
@@ -147,12 +155,12 @@ class FullStack:
             machines=tuple(machines),
             devices=devices,
             temporal=TemporalConfig(enabled=True, target=target),
-            mqtt=MqttConfig(host=self.services.broker.host, port=self.services.broker.port),
+            mqtt=broker.workshop_config(s.shop_id),
         )
         log.info("starting the workshop daemon with %s simulated lasers", len(machines))
         if s.edge_process:
             path = s.workdir / "edge.toml"
-            path.write_text(edge_config_toml(self.config))
+            write_private(path, edge_config_toml(self.config).encode())
             await self._stack.enter_async_context(_edge_process(path, self.config))
         else:
             self.daemon = EdgeDaemon(self.config, catalog=self.catalog)
@@ -164,8 +172,11 @@ class FullStack:
         settings = CloudSettings(
             designs_dir=s.workdir / "designs",
             http_port=s.http_port,
-            mqtt_host=self.services.broker.host,
-            mqtt_port=self.services.broker.port,
+            mqtt_host=broker.host,
+            mqtt_port=broker.port,
+            mqtt_username=cloud_login.username,
+            mqtt_password=cloud_login.password,
+            mqtt_tls=cloud_login.tls,
             sqs_endpoint_url=self.services.moto.endpoint_url,
         )
         log.info("starting the cloud side: Order API, dispatcher, bridge, workflow worker")
@@ -295,8 +306,7 @@ def edge_config_toml(cfg: EdgeConfig) -> str:
         f"[control]\nsocket = {q(str(cfg.control_socket))}",
         f"[qa]\nmode = {q(cfg.qa_mode)}",
         f"[temporal]\nenabled = {q(cfg.temporal.enabled)}\ntarget = {q(cfg.temporal.target)}",
-        f"[mqtt]\nenabled = {q(cfg.mqtt.enabled)}\nhost = {q(cfg.mqtt.host)}\n"
-        f"port = {cfg.mqtt.port}",
+        mqtt_toml(cfg.mqtt),
     ]
     for d in cfg.devices:
         out.append(f"[[devices]]\nid = {q(d.id)}\nprofile = {q(d.profile)}\nurl = {q(d.url)}")

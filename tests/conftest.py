@@ -1,4 +1,4 @@
-"""Shared service fixtures: real mosquitto/amqtt, moto and Temporal dev server on loopback ports.
+"""Shared service fixtures: real mosquitto, moto and Temporal dev server on loopback ports.
 
 The fixtures are synchronous and session-scoped: each service runs in a child process or a thread
 of its own, so no event loop is shared between tests (pytest-asyncio gives every test its own
@@ -11,25 +11,28 @@ should start their own instance with the launcher rather than disturb the shared
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from crown_edge.embedded import MotoServer, MqttBroker, TemporalDevServer
+from crown_edge.embedded import MotoServer, MqttBroker, TemporalDevServer, find_mosquitto
+from tests.brokers import MOSQUITTO_MISSING
 
 
 @pytest.fixture(scope="session")
 def mqtt_broker() -> Iterator[MqttBroker]:
-    """A broker (mosquitto if installed, else amqtt) on 127.0.0.1 and an ephemeral port.
+    """The locked-down mosquitto (TLS, passwords, per-workshop ACLs) on 127.0.0.1 and an
+    ephemeral port, shared by the session.
 
-    ``CROWN_TEST_BROKER=amqtt`` (or ``mosquitto``) forces one implementation.
+    Clients need an identity: ``mqtt_broker.workshop(shop_id)`` (registered on first use) or
+    ``mqtt_broker.cloud()``; ``workshop_settings`` / ``bridge_settings`` / ``client`` /
+    ``workshop_config`` build the matching link settings, aiomqtt client or ``[mqtt]`` config.
+    Skipped, with the reason, when mosquitto is not installed.
     """
-    prefer = os.environ.get("CROWN_TEST_BROKER", "auto")
-    if prefer not in ("auto", "mosquitto", "amqtt"):
-        raise pytest.UsageError(f"CROWN_TEST_BROKER={prefer!r}: use auto, mosquitto or amqtt")
-    with MqttBroker(prefer=prefer) as broker:  # type: ignore[arg-type]
+    if find_mosquitto() is None:
+        pytest.skip(MOSQUITTO_MISSING)
+    with MqttBroker() as broker:
         yield broker
 
 

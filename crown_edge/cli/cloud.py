@@ -14,14 +14,20 @@ from typing import Annotated, Any
 import typer
 
 from crown_edge.cli.common import fail
+from crown_edge.config import MQTT_KEYS, MqttConfig, known_keys, parse_mqtt
 from crown_edge.errors import ConfigError, CrownEdgeError
+from crown_edge.sync.mqtt_auth import tls_of
 
 order_app = typer.Typer(help="Place orders through an Order API (a tool for tests and demos).")
 
 
 @dataclass(frozen=True, slots=True)
 class CloudConfig:
-    """The cloud roles' settings (``config/cloud.example.toml`` documents them)."""
+    """The cloud roles' settings (``config/cloud.example.toml`` documents them).
+
+    ``mqtt`` is the bridge's broker link and identity (the ``[mqtt]`` table, parsed like the
+    workshop's, see :func:`crown_edge.config.parse_mqtt`); None when the table names no host.
+    """
 
     default_shop_id: str
     designs_dir: Path
@@ -31,8 +37,7 @@ class CloudConfig:
     temporal_namespace: str
     sqs_region: str
     sqs_endpoint_url: str | None
-    mqtt_host: str | None
-    mqtt_port: int
+    mqtt: MqttConfig | None
 
 
 def load_cloud_config(path: Path) -> CloudConfig:
@@ -54,10 +59,13 @@ def load_cloud_config(path: Path) -> CloudConfig:
         return value
 
     port = get("http", "port", 8080, int)
-    mqtt_port = get("mqtt", "port", 1883, int)
-    for section, key, value in (("http", "port", port), ("mqtt", "port", mqtt_port)):
-        if not 0 <= value <= 65535:
-            raise ConfigError(section, key, f"got {value}", "0..65535")
+    if not 0 <= port <= 65535:
+        raise ConfigError("http", "port", f"got {port}", "0..65535")
+    raw_mqtt = data.get("mqtt", {})
+    if not isinstance(raw_mqtt, dict):
+        raise ConfigError("mqtt", "", "must be a table")
+    known_keys("mqtt", raw_mqtt, MQTT_KEYS)
+    mqtt = parse_mqtt(raw_mqtt, path.parent) if "host" in raw_mqtt else None
     designs = Path(get("cloud", "designs_dir", "var/designs", str))
     return CloudConfig(
         default_shop_id=get("cloud", "default_shop_id", "shop-1", str),
@@ -68,8 +76,7 @@ def load_cloud_config(path: Path) -> CloudConfig:
         temporal_namespace=get("temporal", "namespace", "default", str),
         sqs_region=get("sqs", "region", "us-east-1", str),
         sqs_endpoint_url=get("sqs", "endpoint_url", None, str),
-        mqtt_host=get("mqtt", "host", None, str),
-        mqtt_port=mqtt_port,
+        mqtt=mqtt if mqtt is not None and mqtt.enabled else None,
     )
 
 
@@ -109,12 +116,17 @@ async def _serve(cfg: CloudConfig) -> None:
     async def start(msg: IntakeMessage) -> None:
         await start_job(client, msg, default_shop_id=cfg.default_shop_id)
 
+    mqtt = cfg.mqtt
     settings = CloudSettings(
         designs_dir=cfg.designs_dir,
         http_host=cfg.http_host,
         http_port=cfg.http_port,
-        mqtt_host=cfg.mqtt_host,
-        mqtt_port=cfg.mqtt_port,
+        mqtt_host=mqtt.host if mqtt is not None else None,
+        mqtt_port=mqtt.port if mqtt is not None else 8883,
+        bridge_client_id=(mqtt.client_id if mqtt is not None else None) or "crown-bridge",
+        mqtt_username=mqtt.username if mqtt is not None else None,
+        mqtt_password=mqtt.password if mqtt is not None else None,
+        mqtt_tls=tls_of(mqtt) if mqtt is not None else None,
         sqs_endpoint_url=cfg.sqs_endpoint_url,
         sqs_region=cfg.sqs_region,
     )

@@ -96,7 +96,10 @@ def doctor(
     broker = shutil.which("mosquitto") or (
         "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None
     )
-    check("mqtt broker", True, broker or "mosquitto not found: `up` uses the amqtt broker")
+    # only `up` runs a local broker; a workshop PC talks to a remote one and needs none
+    check(
+        "mqtt broker", True, broker or "mosquitto not found: `up` needs it (apt install mosquitto)"
+    )
     if json_out:
         emit({"ok": all(c["ok"] for c in checks), "checks": checks}, True)
     else:

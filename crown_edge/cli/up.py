@@ -17,6 +17,7 @@ from rich.live import Live
 from rich.table import Table
 
 from crown_edge.cli.common import fail
+from crown_edge.errors import CrownEdgeError
 
 TERMINAL = {"complete", "escalated", "cancelled", "failed", "blocked", "revision_requested"}
 console = Console(stderr=True)
@@ -84,6 +85,8 @@ def up(
     except KeyboardInterrupt:
         console.print("stopped")
         return
+    except CrownEdgeError as exc:  # e.g. mosquitto not installed: one line, exit 1
+        fail(str(exc))
     if summary is None:
         console.print("stopped")
         return
@@ -128,6 +131,9 @@ async def _up(settings: Any, orders: list[dict[str, Any]], exit_when_done: bool)
             f"  Order API      {stack.api_url}  (POST /orders, GET /status/JOB)\n"
             f"  Temporal       {stack.services.temporal.target}\n"
             f"  MQTT broker    {stack.services.broker.host}:{stack.services.broker.port}\n"
+            f"  MQTT CA        {stack.services.broker.ca_file}  (TLS; per-workshop ACLs)\n"
+            f"  MQTT logins    {stack.services.broker.state_dir}  (certificates, keys, "
+            f"*.password; mode 0600)\n"
             f"  SQS (moto)     {stack.services.moto.endpoint_url}\n"
             f"  Workshop       {len(stack.config.machines)} simulated lasers, "
             f"QA {stack.config.qa_mode}\n"

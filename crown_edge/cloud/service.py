@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -22,6 +22,7 @@ from crown_edge.cloud.app import OrderApi, create_app
 from crown_edge.embedded.sqs import DEFAULT_REGION, sqs_client
 from crown_edge.sync.bridge import Bridge, BridgeSettings
 from crown_edge.sync.dispatcher import Dispatcher, StartJob
+from crown_edge.sync.mqtt_auth import MqttTls
 from crown_edge.sync.sqs import OrderQueue
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,8 @@ class CloudSettings:
     """Where the cloud side listens and what it talks to.
 
     ``sqs_endpoint_url`` None means AWS with the default credential chain; a loopback endpoint
-    (moto) gets dummy credentials. ``mqtt_host`` None runs the bridge without MQTT.
+    (moto) gets dummy credentials. ``mqtt_host`` None runs the bridge without MQTT; the bridge
+    connects as ``mqtt_username`` over ``mqtt_tls`` (None: plain TCP).
     """
 
     designs_dir: Path
@@ -41,6 +43,9 @@ class CloudSettings:
     mqtt_host: str | None = "127.0.0.1"
     mqtt_port: int = 1883
     bridge_client_id: str = "crown-bridge"
+    mqtt_username: str | None = None
+    mqtt_password: str | None = field(default=None, repr=False)
+    mqtt_tls: MqttTls | None = None
     sqs_endpoint_url: str | None = None
     sqs_region: str = DEFAULT_REGION
     dispatcher_wait_seconds: int = 1
@@ -72,7 +77,14 @@ class CloudServices:
         self.client = client if client is not None else _client_for(settings)
         self.orders = OrderQueue(self.client)
         bridge_settings = (
-            BridgeSettings(settings.mqtt_host, settings.mqtt_port, settings.bridge_client_id)
+            BridgeSettings(
+                settings.mqtt_host,
+                settings.mqtt_port,
+                settings.bridge_client_id,
+                username=settings.mqtt_username,
+                password=settings.mqtt_password,
+                tls=settings.mqtt_tls,
+            )
             if settings.mqtt_host is not None
             else None
         )

@@ -53,16 +53,8 @@ async def start_mqtt(d: EdgeDaemon, stack: AsyncExitStack) -> None:
         except CrownEdgeError as exc:
             log.warning("mqtt command %s(%s) refused: %s", verb, payload[key], exc)
 
-    cfg = d.config.mqtt
-    settings = MqttSettings(
-        host=cfg.host,
-        port=cfg.port,
-        shop_id=d.config.shop_id,
-        username=cfg.username,
-        password=cfg.password,
-        keepalive=cfg.keepalive_s,
-    )
-    link = MqttLink(settings, d.store, on_command)
+    # fixed client id + persistent session: commands sent while offline wait at the broker
+    link = MqttLink(MqttSettings.from_config(d.config), d.store, on_command)
     await stack.enter_async_context(link)
     d.store.on_commit.append(link.wake)
     d.add_link("mqtt", lambda: link.connected)

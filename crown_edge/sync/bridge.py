@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -32,6 +32,7 @@ from crown_edge.errors import SyncError
 from crown_edge.sync import topics
 from crown_edge.sync.backoff import Backoff
 from crown_edge.sync.board import StatusBoard, event_problem
+from crown_edge.sync.mqtt_auth import MqttTls, mqtt_client
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +47,16 @@ class EventSink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class BridgeSettings:
-    """Broker address and the bridge's MQTT identity."""
+    """Broker address and the bridge's MQTT identity (the cloud's: it alone may publish
+    ``commands/`` and it reads every workshop's up-topics). ``tls`` None means plain TCP;
+    ``password`` stays out of the repr."""
 
     host: str
     port: int
     client_id: str = "crown-bridge"
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: MqttTls | None = None
     keepalive: int = 30
     subscriber_queue: int = 64
 
@@ -216,12 +220,13 @@ class Bridge:
         backoff = Backoff(0.2, 30.0)
         while True:
             try:
-                async with aiomqtt.Client(
+                async with mqtt_client(
                     s.host,
                     s.port,
                     identifier=s.client_id,
                     username=s.username,
                     password=s.password,
+                    tls=s.tls,
                     keepalive=s.keepalive,
                     clean_session=False,
                 ) as client:

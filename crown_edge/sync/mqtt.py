@@ -25,15 +25,17 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import aiomqtt
 
+from crown_edge import __version__
 from crown_edge.models import OutboxEntry
 from crown_edge.sync import topics
 from crown_edge.sync.backoff import Backoff
+from crown_edge.sync.mqtt_auth import MqttTls, mqtt_client, tls_of
 from crown_edge.sync.ports import OutboxSource
 
 if TYPE_CHECKING:
@@ -51,39 +53,45 @@ class _Stopping(Exception):
 
 @dataclass(frozen=True, slots=True)
 class MqttSettings:
-    """Where and how the link connects. ``client_id`` defaults to ``crown-edge-{shop_id}``."""
+    """Where and how the link connects, and as whom.
+
+    ``client_id`` defaults to ``crown-edge-{shop_id}``; a fixed id makes the broker session
+    persistent (``clean_session=False``), so commands sent while the workshop is offline wait
+    for it. ``client_id=None`` gives a throw-away id and a clean session (tools, not workshops).
+    ``tls`` None means plain TCP. ``password`` stays out of the repr.
+    """
 
     host: str
     port: int
     shop_id: str
     client_id: str | None = None
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: MqttTls | None = None
     keepalive: int = 30
     timeout: float = 10.0
     batch: int = 100
     poll_interval: float = 5.0
     backoff_initial: float = 0.2
     backoff_max: float = 30.0
-    version: str = "0"
+    version: str = __version__
 
     @classmethod
     def from_config(cls, config: EdgeConfig, **overrides: Any) -> MqttSettings:
         """Settings from the edge config's ``[mqtt]`` table and ``shop_id``.
 
-        The client id is fixed (``crown-edge-{shop_id}``), which makes the broker session
-        persistent: commands sent while the workshop is offline wait for it.
+        The client id is fixed (``[mqtt] client_id``, default ``crown-edge-{shop_id}``), which
+        makes the broker session persistent; ``version`` is the package's.
         """
-        from crown_edge import __version__
-
         mqtt = config.mqtt
         values: dict[str, Any] = {
             "host": mqtt.host,
             "port": mqtt.port,
             "shop_id": config.shop_id,
-            "client_id": f"crown-edge-{config.shop_id}",
+            "client_id": mqtt.client_id or f"crown-edge-{config.shop_id}",
             "username": mqtt.username,
             "password": mqtt.password,
+            "tls": tls_of(mqtt),
             "keepalive": mqtt.keepalive_s,
             "version": __version__,
         }
@@ -186,12 +194,13 @@ class MqttLink:
         will = aiomqtt.Will(
             self.prefix + topics.EDGE_STATE, self._edge_state(False), qos=1, retain=True
         )
-        return aiomqtt.Client(
+        return mqtt_client(
             s.host,
             s.port,
             identifier=identifier,
             username=s.username,
             password=s.password,
+            tls=s.tls,
             keepalive=s.keepalive,
             timeout=s.timeout,
             will=will,

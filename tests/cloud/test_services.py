@@ -13,7 +13,7 @@ from crown_edge.embedded import EmbeddedServices, MotoServer, MqttBroker
 from crown_edge.embedded._proc import port_open
 from crown_edge.errors import SyncError
 from crown_edge.models import IntakeMessage
-from crown_edge.sync.mqtt import MqttLink, MqttSettings
+from crown_edge.sync.mqtt import MqttLink
 from tests.cloud.client import post_json, request
 from tests.sync.fakes import MemoryOutbox, until
 
@@ -34,6 +34,9 @@ async def test_order_flows_from_api_to_dispatcher_and_back_from_the_workshop(
         designs_dir=tmp_path,
         mqtt_host=mqtt_broker.host,
         mqtt_port=mqtt_broker.port,
+        mqtt_username=mqtt_broker.cloud().username,
+        mqtt_password=mqtt_broker.cloud().password,
+        mqtt_tls=mqtt_broker.cloud().tls,
         bridge_client_id=uuid.uuid4().hex,
         sqs_endpoint_url=moto_server.endpoint_url,
         dispatcher_wait_seconds=0,
@@ -48,7 +51,7 @@ async def test_order_flows_from_api_to_dispatcher_and_back_from_the_workshop(
 
         outbox = MemoryOutbox()
         outbox.put("events", {"event_id": "u1", "job_id": "J-1", "seq": 1, "status": "queued"})
-        async with MqttLink(MqttSettings(mqtt_broker.host, mqtt_broker.port, "s1"), outbox):
+        async with MqttLink(mqtt_broker.workshop_settings("s1"), outbox):
             await until(lambda: cloud.bridge.relayed == 1)
         status = await request(f"{cloud.api.url}/orders/J-1")
         assert status.json()["status"] == "queued"

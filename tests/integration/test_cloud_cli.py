@@ -14,6 +14,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from crown_edge.cli.cloud import load_cloud_config
+from crown_edge.config import mqtt_toml
 from crown_edge.embedded import MotoServer, MqttBroker, TemporalDevServer
 from crown_edge.embedded._proc import free_port
 from crown_edge.errors import ConfigError
@@ -47,7 +48,7 @@ def test_cloud_process_starts_workflows_from_orders(
         f'[cloud]\ndefault_shop_id = "nowhere"\ndesigns_dir = "designs"\n'
         f'[http]\nport = {port}\n[temporal]\ntarget = "{temporal_dev_server.target}"\n'
         f'[sqs]\nendpoint_url = "{moto_server.endpoint_url}"\n'
-        f'[mqtt]\nhost = "{mqtt_broker.host}"\nport = {mqtt_broker.port}\n'
+        f"{mqtt_toml(mqtt_broker.cloud_config())}\n"
     )
     with open(tmp_path / "cloud.log", "wb") as log:
         proc = subprocess.Popen(

@@ -20,6 +20,7 @@ import pytest
 from temporalio.client import Client
 
 from crown_edge.catalog import load_catalog
+from crown_edge.config import mqtt_toml
 from crown_edge.control import call
 from crown_edge.embedded import MqttBroker, TemporalDevServer
 from crown_edge.models import IntakeMessage
@@ -53,7 +54,7 @@ class EdgeProcess:
             '[edge]\nshop_id = "offline"\n[store]\npath = "edge.db"\n[control]\n'
             'socket = "ctl.sock"\n[qa]\nmode = "manual"\n'
             f'[temporal]\ntarget = "{temporal}"\n'
-            f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
+            f"{mqtt_toml(broker.workshop_config('offline'))}\n"
             '[[machines]]\nid = "m1"\ndriver = "sim"\nsim_time_scale = 1.0\n'
         )
         self.proc: subprocess.Popen[bytes] | None = None

@@ -7,13 +7,12 @@ import json
 import uuid
 from typing import Any
 
-import aiomqtt
 import pytest
 
 from crown_edge.embedded import MqttBroker
 from crown_edge.sync import queues
-from crown_edge.sync.bridge import Bridge, BridgeSettings
-from crown_edge.sync.mqtt import MqttLink, MqttSettings
+from crown_edge.sync.bridge import Bridge
+from crown_edge.sync.mqtt import MqttLink
 from crown_edge.sync.sqs import OrderQueue
 from tests.sync.fakes import MemoryOutbox, until
 
@@ -41,7 +40,7 @@ async def test_workshop_events_reach_sqs_and_subscribers(
     mqtt_broker: MqttBroker, sqs_queues: dict[str, str], sqs: Any
 ) -> None:
     shop = f"shop-{uuid.uuid4().hex[:6]}"
-    settings = BridgeSettings(mqtt_broker.host, mqtt_broker.port, client_id=uuid.uuid4().hex)
+    settings = mqtt_broker.bridge_settings(client_id=uuid.uuid4().hex)
     outbox = MemoryOutbox()
     async with Bridge(settings, OrderQueue(sqs, sqs_queues)) as bridge:
         async with asyncio.timeout(20):
@@ -53,7 +52,7 @@ async def test_workshop_events_reach_sqs_and_subscribers(
             outbox.put("events", _ev(1, "received"))  # stale
             outbox.put("events", _ev(1, "received", job="J-2"))
             outbox.put("machines/m1/state", {"execution": "ACTIVE"}, retain=True)
-            mqtt = MqttSettings(mqtt_broker.host, mqtt_broker.port, shop, poll_interval=0.5)
+            mqtt = mqtt_broker.workshop_settings(shop, poll_interval=0.5)
             async with MqttLink(mqtt, outbox) as link:
                 await until(lambda: outbox.pending == [] and bridge.relayed == 3)
                 await until(lambda: shop in bridge.board.edges)
@@ -74,11 +73,11 @@ async def test_workshop_events_reach_sqs_and_subscribers(
 
 
 async def test_malformed_mqtt_payloads_ignored(mqtt_broker: MqttBroker) -> None:
-    settings = BridgeSettings(mqtt_broker.host, mqtt_broker.port, client_id=uuid.uuid4().hex)
+    settings = mqtt_broker.bridge_settings(client_id=uuid.uuid4().hex)
     async with Bridge(settings) as bridge:
         async with asyncio.timeout(20):
             await bridge.wait_connected()
-        async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port) as client:
+        async with mqtt_broker.client(mqtt_broker.workshop("s")) as client:
             await client.publish("crown/v1/s/events", b"garbage", qos=1)
             await client.publish("crown/v1/s/events", json.dumps({"job_id": "x"}), qos=1)
             await client.publish("crown/v1/s/events", json.dumps(_ev(1, "received")), qos=1)

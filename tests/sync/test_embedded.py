@@ -4,30 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import json
+import stat
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 
 from crown_edge.embedded import MotoServer, MqttBroker, TemporalDevServer
 from crown_edge.embedded._proc import port_open
+from crown_edge.errors import SyncError
 from crown_edge.sync import queues
+from tests.brokers import needs_mosquitto
 from tests.sync.fakes import until
 
 pytestmark = pytest.mark.integration
 
 
 async def test_broker_round_trip(mqtt_broker: MqttBroker) -> None:
-    async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="t-rt") as client:
-        await client.subscribe("t/rt", qos=1)
-        await client.publish("t/rt", b"hello", qos=1)
+    async with (
+        mqtt_broker.client(mqtt_broker.cloud()) as cloud,
+        mqtt_broker.client(mqtt_broker.workshop("rt")) as shop,
+    ):
+        await cloud.subscribe("crown/v1/+/events", qos=1)
+        await shop.publish("crown/v1/rt/events", b"hello", qos=1)
         async with asyncio.timeout(10):
-            async for message in client.messages:
+            async for message in cloud.messages:
                 assert message.payload == b"hello"
                 break
 
 
+@needs_mosquitto
 def test_broker_restart_keeps_port() -> None:
     with MqttBroker() as broker:
         port = broker.port
@@ -40,11 +46,29 @@ def test_broker_restart_keeps_port() -> None:
     assert not port_open(broker.host, port)
 
 
-def test_amqtt_fallback() -> None:
-    with MqttBroker(prefer="amqtt") as broker:
-        assert broker.kind == "amqtt"
-        assert port_open(broker.host, broker.port)
-    assert not port_open(broker.host, broker.port)
+@needs_mosquitto
+async def test_state_dir_keeps_ca_and_identities_private_and_reused(tmp_path: Path) -> None:
+    state = tmp_path / "mqtt"
+    with MqttBroker(state_dir=state, shops=("demo",)) as broker:
+        first = broker.workshop("demo")
+        ca = broker.ca_file.read_bytes()
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    for name in ("ca.key", "server.key", "crown-edge-demo.key", "crown-edge-demo.password"):
+        assert stat.S_IMODE((state / name).stat().st_mode) == 0o600, name
+    async with MqttBroker(state_dir=state) as again:
+        assert again.ca_file.read_bytes() == ca
+        login = again.workshop("demo")
+        assert login.password == first.password  # what a workshop's config points at still works
+        async with again.client(login, identifier="reuse"):
+            pass
+
+
+def test_without_mosquitto_the_error_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import crown_edge.embedded.broker as broker_module
+
+    monkeypatch.setattr(broker_module, "find_mosquitto", lambda: None)
+    with pytest.raises(SyncError, match="apt-get install mosquitto"):
+        MqttBroker().start()
 
 
 def test_queues_created_with_design_attributes(sqs_queues: dict[str, str], sqs: Any) -> None:
@@ -105,6 +129,7 @@ asyncio.run(main())
 """
 
 
+@needs_mosquitto
 async def test_children_die_with_a_killed_parent() -> None:
     import os
     import sys

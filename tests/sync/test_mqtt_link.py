@@ -10,14 +10,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import aiomqtt
 import pytest
 
 from crown_edge.embedded import MqttBroker
 from crown_edge.sync.mqtt import MqttLink, MqttSettings
+from tests.brokers import needs_mosquitto
 from tests.sync.fakes import MemoryOutbox, until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, needs_mosquitto]
 
 
 def _shop() -> str:
@@ -25,18 +25,16 @@ def _shop() -> str:
 
 
 def _settings(broker: MqttBroker, shop: str) -> MqttSettings:
-    return MqttSettings(
-        host=broker.host, port=broker.port, shop_id=shop, poll_interval=0.5, backoff_max=0.5
-    )
+    return broker.workshop_settings(shop, poll_interval=0.5, backoff_max=0.5)
 
 
 @asynccontextmanager
 async def subscriber(
     broker: MqttBroker, topic: str
 ) -> AsyncIterator[list[tuple[str, dict[str, Any]]]]:
-    """Collect (topic, json payload) received on ``topic`` while the block runs."""
+    """Collect (topic, json payload) received on ``topic`` (as the cloud) while the block runs."""
     received: list[tuple[str, dict[str, Any]]] = []
-    async with aiomqtt.Client(broker.host, broker.port, identifier=uuid.uuid4().hex) as client:
+    async with broker.client(broker.cloud(), identifier=uuid.uuid4().hex) as client:
         await client.subscribe(topic, qos=1)
 
         async def collect() -> None:
@@ -151,7 +149,7 @@ async def test_commands_dispatched_and_malformed_ignored(mqtt_broker: MqttBroker
 
     async with MqttLink(_settings(mqtt_broker, shop), MemoryOutbox(), handler) as link:
         await until(lambda: link.connected)
-        async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port) as client:
+        async with mqtt_broker.client(mqtt_broker.cloud()) as client:
             base = f"crown/v1/{shop}/commands/"
             await client.publish(base + "cancel", b"not json", qos=1)
             await client.publish(base + "cancel", b"[1, 2]", qos=1)
@@ -165,7 +163,9 @@ async def test_commands_dispatched_and_malformed_ignored(mqtt_broker: MqttBroker
 
 _LINK_PROCESS = """
 import asyncio, sys
+from pathlib import Path
 from crown_edge.sync.mqtt import MqttLink, MqttSettings
+from crown_edge.sync.mqtt_auth import MqttTls
 
 class Empty:
     async def outbox_pending(self, limit):
@@ -174,7 +174,12 @@ class Empty:
         pass
 
 async def main():
-    settings = MqttSettings(sys.argv[1], int(sys.argv[2]), sys.argv[3], keepalive=5)
+    host, port, shop, user, password_file, ca, cert, key = sys.argv[1:]
+    settings = MqttSettings(
+        host, int(port), shop, client_id=user, username=user,
+        password=Path(password_file).read_text().strip(),
+        tls=MqttTls(Path(ca), Path(cert), Path(key)), keepalive=5,
+    )
     async with MqttLink(settings, Empty()) as link:
         await link.wait_connected()
         print("up", flush=True)
@@ -186,6 +191,9 @@ asyncio.run(main())
 
 async def test_last_will_marks_a_killed_edge_offline(mqtt_broker: MqttBroker) -> None:
     shop = _shop()
+    login = mqtt_broker.workshop(shop)
+    assert login.password_file is not None and login.tls.ca_file is not None
+    assert login.tls.cert_file is not None and login.tls.key_file is not None
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -193,6 +201,11 @@ async def test_last_will_marks_a_killed_edge_offline(mqtt_broker: MqttBroker) ->
         mqtt_broker.host,
         str(mqtt_broker.port),
         shop,
+        login.username,
+        str(login.password_file),
+        str(login.tls.ca_file),
+        str(login.tls.cert_file),
+        str(login.tls.key_file),
         stdout=asyncio.subprocess.PIPE,
     )
     try:
