@@ -7,11 +7,12 @@ import asyncio
 import pytest
 
 from crown_edge.drivers.base import RunOutcome, RunProgress
+from crown_edge.drivers.grbl import protocol as p
 from crown_edge.drivers.grbl.driver import GrblDriver
 from crown_edge.errors import ControllerAlarm, InterlockOpen, ProtocolError
 from crown_edge.models import Availability, Execution, MachineState
 from crown_edge.sim.grbl import GrblSimulator
-from tests.grbl.helpers import eventually, plate_program
+from tests.grbl.helpers import FAST, eventually, plate_program
 
 
 def assert_sent_once_in_order(sim: GrblSimulator, job_id: str, lines: list[str]) -> list[str]:
@@ -226,7 +227,7 @@ async def test_overlong_line_refused_before_sending(sim: GrblSimulator, driver: 
 
 async def test_settings_home_frame(sim: GrblSimulator, driver: GrblDriver) -> None:
     settings = await driver.settings()
-    assert settings[32] == "1" and settings[110] == "6000"
+    assert settings[32] == "1" and settings[110] == "6000.000"  # grbl 1.1h: three decimals
     await driver.command("$22=1")
     await driver.home(timeout=5)
     result = await driver.frame(0, 0, 20, 10)
@@ -262,3 +263,124 @@ async def test_feed_hold_and_resume_mid_job(sim: GrblSimulator, driver: GrblDriv
     result = await driver.run_program("J-16", plate_program("J-16"), on_progress=pause)
     await tasks[0]
     assert result.qa_auto_ok and len(sim.runs_of("J-16")) == 1
+
+
+# --- stops against grbl 1.1h's reset sequence (ALARM:3, silence, trailing ok, banner) ----------
+
+
+def tap_writes(driver: GrblDriver) -> list[bytes]:
+    """Record every write the driver makes on its port from now on, in order."""
+    conn = driver._conn
+    assert conn is not None
+    written: list[bytes] = []
+    link = conn.link
+    original = link.write
+
+    def write(data: bytes) -> None:
+        written.append(bytes(data))
+        original(data)
+
+    link.write = write  # type: ignore[method-assign]
+    return written
+
+
+def after_reset(written: list[bytes]) -> list[bytes]:
+    """What the driver wrote after its first soft reset, status polls left out."""
+    index = written.index(b"\x18")
+    return [w for w in written[index + 1 :] if w != b"?"]
+
+
+async def test_emergency_stop_feeds_nothing_after_the_reset(
+    sim: GrblSimulator, driver: GrblDriver
+) -> None:
+    lines = plate_program("J-20")
+    written = tap_writes(driver)
+    tasks: list[asyncio.Task[None]] = []
+
+    def trip(progress: RunProgress) -> None:
+        if progress.fraction >= 0.3 and not tasks:
+            tasks.append(asyncio.create_task(driver.emergency_stop()))
+
+    result = await driver.run_program("J-20", lines, on_progress=trip)
+    await tasks[0]
+    assert result.outcome is RunOutcome.INTERRUPTED and result.reason == "emergency_stop"
+    assert after_reset(written) == []
+    record = sim.runs_of("J-20")[0]
+    assert record.interrupted and record.received == [ln.strip() for ln in record.received]
+    count = len(record.received)
+    await asyncio.sleep(0.3)  # nothing trails in after the banner either
+    assert len(record.received) == count and len(sim.runs_of("J-20")) == 1
+
+
+async def test_emergency_stop_while_still_decelerating_is_reported_as_such() -> None:
+    # slow acceleration and real time: braking from 50 mm/s takes ~1 s, the hold timeout 0.3 s
+    settings = {120: 50.0, 121: 50.0}
+    async with (
+        GrblSimulator(time_scale=1.0, settings=settings) as sim,
+        GrblDriver.from_config(
+            "laser-1", sim.device_path, 115200, **{**FAST, "hold_timeout": 0.3}
+        ) as driver,
+    ):
+        await driver.wait_ready(timeout=5)
+        lines = ["(job J-21)", "G21", "G90", "M4 S300", "F3000"] + [
+            f"G1 X{60 * (i % 2) + 10:.3f} Y{i:.3f}" for i in range(1, 12)
+        ]
+        written = tap_writes(driver)
+        task = asyncio.create_task(driver.run_program("J-21", lines))
+
+        def cruising() -> bool:
+            status = driver.status
+            return status is not None and status.state == "Run" and (status.feed or 0) > 2400
+
+        await eventually(cruising, timeout=10)
+        await driver.emergency_stop()
+        result = await task
+        assert result.outcome is RunOutcome.INTERRUPTED and result.reason == "emergency_stop"
+        assert result.alarm_code is None and result.error_code is None
+        assert "still decelerating" in (result.detail or "")
+        assert "ALARM:3" in (result.detail or "")
+        assert after_reset(written) == []
+        assert sim.state == "Alarm" and not sim.laser_on
+
+
+async def test_reset_in_motion_by_someone_else_reads_as_alarm_3(
+    sim: GrblSimulator, driver: GrblDriver
+) -> None:
+    lines = plate_program("J-22")
+    written = tap_writes(driver)
+
+    def reset(progress: RunProgress) -> None:
+        if progress.fraction >= 0.3 and b"\x18" not in written:
+            assert driver._conn is not None
+            driver._conn.realtime(p.RealTime.SOFT_RESET)  # as a technician's terminal would
+
+    result = await driver.run_program("J-22", lines, on_progress=reset)
+    assert result.outcome is RunOutcome.INTERRUPTED
+    assert result.reason == "alarm" and result.alarm_code == 3
+    assert after_reset(written) == []
+    await driver.unlock()
+    await driver.wait_ready(timeout=5)
+    assert (await driver.run_program("J-22b", plate_program("J-22b", 20))).qa_auto_ok
+
+
+async def test_stalled_run_is_noticed_and_stopped(sim: GrblSimulator) -> None:
+    options = {**FAST, "stall_timeout": 0.6}
+    async with GrblDriver.from_config("laser-1", sim.device_path, 115200, **options) as driver:
+        await driver.wait_ready(timeout=5)
+        lines = plate_program("J-23")
+        written = tap_writes(driver)
+
+        def freeze(progress: RunProgress) -> None:
+            if progress.fraction >= 0.2:
+                sim.stall_motion()
+
+        result = await driver.run_program("J-23", lines, on_progress=freeze)
+        assert result.outcome is RunOutcome.INTERRUPTED and result.reason == "stalled"
+        assert "frozen" in (result.detail or "")
+        assert 0 < result.last_acked_line < len(lines)
+        assert after_reset(written) == []
+        if driver.state.alarm:
+            await driver.unlock()
+        await driver.wait_ready(timeout=5)
+        assert len(sim.runs_of("J-23")) == 1
+        assert (await driver.run_program("J-23b", plate_program("J-23b", 20))).qa_auto_ok

@@ -365,3 +365,11 @@ def test_stray_answer_is_noted_not_fatal() -> None:
 )
 def test_hold_complete(report: p.Status, done: bool) -> None:
     assert hold_complete(report) is done
+
+
+def test_hold_never_confirmed_at_rest_is_reported_as_such() -> None:
+    h = Harness()
+    h.run([OK, "stop", 1.2, BANNER])
+    end = h.machine.end
+    assert end is not None and end.reason == "emergency_stop"
+    assert "not confirmed at rest" in (end.detail or "")

@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from crown_edge.drivers.grbl import codes
 from crown_edge.drivers.grbl import protocol as p
 from crown_edge.drivers.grbl.transport import SerialLink
 from crown_edge.errors import ControllerAlarm, ControllerError, DriverError, LinkLost, ProtocolError
@@ -50,6 +51,9 @@ class Connection:
         self.status_seq = 0
         self.alarm: p.Alarm | None = None
         self.resets = 0
+        self.reset_pending = False
+        """A banner is due: we sent a soft reset, or grbl said ``ALARM:3`` (a reset cut motion).
+        grbl 1.1h is silent ~0.5 s before its banner and flushes whatever arrives meanwhile."""
         self.version: p.Version | None = None
         self.options: p.Options | None = None
         self.settings: dict[int, str] = {}
@@ -109,6 +113,8 @@ class Connection:
     def realtime(self, command: p.RealTime) -> None:
         """Send a real-time byte (bypasses the character count)."""
         self.write(command.value)
+        if command is p.RealTime.SOFT_RESET:
+            self.reset_pending = True
 
     def _notify(self) -> None:
         self.wake.set()
@@ -159,9 +165,12 @@ class Connection:
         elif isinstance(event, p.Alarm):
             self.alarm = event
             self.answers.append(event)
+            if event.code == codes.ABORT_DURING_CYCLE:
+                self.reset_pending = True
             log.warning("machine %s: ALARM:%d %s", self.machine_id, event.code, event.name)
         elif isinstance(event, p.Welcome):
             self.resets += 1
+            self.reset_pending = False
             self.answers.append(event)
             self.orphans = 0  # a reset empties grbl's buffers: no answer is due any more
             self.version = self.version or p.Version(event.version, "")
@@ -201,10 +210,13 @@ class Connection:
         Raises ControllerError on ``error:N``, LinkLost if the link dies or nothing answers.
         """
         data = p.encode_line(line, rx_buffer=self.rx_buffer)
+        deadline = time.monotonic() + timeout
+        while self.reset_pending and time.monotonic() < deadline and not self.lost.is_set():
+            await self.wait(0.05)  # a line sent before the banner would be flushed unanswered
+        self.reset_pending = False
         self.feedback.clear()
         self.answers.clear()
         self.write(data)
-        deadline = time.monotonic() + timeout
         while not self.answers:
             if self.lost.is_set():
                 raise LinkLost(f"link lost during {line!r}", machine_id=self.machine_id)

@@ -239,11 +239,12 @@ class RunMachine:
         if self.phase is Phase.STREAMING:
             return self._check_lost_ack(now)
         if self.phase is Phase.HOLDING and now - self._phase_since >= self.timeouts.hold:
-            if _decelerating(self._status):
+            if self._status is None or _decelerating(self._status):
+                state = "not confirmed at rest" if self._status is None else "still decelerating"
                 self._stop_detail = self._join(
                     self._stop_detail,
-                    f"the feed hold was still decelerating after {self.timeouts.hold:g} s; "
-                    "reset anyway (grbl may report ALARM:3 and lose position)",
+                    f"the feed hold was {state} after {self.timeouts.hold:g} s; reset anyway "
+                    "(grbl reports ALARM:3 if it was moving, and position may be lost)",
                 )
             return self._reset(now)
         if self.phase is Phase.RESETTING and now - self._phase_since >= self.timeouts.reset:
