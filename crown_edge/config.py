@@ -37,6 +37,9 @@ class MachineConfig:
     rotary_per_rotation: float = 360.0
     speed_factor: float = 1.0
     sim_time_scale: float = 0.0
+    stall_timeout_s: float = 10.0
+    """``Run`` with the position frozen this long (controller still answering) ends the job
+    ``interrupted`` (reason ``stalled``); 0 turns the watchdog off."""
 
     @property
     def has_rotary(self) -> bool:
@@ -329,6 +332,7 @@ def parse_config(data: dict[str, Any], base_dir: Path) -> EdgeConfig:
         "rotary_per_rotation",
         "speed_factor",
         "sim_time_scale",
+        "stall_timeout_s",
     }
     for i, raw in enumerate(raw_machines):
         sec = f"machines[{i}]"
@@ -363,6 +367,7 @@ def parse_config(data: dict[str, Any], base_dir: Path) -> EdgeConfig:
                 rotary_per_rotation=_float(sec, raw, "rotary_per_rotation", 360.0, 1.0, 100_000.0),
                 speed_factor=_float(sec, raw, "speed_factor", 1.0, 0.1, 10.0),
                 sim_time_scale=_float(sec, raw, "sim_time_scale", 0.0, 0.0, 10.0),
+                stall_timeout_s=_float(sec, raw, "stall_timeout_s", 10.0, 0.0, 600.0),
             )
         )
     if len({m.id for m in machines}) != len(machines):

@@ -156,7 +156,7 @@ async def build_machines(config: EdgeConfig, stack: AsyncExitStack) -> dict[str,
             await stack.enter_async_context(sim)
             url = sim.device_path
             log.info("machine %s: simulated GRBL on %s", cfg.id, url)
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"stall_timeout": cfg.stall_timeout_s}
         if sim is not None:
             # an in-process simulator answers from the daemon's own event loop: a busy loop is
             # not a silent controller, so give it longer before the link counts as lost

@@ -49,6 +49,12 @@ def test_relative_paths_resolve_against_the_file(tmp_path: Path) -> None:
             "10..5000",
         ),
         ({"machines": [{"id": "bad id!", "driver": "sim"}]}, "machines[0]", "id", "letters"),
+        (
+            {"machines": [{"id": "m", "driver": "sim", "stall_timeout_s": -1}]},
+            "machines.m",
+            "stall_timeout_s",
+            "0..600",
+        ),
         ({"mqtt": {"port": 70000}}, "mqtt", "port", "1..65535"),
         ({"qa": {"mode": "sometimes"}}, "qa", "mode", "manual, auto"),
         ({"edge": {"shop_id": ""}}, "edge", "shop_id", "non-empty"),
@@ -96,3 +102,12 @@ def test_cli_run_with_bad_config_is_one_line(tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines() == [
         "crown-edge: config error: [qa] mode: got 'never' (allowed: manual, auto)"
     ]
+
+
+def test_stall_timeout_defaults_and_reaches_the_machine() -> None:
+    cfg = parse_config({"machines": [{"id": "m", "driver": "sim"}]}, Path("/tmp"))
+    assert cfg.machines[0].stall_timeout_s == 10.0
+    off = parse_config(
+        {"machines": [{"id": "m", "driver": "sim", "stall_timeout_s": 0}]}, Path("/tmp")
+    )
+    assert off.machines[0].stall_timeout_s == 0.0
