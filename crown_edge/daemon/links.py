@@ -15,19 +15,16 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from crown_edge.errors import CrownEdgeError
+from crown_edge.sync import commands
+from crown_edge.sync.wire import Rejected
 
 if TYPE_CHECKING:
     from crown_edge.daemon.app import EdgeDaemon
 
 log = logging.getLogger(__name__)
 
-#: MQTT ``commands/{verb}`` -> control command and the payload key it needs.
-COMMANDS = {
-    "cancel": ("jobs.cancel", "job_id"),
-    "top": ("jobs.top", "job_id"),
-    "pause": ("machines.pause", "machine_id"),
-    "resume": ("machines.resume", "machine_id"),
-}
+#: MQTT ``commands/{verb}`` -> schema of the command (:mod:`crown_edge.sync.commands`).
+COMMANDS = commands.COMMANDS
 
 
 async def start_mqtt(d: EdgeDaemon, stack: AsyncExitStack) -> None:
@@ -40,18 +37,14 @@ async def start_mqtt(d: EdgeDaemon, stack: AsyncExitStack) -> None:
     handlers = build_handlers(d)
 
     async def on_command(verb: str, payload: dict[str, Any]) -> None:
-        target = COMMANDS.get(verb)
-        if target is None:
-            log.warning("mqtt command %r is not supported; ignored", verb)
-            return
-        name, key = target
-        if not isinstance(payload.get(key), str):
-            log.warning("mqtt command %r without %s; ignored", verb, key)
+        command = commands.parse_command(verb, payload)
+        if isinstance(command, Rejected):
+            log.warning("mqtt command ignored: %s", command.reason)
             return
         try:
-            await handlers[name]({key: payload[key], "reason": "remote"})
+            await handlers[command.handler](command.args())
         except CrownEdgeError as exc:
-            log.warning("mqtt command %s(%s) refused: %s", verb, payload[key], exc)
+            log.warning("mqtt command %s %s refused: %s", verb, command.model_dump(), exc)
 
     # fixed client id + persistent session: commands sent while offline wait at the broker
     link = MqttLink(MqttSettings.from_config(d.config), d.store, on_command)

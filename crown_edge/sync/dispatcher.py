@@ -2,8 +2,10 @@
 
 For every message, priority queue first:
 
-1. the body is parsed (:meth:`IntakeMessage.parse`); a message that fails the schema goes to the
-   DLQ at once with its field-level reasons and is deleted — never retried, never fatal;
+1. the body is decoded (:func:`~crown_edge.sync.wire.decode_object`: any bytes, however
+   hostile, give a JSON object or a reason) and parsed (:meth:`IntakeMessage.parse`); a message
+   that fails either goes to the DLQ at once with its reasons and is deleted — never retried,
+   never fatal;
 2. a job already started by this dispatcher (bounded memory of recent job ids) is deleted as a
    duplicate — moto, unlike AWS, accepts a resend after the original was deleted;
 3. otherwise ``start_job`` runs (the real one starts ``EngravingWorkflow`` with
@@ -19,7 +21,6 @@ message returns and step 2 or the workflow-id policy absorbs it. :func:`classify
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -31,8 +32,13 @@ from crown_edge.errors import MessageInvalid, SyncError
 from crown_edge.models import IntakeMessage
 from crown_edge.sync import queues
 from crown_edge.sync.sqs import ReceivedMessage
+from crown_edge.sync.wire import Rejected, decode_object
 
 log = logging.getLogger(__name__)
+
+MAX_BODY = 256 * 1024  # the SQS message size limit: anything larger did not come from SQS
+MAX_REASONS = 20
+MAX_REASON = 300
 
 #: Starts (or finds) the job's workflow. Must be idempotent on ``msg.job_id``.
 StartJob = Callable[[IntakeMessage], Awaitable[None]]
@@ -96,19 +102,31 @@ class SeenJobs:
             self._ids.popitem(last=False)
 
 
-def classify(body: str, seen: SeenJobs) -> Verdict:
-    """Decide what to do with a message body. Pure: no I/O, no clock."""
+def classify(body: object, seen: SeenJobs) -> Verdict:
+    """Decide what to do with a message body. Pure: no I/O, no clock.
+
+    Total: whatever the body holds (any bytes, nesting that exhausts the parser, numbers beyond
+    64 bits, NaN, wrong types), the answer is a verdict — a poison message is a ``reject`` with a
+    reason, never an exception that would stop the poll for the messages behind it.
+    """
     try:
-        data = json.loads(body)
-    except ValueError as exc:
-        return Verdict("reject", reasons=[f"body is not JSON: {exc}"])
-    try:
-        message = IntakeMessage.parse(data)
-    except MessageInvalid as exc:
-        return Verdict("reject", job_id=exc.fields.get("job_id"), reasons=list(exc.reasons))
-    if message.job_id in seen:
-        return Verdict("duplicate", message=message, job_id=message.job_id)
-    return Verdict("start", message=message, job_id=message.job_id)
+        data = decode_object(body, max_bytes=MAX_BODY)
+        if isinstance(data, Rejected):
+            return Verdict("reject", reasons=[data.reason])
+        try:
+            message = IntakeMessage.parse(data)
+        except MessageInvalid as exc:
+            job_id = exc.fields.get("job_id")
+            return Verdict(
+                "reject",
+                job_id=job_id if isinstance(job_id, str) else None,
+                reasons=[str(r)[:MAX_REASON] for r in exc.reasons[:MAX_REASONS]],
+            )
+        if message.job_id in seen:
+            return Verdict("duplicate", message=message, job_id=message.job_id)
+        return Verdict("start", message=message, job_id=message.job_id)
+    except Exception as exc:  # total by contract: a checker bug must not stall the queue
+        return Verdict("reject", reasons=[f"message could not be checked ({type(exc).__name__})"])
 
 
 # --- asyncio shell -------------------------------------------------------------------------------

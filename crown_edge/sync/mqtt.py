@@ -33,7 +33,7 @@ import aiomqtt
 
 from crown_edge import __version__
 from crown_edge.models import OutboxEntry
-from crown_edge.sync import topics
+from crown_edge.sync import commands, topics, wire
 from crown_edge.sync.backoff import Backoff
 from crown_edge.sync.mqtt_auth import MqttTls, mqtt_client, tls_of
 from crown_edge.sync.ports import OutboxSource
@@ -128,6 +128,7 @@ class MqttLink:
         self.published = 0
         self.connects = 0
         self.commands_received = 0
+        self.commands_rejected = 0
 
     @classmethod
     def from_config(
@@ -319,22 +320,33 @@ class MqttLink:
     # -- receive -----------------------------------------------------------------------------------
 
     async def _receive(self, client: aiomqtt.Client) -> None:
+        """Serve commands until the session ends; no message, however malformed, ends it."""
         async for message in client.messages:
-            parsed = topics.parse(str(message.topic))
-            if parsed is None or parsed.kind != "command" or parsed.name is None:
-                continue
-            await self._dispatch(parsed.name, message.payload)
+            try:
+                parsed = topics.parse(str(message.topic))
+                if parsed is None or parsed.kind != "command" or parsed.name is None:
+                    continue
+                await self._dispatch(parsed.name, message.payload)
+            except Exception:  # a bug in a handler must not stop the commands after it
+                log.exception("mqtt message on %.200r dropped", str(message.topic))
 
     async def _dispatch(self, verb: str, raw: Any) -> None:
+        """Decode one command payload (totally: see :mod:`crown_edge.sync.wire`) and hand it on."""
         self.commands_received += 1
-        payload = topics.decode(raw) if isinstance(raw, bytes | bytearray | str) else None
-        if payload is None:
-            log.warning("ignoring malformed command %r (payload is not a JSON object)", verb)
+        payload = wire.decode_object(raw, max_bytes=commands.MAX_PAYLOAD)
+        if isinstance(payload, wire.Rejected):
+            self.commands_rejected += 1
+            log.warning(
+                "ignoring command %.40r: %s",
+                verb,
+                payload.reason,
+                extra={"shop_id": self.settings.shop_id},
+            )
             return
         if self.on_command is None:
-            log.info("no command handler; ignoring %r", verb)
+            log.info("no command handler; ignoring %.40r", verb)
             return
         try:
             await self.on_command(verb, payload)
         except Exception:
-            log.exception("command %r failed", verb, extra={"verb": verb})
+            log.exception("command %.40r failed", verb, extra={"verb": verb[:40]})

@@ -28,7 +28,9 @@ from crown_edge.sync import queues
 
 log = logging.getLogger(__name__)
 
-MAX_DLQ_BODY = 200_000  # characters of the original body kept in a dead letter (SQS cap 256 KiB)
+MAX_DLQ_BYTES = 200_000  # size of a dead letter's JSON (SQS caps body + attributes at 256 KiB)
+MAX_REASONS = 20
+MAX_REASON_CHARS = 300
 STALE_RECEIPT_CODES = frozenset({"ReceiptHandleIsInvalid", "InvalidParameterValue"})
 
 
@@ -54,16 +56,36 @@ class ReceivedMessage:
 
 
 def dead_letter_body(message: ReceivedMessage, reasons: list[str]) -> str:
-    """The JSON wrapper a rejected message travels in to the DLQ."""
-    return json.dumps(
-        {
+    """The JSON wrapper a rejected message travels in to the DLQ, at most ``MAX_DLQ_BYTES``.
+
+    ASCII JSON (a lone surrogate or a control character in the original cannot make the send
+    fail); when the escaped original would not fit, it is cut and ``body_truncated`` is set, so a
+    poison message always reaches the DLQ with its reasons.
+    """
+    body = message.body if isinstance(message.body, str) else repr(message.body)
+    kept = [str(r)[:MAX_REASON_CHARS] for r in reasons[:MAX_REASONS]]
+    cut = len(body)
+    while True:
+        wrapper: dict[str, Any] = {
             "reason": "invalid_message",
-            "reasons": reasons,
-            "body": message.body[:MAX_DLQ_BODY],
+            "reasons": kept,
+            "body": body[:cut],
             "source_queue": message.queue,
             "message_id": message.message_id,
         }
-    )
+        if cut < len(body):
+            wrapper["body_truncated"] = True
+        text = json.dumps(wrapper)
+        if len(text) <= MAX_DLQ_BYTES or cut == 0:
+            return text
+        cut //= 2
+
+
+def dlq_group_id(job_id: str | None) -> str:
+    """The DLQ's FIFO group: the job id when SQS accepts it as a group id, else ``invalid``."""
+    if job_id and len(job_id) <= 128 and all(33 <= ord(c) <= 126 for c in job_id):
+        return job_id
+    return "invalid"
 
 
 _CALL_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sqs")
@@ -192,7 +214,7 @@ class OrderQueue:
             "send_message",
             QueueUrl=self.url(queues.DLQ_QUEUE),
             MessageBody=dead_letter_body(message, reasons),
-            MessageGroupId=job_id or "invalid",
+            MessageGroupId=dlq_group_id(job_id),
             MessageDeduplicationId=message.message_id,
             MessageAttributes={
                 "reason": {"DataType": "String", "StringValue": "invalid_message"},
