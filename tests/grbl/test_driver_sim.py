@@ -384,3 +384,25 @@ async def test_stalled_run_is_noticed_and_stopped(sim: GrblSimulator) -> None:
         await driver.wait_ready(timeout=5)
         assert len(sim.runs_of("J-23")) == 1
         assert (await driver.run_program("J-23b", plate_program("J-23b", 20))).qa_auto_ok
+
+
+async def test_resume_right_after_a_hold_waits_for_the_braking_to_end() -> None:
+    """grbl 1.1h ignores ``~`` while a hold still brakes; a resume sent then must not be lost."""
+    settings = {120: 50.0, 121: 50.0}
+    async with (
+        GrblSimulator(time_scale=1.0, settings=settings) as sim,
+        GrblDriver.from_config("laser-1", sim.device_path, 115200, **FAST) as driver,
+    ):
+        await driver.wait_ready(timeout=5)
+        lines = ["(job J-24)", "G21", "G90", "M4 S300", "F3000", "G1 X120 Y0", "G1 X120 Y1", "M5"]
+        task = asyncio.create_task(driver.run_program("J-24", lines))
+
+        def cruising() -> bool:
+            status = driver.status
+            return status is not None and status.state == "Run" and (status.feed or 0) > 2400
+
+        await eventually(cruising, timeout=10)
+        await driver.feed_hold()
+        await driver.resume()
+        result = await asyncio.wait_for(task, timeout=20)
+        assert result.qa_auto_ok and sim.runs_of("J-24")[0].executed[-1] == "M5"

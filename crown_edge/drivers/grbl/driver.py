@@ -138,6 +138,8 @@ class GrblDriver:
         self._run: ProgramRun | None = None
         self._interrupted = False
         self._alarm: p.Alarm | None = None
+        self._hold_seq = 0
+        """Status reports seen when we last sent ``!`` (a resume waits for a later one)."""
 
     @classmethod
     def from_config(
@@ -326,6 +328,7 @@ class GrblDriver:
                     conn.rx_buffer,
                 )
                 self._conn = conn
+                self._hold_seq = 0
                 self._alarm = conn.alarm
                 delay = self.backoff[0]
                 self._notify()
@@ -417,10 +420,25 @@ class GrblDriver:
 
     async def feed_hold(self) -> None:
         """Real-time feed hold ``!``: motion decelerates to a stop, the laser goes off."""
-        self._live().realtime(p.RealTime.FEED_HOLD)
+        conn = self._live()
+        self._hold_seq = conn.status_seq
+        conn.realtime(p.RealTime.FEED_HOLD)
 
     async def resume(self) -> None:
-        """Real-time cycle start ``~``: continue after a feed hold or a closed door."""
+        """Real-time cycle start ``~``: continue after a feed hold or a closed door.
+
+        grbl 1.1h ignores ``~`` while a hold is still braking (``Hold:1``), which would leave the
+        machine held; so a resume waits (at most ``hold_timeout``) for the hold to come to rest.
+        """
+        conn = self._live()
+        deadline = time.monotonic() + max(5.0, self.hold_timeout)
+        while time.monotonic() < deadline and not conn.lost.is_set():
+            status = conn.status
+            fresh = conn.status_seq > self._hold_seq  # a report from after our own '!'
+            braking = status is not None and status.state == "Hold" and status.substate == 1
+            if fresh and not braking:
+                break
+            await conn.wait(0.05)
         self._live().realtime(p.RealTime.CYCLE_START)
 
     @property
