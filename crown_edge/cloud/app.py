@@ -13,9 +13,11 @@ Routes::
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
+from collections import Counter as CounterOf
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
@@ -35,7 +37,7 @@ from crown_edge.cloud.websocket import CLOSE_GOING_AWAY, WebSocket
 from crown_edge.errors import MessageInvalid, SyncError
 from crown_edge.models import IntakeMessage
 from crown_edge.sync import queues
-from crown_edge.sync.bridge import Bridge, Subscription
+from crown_edge.sync.bridge import REJECT_REASONS, Bridge, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,10 @@ class OrderSender(Protocol):
 Route = Callable[[Request, str], Awaitable[Response]]
 
 
+def _count(counter: CounterOf[str], key: str) -> float:
+    return float(counter[key])
+
+
 class _Metrics:
     def __init__(self, registry: CollectorRegistry, bridge: Bridge) -> None:
         self.accepted = Counter(
@@ -71,6 +77,14 @@ class _Metrics:
         relayed.set_function(lambda: bridge.relayed)
         backlog = Gauge("crown_bridge_relay_backlog", "Events waiting", registry=registry)
         backlog.set_function(lambda: bridge.relay_backlog)
+        rejected = Gauge(
+            "crown_bridge_rejected",
+            "Workshop messages the bridge rejected (forged, malformed, implausible)",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in REJECT_REASONS:
+            rejected.labels(reason).set_function(functools.partial(_count, bridge.rejected, reason))
 
 
 class OrderApi:

@@ -7,6 +7,19 @@ higher than the last one seen — anything else is a stale or duplicate copy. Ac
 newer event wins the job's "latest" slot, so a workshop draining an hour-old backlog does not
 roll back a status the workflow has moved past. An event's time is ``min(at, received)``: a
 workshop whose clock runs fast cannot claim to be newer than it is.
+
+Two rules keep a forged or corrupt event from doing lasting harm (the bridge also checks that a
+workshop reports only its own jobs, see :mod:`crown_edge.sync.jobdir`):
+
+- **A plausible seq.** An event whose ``seq`` jumps more than ``MAX_SEQ_JUMP`` past the last one
+  of its source (or past 0 for the first one seen) is rejected and changes nothing: a job has a
+  few dozen status changes, so a huge ``seq`` is an attack or a bug, and recording it would make
+  every later real event look stale.
+- **A terminal status stays.** Once a job's latest status is terminal (``complete``,
+  ``cancelled``, ``escalated``, ``failed``), no workshop event takes the latest slot again: the
+  workflow decides how a job ends. Such an event still counts as fresh for its source (it is
+  deduplicated and relayed as the workshop's history), it just does not change the status the
+  customer sees.
 """
 
 from __future__ import annotations
@@ -16,6 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 REQUIRED_EVENT_FIELDS = ("event_id", "job_id", "seq", "status")
+#: How far past the last seen ``seq`` of a source an event may jump (module docstring).
+MAX_SEQ_JUMP = 10_000
+#: Customer statuses a workshop event never overwrites.
+TERMINAL_STATUSES = frozenset({"complete", "cancelled", "escalated", "failed"})
+#: Prefix of the source name of workshop events (``edge:{shop_id}``).
+EDGE_SOURCE = "edge:"
 
 
 def event_problem(event: dict[str, Any]) -> str | None:
@@ -55,10 +74,15 @@ def event_time(event: dict[str, Any]) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """What :meth:`StatusBoard.apply` did: ``fresh`` in its source; now the job's ``latest``."""
+    """What :meth:`StatusBoard.apply` did: ``fresh`` in its source; now the job's ``latest``.
+
+    ``rejected`` names the rule an event broke (``malformed``, ``implausible_seq``); such an
+    event changed nothing. A stale or duplicate copy is neither fresh nor rejected.
+    """
 
     fresh: bool
     latest: bool
+    rejected: str | None = None
 
 
 @dataclass(slots=True)
@@ -77,16 +101,25 @@ class StatusBoard:
     ) -> Applied:
         """Take ``event`` from ``source``, ``received`` at that time (module docstring)."""
         if event_problem(event) is not None:
-            return Applied(False, False)
+            return Applied(False, False, "malformed")
         job_id, seq = event["job_id"], int(event["seq"])
         key = (job_id, source)
-        if self._seqs.get(key, -1) >= seq:
+        last = self._seqs.get(key)
+        if seq > (last or 0) + MAX_SEQ_JUMP:
+            return Applied(False, False, "implausible_seq")
+        if last is not None and last >= seq:
             return Applied(False, False)
         self._seqs[key] = seq
         at = event_time(event)
         if received is not None:
             at = received if at is None else min(at, received)
         current = self.jobs.get(job_id)
+        if (
+            current is not None
+            and source.startswith(EDGE_SOURCE)
+            and current.get("status") in TERMINAL_STATUSES
+        ):
+            return Applied(True, False)
         if current is not None and current.get("source") != source:
             current_at = self._times.get(job_id)
             if at is not None and current_at is not None and at < current_at:

@@ -13,6 +13,15 @@ QoS 1 events for the bridge while it reconnects. Cloud-side code (workflow activ
 API) feeds statuses that never crossed MQTT through :meth:`Bridge.publish` (the cloud activities'
 sink is :meth:`Bridge.cloud_sink`). Each source has its own ``seq`` per job; see
 :mod:`crown_edge.sync.board` for how they are merged.
+
+Workshop events are untrusted input (defence in depth behind the broker's ACLs): every payload
+is decoded totally (:mod:`crown_edge.sync.wire`), and an event counts only when the workshop of
+its topic is the workshop that makes the job, as the :class:`~crown_edge.sync.jobdir.JobDirectory`
+knows it from the workflow — never from the message. Anything else (malformed, unknown job,
+another shop's job, an implausible ``seq``) is logged with the topic's shop and the job id,
+counted in :attr:`Bridge.rejected` by reason, and changes nothing. The directory looks unknown
+jobs up in Temporal; the bridge borrows the Temporal client of the activity that feeds it
+workflow statuses (:meth:`Bridge.cloud_sink`) unless it was built with a directory of its own.
 """
 
 from __future__ import annotations
@@ -20,21 +29,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
 
 import aiomqtt
+from temporalio import activity
 
 from crown_edge.errors import SyncError
-from crown_edge.sync import topics
+from crown_edge.sync import topics, wire
 from crown_edge.sync.backoff import Backoff
-from crown_edge.sync.board import StatusBoard, event_problem
+from crown_edge.sync.board import EDGE_SOURCE, StatusBoard, event_problem
+from crown_edge.sync.jobdir import JobDirectory, TemporalShopLookup
 from crown_edge.sync.mqtt_auth import MqttTls, mqtt_client
 
 log = logging.getLogger(__name__)
+
+#: Largest workshop message the bridge decodes (an event or a machine state is well under 2 KiB).
+MAX_PAYLOAD = 64 * 1024
+#: Reasons a workshop message is rejected (the keys of :attr:`Bridge.rejected`).
+REJECT_REASONS = ("malformed", "unknown_job", "wrong_shop", "implausible_seq")
 
 
 class EventSink(Protocol):
@@ -109,11 +127,14 @@ class Bridge:
         sink: EventSink | None = None,
         *,
         board: StatusBoard | None = None,
+        jobs: JobDirectory | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.sink = sink
         self.board = board or StatusBoard()
+        #: job → workshop, from the workflow (module docstring)
+        self.jobs = jobs if jobs is not None else JobDirectory()
         self._clock = clock
         self._subs: dict[str | None, set[Subscription]] = {}
         self._relay: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -121,6 +142,8 @@ class Bridge:
         self._connected = asyncio.Event()
         self.relayed = 0
         self.dropped = 0
+        #: workshop messages rejected, by reason (:data:`REJECT_REASONS`)
+        self.rejected: Counter[str] = Counter()
 
     @property
     def connected(self) -> bool:
@@ -167,14 +190,24 @@ class Bridge:
     ) -> bool:
         """Take a status event from ``source``: dedupe by seq, relay to SQS, fan out if latest.
 
-        Returns whether the event was new. Workshop events arrive with source ``edge:{shop_id}``.
+        Returns whether the event was new. Workshop events arrive with source ``edge:{shop_id}``
+        and count only for a job the directory knows that shop makes; a ``workflow`` event
+        teaches the directory its job's shop.
         """
         problem = event_problem(event)
         if problem is not None:
-            log.warning("dropping malformed event: %s", problem)
-            self.dropped += 1
-            return False
+            return self._reject("malformed", source, event.get("job_id"), problem)
+        job_id = event["job_id"]
+        if source.startswith(EDGE_SOURCE):
+            owner = self.jobs.known(job_id)
+            if owner != source[len(EDGE_SOURCE) :]:
+                reason = "unknown_job" if owner is None else "wrong_shop"
+                return self._reject(reason, source, job_id, f"the job's workshop is {owner}")
+        elif source == "workflow" and isinstance(event.get("shop_id"), str) and event["shop_id"]:
+            self.jobs.learn(job_id, event["shop_id"])
         applied = self.board.apply(event, source, received=self._clock())
+        if applied.rejected is not None:
+            return self._reject(applied.rejected, source, job_id, f"seq {event['seq']}")
         if not applied.fresh:
             self.dropped += 1
             return False
@@ -184,8 +217,27 @@ class Bridge:
             self._fan_out(dict(event, source=source))
         return True
 
+    def _reject(self, reason: str, source: str, job_id: object, detail: str) -> bool:
+        self.rejected[reason] += 1
+        self.dropped += 1
+        log.warning(
+            "rejected %s event for job %.80r: %s (%s)",
+            source,
+            job_id,
+            reason,
+            detail,
+            extra={"source": source, "job_id": str(job_id)[:80], "reason": reason},
+        )
+        return False
+
     async def cloud_sink(self, kind: str, payload: dict[str, Any]) -> None:
-        """The cloud activities' ``sink(kind, payload)``: statuses go to :meth:`publish`."""
+        """The cloud activities' ``sink(kind, payload)``: statuses go to :meth:`publish`.
+
+        Called inside a Temporal activity: a directory without a lookup borrows its client.
+        """
+        if self.jobs.lookup is None and activity.in_activity():
+            with contextlib.suppress(RuntimeError):  # a local activity has no client
+                self.jobs.lookup = TemporalShopLookup(activity.client())
         if kind == "status":
             self.publish(payload, source="workflow")
         else:
@@ -197,20 +249,49 @@ class Bridge:
         self._fan_out(event)
         return event
 
-    def _on_message(self, topic: str, raw: Any) -> None:
-        parsed = topics.parse(topic)
-        payload = topics.decode(raw) if isinstance(raw, bytes | bytearray | str) else None
-        if parsed is None or payload is None:
-            log.warning("ignoring malformed message on %s", topic)
+    async def handle_message(self, topic: str, raw: Any) -> None:
+        """Take one broker message (the MQTT consumer calls this).
+
+        Whatever it holds, it is applied or logged and dropped; it never stops the next one.
+        """
+        try:
+            await self._take(topic, raw)
+        except Exception:  # a bug, not the message's fault: log it and keep serving
+            log.exception("bridge dropped a message on %.200r", topic)
             self.dropped += 1
+
+    async def _take(self, topic: str, raw: Any) -> None:
+        parsed = topics.parse(topic)
+        if parsed is None or not re.fullmatch(wire.IDENT_PATTERN, parsed.shop_id):
+            self._reject("malformed", "mqtt", None, f"not a workshop topic: {topic[:120]!r}")
+            return
+        source = f"{EDGE_SOURCE}{parsed.shop_id}"
+        payload = wire.decode_object(raw, max_bytes=MAX_PAYLOAD)
+        if isinstance(payload, wire.Rejected):
+            self._reject("malformed", source, None, f"{parsed.kind}: {payload.reason}")
             return
         if parsed.kind == "events":
-            event = dict(payload, shop_id=payload.get("shop_id", parsed.shop_id))
-            self.publish(event, source=f"edge:{parsed.shop_id}")
+            await self._on_event(parsed.shop_id, payload)
         elif parsed.kind == "machine_state" and parsed.name is not None:
-            self.board.set_machine(parsed.shop_id, parsed.name, payload)
+            if re.fullmatch(wire.IDENT_PATTERN, parsed.name):
+                self.board.set_machine(parsed.shop_id, parsed.name, payload)
+            else:
+                self._reject("malformed", source, None, f"machine id {parsed.name[:80]!r}")
         elif parsed.kind == "edge_state":
             self.board.set_edge(parsed.shop_id, payload)
+
+    async def _on_event(self, shop_id: str, payload: dict[str, Any]) -> None:
+        """A workshop's status event: resolve the job's shop (maybe from Temporal), then publish."""
+        source = f"{EDGE_SOURCE}{shop_id}"
+        problem = event_problem(payload)
+        if problem is None and not re.fullmatch(wire.JOB_ID_PATTERN, payload["job_id"]):
+            problem = "job_id: not a job id"
+        if problem is not None:
+            self._reject("malformed", source, payload.get("job_id"), problem)
+            return
+        await self.jobs.shop_of(payload["job_id"])  # publish() checks the answer
+        # the topic's shop, now checked against the job's, replaces whatever the payload claims
+        self.publish(dict(payload, shop_id=shop_id), source=source)
 
     # -- tasks -------------------------------------------------------------------------------------
 
@@ -235,7 +316,7 @@ class Bridge:
                     self._connected.set()
                     backoff.reset()
                     async for message in client.messages:
-                        self._on_message(str(message.topic), message.payload)
+                        await self.handle_message(str(message.topic), message.payload)
             except aiomqtt.MqttError as exc:
                 log.warning("bridge lost the broker: %s", exc)
             except Exception:

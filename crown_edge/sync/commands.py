@@ -19,17 +19,15 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from pydantic import ValidationError as PydanticValidationError
 
 from crown_edge.models import MAX_ID_LEN
-from crown_edge.sync.wire import Rejected
+from crown_edge.sync.wire import IDENT_PATTERN, JOB_ID_PATTERN, Rejected
 
 MAX_PAYLOAD = 4096
 MAX_VERB_LEN = 32
 
 #: A job id as :meth:`crown_edge.models.IntakeMessage.parse` accepts it.
-JobId = Annotated[
-    str, StringConstraints(pattern=rf"^[A-Za-z0-9._-]{{1,{MAX_ID_LEN}}}$", max_length=MAX_ID_LEN)
-]
+JobId = Annotated[str, StringConstraints(pattern=JOB_ID_PATTERN, max_length=MAX_ID_LEN)]
 #: A machine id as the ``[[machines]] id`` key of the configuration accepts it.
-MachineId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$", max_length=64)]
+MachineId = Annotated[str, StringConstraints(pattern=IDENT_PATTERN, max_length=64)]
 
 
 class Command(BaseModel):

@@ -24,6 +24,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+#: A job id as intake accepts it (:meth:`crown_edge.models.IntakeMessage.parse`).
+JOB_ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
+#: A machine or workshop id as the configuration accepts it (``[[machines]] id``, ``shop_id``).
+IDENT_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
 MAX_BYTES = 256 * 1024  # the SQS message cap; MQTT consumers pass smaller bounds
 MAX_DEPTH = 32
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1

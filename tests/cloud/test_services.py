@@ -48,16 +48,20 @@ async def test_order_flows_from_api_to_dispatcher_and_back_from_the_workshop(
         assert reply.status == 202
         await until(lambda: len(started) == 1)
         assert started[0].shop_id == "s1"
+        # what the started workflow's first status does: it tells the bridge the job's shop
+        received = {"event_id": "J-1:1", "job_id": "J-1", "seq": 1, "status": "received"}
+        await cloud.bridge.cloud_sink("status", {**received, "shop_id": "s1"})
 
         outbox = MemoryOutbox()
         outbox.put("events", {"event_id": "u1", "job_id": "J-1", "seq": 1, "status": "queued"})
         async with MqttLink(mqtt_broker.workshop_settings("s1"), outbox):
-            await until(lambda: cloud.bridge.relayed == 1)
+            await until(lambda: cloud.bridge.relayed == 2)
         status = await request(f"{cloud.api.url}/orders/J-1")
         assert status.json()["status"] == "queued"
         assert status.json()["source"] == "edge:s1"
         metrics = (await request(f"{cloud.api.url}/metrics")).body.decode()
         assert 'crown_dispatcher_messages{outcome="started"} 1.0' in metrics
+        assert 'crown_bridge_rejected{reason="wrong_shop"} 0.0' in metrics
 
 
 async def test_embedded_stack_starts_and_stops_everything() -> None:

@@ -43,6 +43,8 @@ async def test_workshop_events_reach_sqs_and_subscribers(
     settings = mqtt_broker.bridge_settings(client_id=uuid.uuid4().hex)
     outbox = MemoryOutbox()
     async with Bridge(settings, OrderQueue(sqs, sqs_queues)) as bridge:
+        for job in ("J-1", "J-2"):  # the workflow made them known (test_bridge_trust.py)
+            bridge.jobs.learn(job, shop)
         async with asyncio.timeout(20):
             await bridge.wait_connected()
         with bridge.subscribe("J-1") as live, bridge.subscribe() as everything:
@@ -75,6 +77,7 @@ async def test_workshop_events_reach_sqs_and_subscribers(
 async def test_malformed_mqtt_payloads_ignored(mqtt_broker: MqttBroker) -> None:
     settings = mqtt_broker.bridge_settings(client_id=uuid.uuid4().hex)
     async with Bridge(settings) as bridge:
+        bridge.jobs.learn("J-1", "s")
         async with asyncio.timeout(20):
             await bridge.wait_connected()
         async with mqtt_broker.client(mqtt_broker.workshop("s")) as client:
@@ -83,6 +86,7 @@ async def test_malformed_mqtt_payloads_ignored(mqtt_broker: MqttBroker) -> None:
             await client.publish("crown/v1/s/events", json.dumps(_ev(1, "received")), qos=1)
         await until(lambda: bridge.board.job("J-1") is not None)
         assert bridge.dropped == 2
+        assert bridge.rejected == {"malformed": 2}
         assert bridge.connected
 
 
