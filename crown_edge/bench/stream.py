@@ -25,7 +25,7 @@ from typing import Any
 from crown_edge.drivers.base import RunOutcome, RunResult
 from crown_edge.drivers.grbl.driver import GrblDriver
 from crown_edge.sim.grbl import DEFAULT_RESPONSE_LATENCY_S, GrblSimulator
-from crown_edge.sim.grbl_core import DEFAULT_SETTINGS
+from crown_edge.sim.grbl_report import DEFAULT_SETTINGS
 from crown_edge.sim.motion import MotionSettings, motion_time
 
 BAUD = 115200

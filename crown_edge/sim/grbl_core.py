@@ -18,7 +18,6 @@ What it reproduces of grbl 1.1h (``gnea/grbl``, the default ``config.h`` build, 
 
 from __future__ import annotations
 
-import math
 import re
 from collections import deque
 from collections.abc import Sequence
@@ -26,58 +25,21 @@ from dataclasses import dataclass, field
 
 from crown_edge.drivers.grbl import codes
 from crown_edge.drivers.grbl.protocol import MAX_LINE_CHARS, effective_length
+from crown_edge.sim.grbl_report import (
+    BANNER,
+    BUILD_DATE,
+    DEFAULT_SETTINGS,
+    FLOOD,
+    LOCKED,
+    MIST,
+    RESTORING_SPINDLE,
+    VERSION,
+    accessory_letters,
+    format_setting,
+    status_line,
+    whole,
+)
 from crown_edge.sim.motion import AXES, Block, ModalState, MotionSettings, block_for
-
-VERSION = "1.1h"
-BUILD_DATE = "20190830"
-BANNER = f"Grbl {VERSION} ['$' for help]"
-LOCKED = "[MSG:'$H'|'$X' to unlock]"
-RESTORING_SPINDLE = "[MSG:Restoring spindle]"
-
-DEFAULT_SETTINGS: dict[int, float] = {
-    0: 10,
-    1: 25,
-    2: 0,
-    3: 0,
-    4: 0,
-    5: 0,
-    6: 0,
-    10: 1,
-    11: 0.010,
-    12: 0.002,
-    13: 0,
-    20: 0,
-    21: 0,
-    22: 0,
-    23: 0,
-    24: 25.0,
-    25: 500.0,
-    26: 250,
-    27: 1.0,
-    30: 1000,
-    31: 0,
-    32: 1,
-    100: 80.0,
-    101: 80.0,
-    102: 80.0,
-    110: 6000.0,
-    111: 6000.0,
-    112: 1000.0,
-    120: 2000.0,
-    121: 2000.0,
-    122: 100.0,
-    130: 400.0,
-    131: 300.0,
-    132: 50.0,
-}
-"""A laser's ``$$``: laser mode on ($32=1), homing off ($22=0) so the machine starts Idle."""
-
-_INTEGER_SETTINGS = frozenset({0, 1, 2, 3, 4, 5, 6, 10, 13, 20, 21, 22, 23, 26, 32})
-"""``report_util_uint8_setting`` in ``report.c``: printed as integers."""
-_RPM_SETTINGS = frozenset({30, 31})
-"""Spindle rpm: ``printFloat(value, N_DECIMAL_RPMVALUE)``, no decimals."""
-FLOOD, MIST = 1, 2
-"""Coolant bits (M8, M7) as ``coolant_get_state()`` reports them."""
 
 _JOB_COMMENT = re.compile(r"^\(\s*job(?:[\s_-]*id)?\s*[:=]?\s*([^\s)]+)", re.IGNORECASE)
 _LETTERS = frozenset("GMFSPNTIJKRL")
@@ -85,20 +47,6 @@ _G_SUPPORTED = frozenset(
     {0, 1, 2, 3, 4, 10, 17, 18, 19, 20, 21, 28, 30, 53, 54, 90, 91, 92, 93, 94}
 )
 _M_SUPPORTED = frozenset({0, 1, 2, 3, 4, 5, 8, 9, 30})
-
-
-def whole(value: float) -> str:
-    """``printFloat(value, 0)``: rounded half up to a whole number, as grbl prints rates and rpm."""
-    return str(math.floor(value + 0.5))
-
-
-def format_setting(number: int, value: float) -> str:
-    """One ``$$`` line as ``report_grbl_settings()`` prints it (``$11=0.010``, ``$10=1``)."""
-    if number in _INTEGER_SETTINGS:
-        return f"${number}={int(value)}"
-    if number in _RPM_SETTINGS:
-        return f"${number}={whole(value)}"
-    return f"${number}={value:.3f}"
 
 
 def job_id_of(line: str) -> str | None:
@@ -524,44 +472,29 @@ class GrblCore:
         rx_free: int,
         position: Sequence[float] | None = None,
     ) -> str:
-        """A ``<...>`` status report as ``report_realtime_status()`` formats it.
+        """A ``<...>`` status report (:func:`~crown_edge.sim.grbl_report.status_line`).
 
         ``feed`` (mm/min) and ``power`` are what the machine does at this instant (see
         :meth:`power`); ``position`` the live machine position (default: where the last
-        executed block ended). ``$10`` picks MPos/WPos and Bf.
+        executed block ended).
         """
         self.reports += 1
-        state = self.state
-        if state == "Hold":
-            state = "Hold:1" if self.decelerating else "Hold:0"
-        elif state == "Door":
-            state = "Door:1" if self.door_open else "Door:0"
-        mask = int(self.settings.get(10, 1))
         where = self.position if position is None else position
-        pos = ",".join(f"{p:.3f}" for p in where[: len(self.axes)])
-        parts = [state, f"MPos:{pos}" if mask & 1 else f"WPos:{pos}"]
-        if mask & 2:
-            parts.append(f"Bf:{self.planner_blocks - self.blocks_queued},{rx_free}")
-        if self.line_number is not None:
-            parts.append(f"Ln:{self.line_number}")
-        parts.append(f"FS:{whole(feed)},{whole(power)}")
-        pins = "D" if self.door_open else ""
-        if pins:
-            parts.append(f"Pn:{pins}")
-        if self.reports % 10 == 1:
-            parts.append("WCO:0.000,0.000,0.000")
-        elif self.reports % 10 == 2:
-            parts.append("Ov:100,100,100")
-            if accessories := self.accessories():
-                parts.append(f"A:{accessories}")
-        return "<" + "|".join(parts) + ">"
+        return status_line(
+            self.state,
+            decelerating=self.decelerating,
+            door_open=self.door_open,
+            position=where[: len(self.axes)],
+            mask=int(self.settings.get(10, 1)),
+            planner_free=self.planner_blocks - self.blocks_queued,
+            rx_free=rx_free,
+            line_number=self.line_number,
+            feed=feed,
+            power=power,
+            report_count=self.reports,
+            accessories=self.accessories(),
+        )
 
     def accessories(self) -> str:
-        """The ``A:`` letters: S (M3) or C (M4), F (flood M8), M (mist M7); empty when all off."""
-        mode = self.spindle[0]
-        out = "" if self.spindle_stopped else {3: "S", 4: "C"}.get(mode, "")
-        if self.coolant & FLOOD:
-            out += "F"
-        if self.coolant & MIST:
-            out += "M"
-        return out
+        """The ``A:`` letters of the spindle and coolant in force (empty when all off)."""
+        return accessory_letters(0 if self.spindle_stopped else self.spindle[0], self.coolant)
