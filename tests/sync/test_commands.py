@@ -72,6 +72,7 @@ def test_every_handler_exists_on_the_daemon(tmp_path: Path) -> None:
         ("cancel", {"job_id": "J/1"}, "pattern"),
         ("cancel", {"job_id": "Jé"}, "pattern"),
         ("cancel", {"job_id": "J\n1"}, "pattern"),
+        ("cancel", {"job_id": "J\n"}, "pattern"),
         ("cancel", {"job_id": "J" * 129}, "at most 128"),
         ("top", {"job_id": True}, "string"),
         ("pause", {}, "Field required"),
