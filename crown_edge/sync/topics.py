@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from crown_edge.sync import wire
+
 ROOT = "crown/v1"
 EDGE_STATE = "edge/state"
 EVENTS = "events"
@@ -77,11 +79,10 @@ def encode(payload: dict[str, Any]) -> bytes:
 
 
 def decode(raw: bytes | bytearray | str | None) -> dict[str, Any] | None:
-    """A JSON object from a payload, or ``None`` if it is not valid UTF-8 JSON or not an object."""
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return value if isinstance(value, dict) else None
+    """A JSON object from a payload, or ``None`` for anything else (never raises).
+
+    The same total decoder every consumer uses (:func:`crown_edge.sync.wire.decode_object`:
+    size, depth and number limits), without the reason.
+    """
+    value = wire.decode_object(raw)
+    return None if isinstance(value, wire.Rejected) else value
