@@ -180,7 +180,9 @@ class FullStack:
             sqs_endpoint_url=self.services.moto.endpoint_url,
         )
         log.info("starting the cloud side: Order API, dispatcher, bridge, workflow worker")
-        self.cloud = await self._stack.enter_async_context(CloudServices(settings, start))
+        self.cloud = await self._stack.enter_async_context(
+            CloudServices(settings, start, temporal=self.client)
+        )
         activities = CloudActivities(
             settings.designs_dir, self.catalog, self.cloud.bridge.cloud_sink
         )

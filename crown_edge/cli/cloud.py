@@ -134,7 +134,7 @@ async def _serve(cfg: CloudConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with CloudServices(settings, start) as services:
+    async with CloudServices(settings, start, temporal=client) as services:
         activities = CloudActivities(cfg.designs_dir, load_catalog(), services.bridge.cloud_sink)
         async with workflow_worker(client, activities):
             print(f"crown-edge cloud: Order API on {services.api.url}", flush=True)

@@ -22,6 +22,7 @@ from crown_edge.cloud.app import OrderApi, create_app
 from crown_edge.embedded.sqs import DEFAULT_REGION, sqs_client
 from crown_edge.sync.bridge import Bridge, BridgeSettings
 from crown_edge.sync.dispatcher import Dispatcher, StartJob
+from crown_edge.sync.jobdir import JobDirectory, TemporalShopLookup
 from crown_edge.sync.mqtt_auth import MqttTls
 from crown_edge.sync.sqs import OrderQueue
 
@@ -69,8 +70,16 @@ class CloudServices:
     """Order API, dispatcher and bridge sharing one SQS client; stopped in reverse order."""
 
     def __init__(
-        self, settings: CloudSettings, start_job: StartJob, *, client: Any | None = None
+        self,
+        settings: CloudSettings,
+        start_job: StartJob,
+        *,
+        client: Any | None = None,
+        temporal: Any | None = None,
     ) -> None:
+        """``client`` is an SQS client (default: one for ``settings``); ``temporal`` a Temporal
+        client the bridge uses to find the shop of a job it has not heard of (the workflow's
+        input), e.g. after a cloud restart."""
         self.settings = settings
         self.start_job = start_job
         self._own_client = client is None
@@ -88,7 +97,8 @@ class CloudServices:
             if settings.mqtt_host is not None
             else None
         )
-        self.bridge = Bridge(bridge_settings, self.orders)
+        jobs = JobDirectory(TemporalShopLookup(temporal)) if temporal is not None else None
+        self.bridge = Bridge(bridge_settings, self.orders, jobs=jobs)
         self.dispatcher = Dispatcher(
             self.orders,
             start_job,
