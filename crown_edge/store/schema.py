@@ -111,4 +111,10 @@ MIGRATIONS: tuple[str, ...] = (
         reason TEXT NOT NULL DEFAULT ''
     );
     """,
+    # 3: the resume mark: the last program line that may have left for the controller, written
+    # before the bytes go (a window ahead); every line after it is certainly not engraved
+    """
+    ALTER TABLE jobs ADD COLUMN sent_line INTEGER;
+    ALTER TABLE runs ADD COLUMN sent_line INTEGER;
+    """,
 )

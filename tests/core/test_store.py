@@ -12,6 +12,7 @@ from crown_edge.errors import IllegalTransition, NoInventory, UnknownItem, Unkno
 from crown_edge.lifecycle import JobEvent
 from crown_edge.models import JobStatus
 from crown_edge.store import Store
+from crown_edge.store.schema import MIGRATIONS
 
 from .conftest import message
 
@@ -125,6 +126,6 @@ async def test_migrations_apply_once_and_reopen_keeps_data(tmp_path: Path) -> No
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
-        assert versions == [1, 2]
+        assert versions == list(range(1, len(MIGRATIONS) + 1))
     finally:
         conn.close()
