@@ -11,6 +11,7 @@ from crown_edge.errors import IllegalTransition, NoInventory, ValidationError
 from crown_edge.lifecycle import JobEvent
 from crown_edge.models import IntakeMessage, JobStatus
 from crown_edge.store.store import _get_job, _reserve, _settle, _transition
+from crown_edge.sync.edge_restock import signal_restock
 
 if TYPE_CHECKING:
     from crown_edge.daemon.app import EdgeDaemon
@@ -179,7 +180,9 @@ def build_handlers(d: EdgeDaemon) -> dict[str, Callable[[dict[str, Any]], Any]]:
         if not isinstance(available, int) or available < 0:
             raise ValidationError("available must be an integer >= 0")
         row = await store.set_stock(str(args.get("item_id", "")), available, d.clock())
-        return row.to_dict()
+        # jobs whose workflow waits for this item validate again now (else on their timer)
+        reached = await signal_restock(d.temporal_client, store, row.item_id, row.available)
+        return {**row.to_dict(), "restock_signalled": reached}
 
     async def qa_verdict(args: dict[str, Any]) -> dict[str, Any]:
         job_id = _job_id(args)

@@ -4,11 +4,13 @@ They touch no workshop state: stock, machines and QA belong to the workshop acti
 produce leaves through one injectable *sink* ``sink(kind, payload)`` (sync or async) that the cloud
 side wires to the WebSocket status stream, the bridge and the ``job-events`` queue; without a sink
 the events are only logged. Kinds: ``status`` (a :class:`JobStatusEvent`), ``design_ready``,
-``notification``, ``revision_requested``, ``alternatives_offered``, ``escalation``.
+``notification``, ``revision_requested``, ``alternatives_offered``, ``escalation``, ``rating``
+(the customer's 1-5 stars for a complete job: the ``customer_satisfaction`` metric's source).
 
 The design preview is rendered with :func:`crown_edge.toolpath.render_job` (the strokes the
 machine will cut, artwork included when it can be fetched within limits) and written to
-``{designs_dir}/{job_id}.svg``, served as ``/designs/{job_id}.svg``.
+``{designs_dir}/{job_id}.svg``, served as ``/designs/{job_id}.svg``; a revised design (the customer
+asked for changes) goes to ``{job_id}-r{revision}.svg`` so the page never shows a cached old one.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from crown_edge.workflow.data import (
     JobStatusEvent,
     Notification,
     OfferAlternativesInput,
+    RatingEvent,
     RevisionInput,
 )
 
@@ -49,9 +52,14 @@ EventSink = Callable[[str, dict[str, Any]], Awaitable[None] | None]
 """Where cloud events go: ``sink(kind, payload)``; may be a plain or an async function."""
 
 
-def design_url(job_id: str) -> str:
-    """URL path of a job's design preview."""
-    return f"/designs/{job_id}.svg"
+def design_name(job_id: str, revision: int = 0) -> str:
+    """File name stem of a job's design preview (``{job_id}``, ``{job_id}-r{revision}``)."""
+    return job_id if revision <= 0 else f"{job_id}-r{revision}"
+
+
+def design_url(job_id: str, revision: int = 0) -> str:
+    """URL path of a job's design preview (a revision has its own)."""
+    return f"/designs/{design_name(job_id, revision)}.svg"
 
 
 class CloudActivities:
@@ -80,6 +88,7 @@ class CloudActivities:
             self.offer_alternatives,
             self.escalate,
             self.publish_status,
+            self.record_rating,
         ]
 
     async def _emit(self, kind: str, payload: dict[str, Any]) -> None:
@@ -121,8 +130,9 @@ class CloudActivities:
             )
         )
         warnings.extend(render_warnings)
-        await asyncio.to_thread(_write_atomic, self.designs_dir / f"{request.job_id}.svg", svg)
-        url = design_url(request.job_id)
+        name = design_name(request.job_id, request.revision)
+        await asyncio.to_thread(_write_atomic, self.designs_dir / f"{name}.svg", svg)
+        url = design_url(request.job_id, request.revision)
         result = DesignResult(request.job_id, url, fits, tuple(warnings))
         await self._emit(
             "design_ready",
@@ -132,6 +142,7 @@ class CloudActivities:
                 "design_url": url,
                 "fits": fits,
                 "warnings": list(warnings),
+                "revision": request.revision,
             },
         )
         return result
@@ -146,6 +157,7 @@ class CloudActivities:
                 "customer_id": request.customer_id,
                 "design_url": request.design_url,
                 "comment": request.comment,
+                "revision": request.revision,
             },
         )
 
@@ -202,8 +214,25 @@ class CloudActivities:
 
     @activity.defn(name=names.PUBLISH_STATUS)
     async def publish_status(self, event: JobStatusEvent) -> None:
-        """Publish one status change (runs as a local activity of the workflow)."""
+        """Publish one status change of the workflow."""
         await self._emit("status", event.to_dict())
+
+    @activity.defn(name=names.RECORD_RATING)
+    async def record_rating(self, rating: RatingEvent) -> None:
+        """Publish the customer's rating of a complete job (kind ``rating``, once per job)."""
+        await self._emit(
+            "rating",
+            {
+                "event_id": f"{rating.job_id}:rating",
+                "job_id": rating.job_id,
+                "customer_id": rating.customer_id,
+                "shop_id": rating.shop_id,
+                "item_id": rating.item_id,
+                "stars": rating.stars,
+                "comment": rating.comment,
+                "at": rating.at,
+            },
+        )
 
 
 # --- preview -------------------------------------------------------------------------------------

@@ -86,6 +86,17 @@ def refuse(err_type: str, message: str) -> ApplicationError:
     return ApplicationError(message, message, type=err_type, non_retryable=True)
 
 
+def closed(job: Job) -> ApplicationError:
+    """The refusal for a job that ended on the workshop.
+
+    A cancelled job is ``JobCancelled`` with the technician's reason as the message (the workflow
+    ends the job ``cancelled`` with it); any other end is ``JobClosed``.
+    """
+    if job.status is S.CANCELLED:
+        return refuse(n.ERR_JOB_CANCELLED, job.reason or "cancelled on the workshop")
+    return refuse(ERR_JOB_CLOSED, f"job {job.job_id} is {job.status} on the workshop")
+
+
 def _due_at(due_date: str) -> float | None:
     try:
         parsed = dt.datetime.fromisoformat(due_date.strip().replace("Z", "+00:00"))
@@ -164,7 +175,9 @@ class EdgeActivities:
         now = self._clock()
         job = await self.store.submit(self._intake(req), now)
         if job.status in TERMINAL:
-            raise refuse(ERR_JOB_CLOSED, f"job {req.job_id} is {job.status} on the workshop")
+            raise closed(job)
+        if job.item_id != req.item_id:  # the customer took an alternative: the workflow's item
+            job = await es.switch_item(self.store, req.job_id, req.item_id, now)
         item = self.catalog.items.get(req.item_id)
         fit = None if item is None else await asyncio.to_thread(fit_text, item, req.lines, req.font)
         if job.status not in (S.RECEIVED, S.BLOCKED):  # validated before: the same answer
@@ -432,7 +445,7 @@ class EdgeActivities:
             if current and job.status is S.QA_FAILED:
                 return n.QaResult(False, job.reason or "failed on the workshop", "workshop")
             if job.status in TERMINAL:
-                raise refuse(ERR_JOB_CLOSED, f"job {req.job_id} is {job.status} on the workshop")
+                raise closed(job)
             activity.heartbeat(
                 {"status": str(job.status), "attempt": req.attempt, "waiting": "qa_verdict"}
             )

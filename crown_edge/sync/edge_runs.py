@@ -43,8 +43,11 @@ def run_result(job: Job, runs: Sequence[RunRecord], attempt: int) -> n.MachineRu
     else:  # a later attempt exists: this one ended as its last run row says
         completed = run is not None and run.outcome == n.OUTCOME_COMPLETED
     message = _text(detail, "message") or _text(detail, "error") or _text(detail, "reason")
+    cancel_reason = None
     if not completed:
-        if job.status is S.CANCELLED and job.attempt == attempt:
+        if job.status is S.CANCELLED and job.attempt <= attempt:
+            # cancelled during this attempt, or before it was queued (then no run exists)
+            cancel_reason = job.reason or "cancelled on the workshop"
             message = message or f"cancelled on the workshop: {job.reason or 'no reason given'}"
         elif job.status is S.FAILED and job.attempt == attempt:
             message = message or job.reason or "failed on the workshop"
@@ -57,6 +60,7 @@ def run_result(job: Job, runs: Sequence[RunRecord], attempt: int) -> n.MachineRu
         total_lines=(run.total_lines if run is not None else None) or 0,
         alarm=_text(detail, "alarm"),
         message=message,
+        cancel_reason=cancel_reason,
     )
 
 

@@ -124,6 +124,35 @@ async def set_schedule_details(
     await store.run_sql(fn)
 
 
+async def switch_item(store: Store, job_id: str, item_id: str, now: float) -> Job:
+    """Make ``item_id`` the job's item while it holds no unit (the customer took an alternative).
+
+    Only a job still ``received``, or ``blocked`` for ``no_inventory``, without a live reservation
+    changes; any other job is returned as it is.
+    """
+
+    def fn(conn: sqlite3.Connection) -> Job:
+        job = _get_job(conn, job_id)
+        waiting = job.status is JobStatus.RECEIVED or (
+            job.status is JobStatus.BLOCKED and job.reason == "no_inventory"
+        )
+        held = conn.execute(
+            "SELECT 1 FROM reservations WHERE job_id = ? AND state = 'reserved'", (job_id,)
+        ).fetchone()
+        if not waiting or held is not None or job.item_id == item_id:
+            return job
+        row = conn.execute("SELECT message FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        message = json.loads(row[0])
+        message["item_id"] = item_id
+        conn.execute(
+            "UPDATE jobs SET item_id = ?, message = ?, updated_at = ? WHERE job_id = ?",
+            (item_id, json.dumps(message, sort_keys=True), now, job_id),
+        )
+        return _get_job(conn, job_id)
+
+    return await store.run_sql(fn)
+
+
 async def available_units(store: Store, item_id: str) -> int | None:
     """Units of the item available to reserve, None for an item the store does not know."""
     row = await store.run_sql(

@@ -30,6 +30,8 @@ class ActivityOptions:
     retry: RetryPolicy
     heartbeat: timedelta | None = None
     cancellation: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL
+    #: Give up when the activity has not finished this long after it was scheduled.
+    schedule_to_close: timedelta | None = None
 
 
 _NON_RETRYABLE = list(BLOCKING_ERRORS)
@@ -56,6 +58,14 @@ VALIDATE = ActivityOptions(
     start_to_close=timedelta(minutes=1),
     retry=SHORT_RETRY,
     cancellation=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+)
+#: validate_job again while a blocked job waits: an offline workshop must not hold the wait
+#: (choices, the timeout) for long, so it gives up and the next recheck tries again.
+REVALIDATE = ActivityOptions(
+    start_to_close=timedelta(minutes=1),
+    retry=SHORT_RETRY,
+    cancellation=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    schedule_to_close=timedelta(minutes=10),
 )
 #: list_alternatives and the cloud activities.
 SHORT = ActivityOptions(start_to_close=timedelta(minutes=1), retry=SHORT_RETRY)
@@ -107,6 +117,7 @@ async def workshop(
         task_queue=job.workshop_queue,
         result_type=result_type,
         start_to_close_timeout=options.start_to_close,
+        schedule_to_close_timeout=options.schedule_to_close,
         heartbeat_timeout=options.heartbeat,
         retry_policy=options.retry,
         cancellation_type=options.cancellation,

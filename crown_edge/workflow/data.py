@@ -90,6 +90,10 @@ class JobResult:
     retry_count: int = 0
     attempts: int = 0
     design_url: str | None = None
+    #: The customer's rating, when one came within the rating window.
+    rating: Rating | None = None
+    #: The item made (an alternative the customer chose, or the ordered one).
+    item_id: str | None = None
 
 
 # --- signals and updates -------------------------------------------------------------------------
@@ -97,11 +101,44 @@ class JobResult:
 
 @dataclass(frozen=True, slots=True)
 class ApprovalDecision:
-    """The customer's answer to a design (signal or update ``approve_design``)."""
+    """The customer's answer to a design (signal or update ``approve_design``).
+
+    ``approved=False`` asks for changes; ``comment`` says which (``COMMENT_MAX`` characters).
+    """
 
     approved: bool
     comment: str = ""
     by: str = "customer"
+
+
+@dataclass(frozen=True, slots=True)
+class AlternativeChoice:
+    """Update ``choose_alternative``: one of the offered items (``item_id``), or ``cancel``."""
+
+    item_id: str | None = None
+    cancel: bool = False
+    by: str = "customer"
+
+
+@dataclass(frozen=True, slots=True)
+class Rating:
+    """Update ``rate``: 1-5 ``stars`` and an optional ``comment`` for a complete job.
+
+    ``at`` is filled in by the workflow (ISO 8601, when the rating was taken).
+    """
+
+    stars: int
+    comment: str = ""
+    at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Restock:
+    """Signal ``restocked`` from the workshop: ``item_id`` has ``available`` units again."""
+
+    item_id: str
+    available: int = 0
+    by: str = "workshop"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +156,10 @@ class MachineUpdate:
     machine_id: str | None = None
     progress: float | None = None
     queue_position: int | None = None
-    #: Why a run is ``interrupted`` (alarm, lost port...); shown as the job's reason.
+    #: Why a run is ``interrupted`` (alarm, lost port...); kept internal, never shown as is.
     reason: str | None = None
+    #: Expected end of the run (ISO 8601), when the workshop's scheduler has one.
+    eta: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +182,33 @@ class ResumeRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One status the job entered, with the workflow time it did (ISO 8601, UTC)."""
+
+    status: str
+    at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of the customer's timeline: received, design, approval, engraving, qa, complete.
+
+    ``state`` is ``done``, ``current``, ``pending``, ``skipped`` (no design needed) or
+    ``stopped`` (the job ended here without completing); ``at`` is when the step began.
+    """
+
+    name: str
+    state: str
+    at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class JobView:
-    """Answer of the ``status`` query: where the job is now and how it got there."""
+    """Answer of the ``status`` query: where the job is now and how it got there.
+
+    Everything here may be shown to the customer: ``reason`` is a customer-safe text (QA and
+    technician notes, alarm texts and failure details never appear in the view).
+    """
 
     job_id: str
     status: str
@@ -157,6 +221,26 @@ class JobView:
     design_url: str | None = None
     #: Status words in the order the job went through them.
     history: tuple[str, ...] = ()
+    #: The item being made (changes when the customer takes an alternative).
+    item_id: str = ""
+    text: tuple[str, ...] = ()
+    due_date: str = ""
+    rush: bool = False
+    #: Expected end of engraving (ISO 8601) when the workshop reported one.
+    eta: str | None = None
+    #: Every status entered, with its time.
+    timeline: tuple[TimelineEntry, ...] = ()
+    #: The customer's steps (received -> design -> approval -> engraving -> qa -> complete).
+    steps: tuple[Step, ...] = ()
+    #: What the job waits for from the customer: ``approval``, ``alternative``, ``rating``.
+    awaiting: str | None = None
+    #: Until when that wait lasts (ISO 8601): auto-approval, out-of-stock cancel, rating window.
+    awaiting_until: str | None = None
+    #: In-stock items offered while the job is blocked for ``no_inventory``.
+    alternatives: tuple[Alternative, ...] = ()
+    #: How many revised designs the customer asked for so far.
+    design_revision: int = 0
+    rating: Rating | None = None
 
 
 # --- cloud activity data -------------------------------------------------------------------------
@@ -195,7 +279,11 @@ class JobStatusEvent:
 
 @dataclass(frozen=True, slots=True)
 class DesignInput:
-    """Input of ``create_design``: render the preview the customer approves."""
+    """Input of ``create_design``: render the preview the customer approves.
+
+    ``revision`` > 0 is a revised design after the customer asked for changes (``comment``);
+    each revision gets its own preview URL.
+    """
 
     job_id: str
     customer_id: str
@@ -204,6 +292,8 @@ class DesignInput:
     font: str | None = None
     material: str | None = None
     artwork_url: str | None = None
+    revision: int = 0
+    comment: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +314,8 @@ class RevisionInput:
     customer_id: str
     design_url: str | None
     comment: str = ""
+    #: The revision that will answer this request (1 for the first); 0 from older workflows.
+    revision: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,3 +352,16 @@ class EscalateInput:
     reason: str
     attempts: int = 0
     notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RatingEvent:
+    """Input of ``record_rating``: the customer rated a complete job (``customer_satisfaction``)."""
+
+    job_id: str
+    customer_id: str
+    shop_id: str
+    item_id: str
+    stars: int
+    comment: str = ""
+    at: str = ""

@@ -28,9 +28,48 @@ heartbeat, and a retry of ``send_to_machine`` with the same ``attempt`` must re-
 report the result of) the run already made, never engrave the item a second time. A new physical
 run always comes with a new ``attempt`` number from the workflow.
 
+A job cancelled on the workshop (technician ``jobs cancel``) is reported as such:
+``send_to_machine`` returns a result with ``cancel_reason`` set, and ``validate_job`` /
+``quality_check`` raise a non-retryable ``ApplicationError`` of type ``JobCancelled`` (message:
+the reason). The workflow ends the job ``cancelled`` with that reason, not ``failed``.
+
 Cloud activities (``crown_edge.sync.cloud_activities.CloudActivities``, on ``crown-orders``):
 ``create_design``, ``request_revision``, ``notify_customer``, ``offer_alternatives``, ``escalate``,
-``publish_status``. Their data types live in :mod:`crown_edge.workflow.data`.
+``publish_status``, ``record_rating``. Their data types live in :mod:`crown_edge.workflow.data`.
+
+The customer's side (what the Order API / customer page calls on the handle ``job-{job_id}``)
+
+- update ``approve_design`` (:class:`~crown_edge.workflow.data.ApprovalDecision`) -> ``JobView``:
+  ``approved=True`` approves; ``approved=False`` requests changes, ``comment`` saying which
+  (at most :data:`COMMENT_MAX` characters). A request for changes sends the design back
+  (``revision_requested`` -> ``designing`` -> ``pending_approval`` with a new ``design_url``),
+  at most :data:`MAX_DESIGN_REVISIONS` times; one more rejection escalates the job to a manager.
+  Refused (``NotAwaitingApproval``) unless the job waits for an answer (``awaiting ==
+  "approval"``). The signal of the same name still works (technicians, older callers) and
+  ignores what it cannot take.
+- update ``choose_alternative`` (:class:`~crown_edge.workflow.data.AlternativeChoice`) ->
+  ``JobView``: while the job is ``blocked`` / ``no_inventory`` and ``awaiting ==
+  "alternative"``, take one of ``JobView.alternatives`` (``item_id``) or give up
+  (``cancel=True`` -> ``cancelled``). The job is validated again with the new item; the answer
+  is the view after that (``validated`` and on, or still ``blocked`` with a fresh list when the
+  item sold out meanwhile). Refused: ``NotAwaitingAlternative``, ``NotOffered``, ``InvalidInput``.
+- update ``rate`` (:class:`~crown_edge.workflow.data.Rating`) -> ``JobView``: 1-5 stars and an
+  optional comment (at most :data:`COMMENT_MAX` characters), once, while the job is ``complete``
+  and ``awaiting == "rating"`` (the workflow stays open :data:`RATING_WINDOW` after completion
+  for this). Refused: ``NotRatable``, ``AlreadyRated``, ``InvalidRating``.
+- query ``status`` -> :class:`~crown_edge.workflow.data.JobView` (safe to show the customer: it
+  never carries QA or technician notes, alarm texts or failure details).
+
+Every refusal is an ``ApplicationError`` raised by the update's validator, ``type`` one of the
+``REFUSED_*`` names below and the message saying why; a refused update changes nothing and is not
+written to the workflow history (the client sees ``WorkflowUpdateFailedError`` with the
+``ApplicationError`` as its ``cause``).
+
+The workshop's side: signal ``restocked`` (:class:`~crown_edge.workflow.data.Restock`), sent by
+the daemon when ``inventory set`` makes an item available that blocked jobs wait for. The
+workflow then validates again at once; it also re-validates every :data:`RESTOCK_RECHECK` on its
+own, so a lost signal (workshop offline, daemon restarted) only delays the job. A job nobody
+unblocks within :data:`BLOCKED_WAIT` ends ``cancelled`` (reason :data:`REASON_STOCK_TIMEOUT`).
 """
 
 from __future__ import annotations
@@ -52,6 +91,38 @@ PRIORITY_STANDARD: Final = 5
 DESIGN_TIMEOUT: Final = timedelta(hours=24)
 #: Physical engraving runs per job, first run included; after that the job is escalated.
 MAX_ATTEMPTS: Final = 3
+#: Revised designs a customer may ask for; one more request for changes escalates the job.
+MAX_DESIGN_REVISIONS: Final = 3
+#: How long an out-of-stock job waits for an alternative or a restock before it is cancelled.
+BLOCKED_WAIT: Final = timedelta(days=7)
+#: A blocked job re-validates this often on its own (a restock signal may have been lost).
+RESTOCK_RECHECK: Final = timedelta(hours=6)
+#: How long a complete job accepts the customer's rating (the workflow stays open that long).
+RATING_WINDOW: Final = timedelta(days=14)
+#: Longest customer comment (request for changes, rating) in characters.
+COMMENT_MAX: Final = 1000
+#: Rating scale.
+MIN_STARS: Final = 1
+MAX_STARS: Final = 5
+#: ``cancelled`` reason of a blocked job nobody unblocked within BLOCKED_WAIT.
+REASON_STOCK_TIMEOUT: Final = "out of stock: no alternative chosen and no restock within 7 days"
+#: ``cancelled`` reason when the customer gives up on an out-of-stock job.
+REASON_CUSTOMER_CANCELLED: Final = "cancelled by the customer"
+
+#: ``JobView.awaiting`` values: what the job waits for from the customer.
+AWAITING_APPROVAL: Final = "approval"
+AWAITING_ALTERNATIVE: Final = "alternative"
+AWAITING_RATING: Final = "rating"
+
+# Patch ids (``workflow.patched``) of the behaviour added after the v1 histories.
+#: Rejections send the design back for a revision (bounded) instead of ending the job.
+PATCH_DESIGN_REVISIONS: Final = "design-revisions"
+#: An out-of-stock job waits for an alternative, a restock or the timeout instead of ending.
+PATCH_WAIT_FOR_STOCK: Final = "wait-for-stock"
+#: A complete job stays open for the customer's rating.
+PATCH_RATING_WINDOW: Final = "rating-window"
+#: A job cancelled on the workshop ends ``cancelled`` (with its reason), not ``failed``.
+PATCH_WORKSHOP_CANCEL: Final = "workshop-cancel"
 
 
 def workflow_id(job_id: str) -> str:
@@ -90,6 +161,7 @@ NOTIFY_CUSTOMER: Final = "notify_customer"
 OFFER_ALTERNATIVES: Final = "offer_alternatives"
 ESCALATE: Final = "escalate"
 PUBLISH_STATUS: Final = "publish_status"
+RECORD_RATING: Final = "record_rating"
 
 CLOUD_ACTIVITIES: Final = (
     CREATE_DESIGN,
@@ -98,6 +170,7 @@ CLOUD_ACTIVITIES: Final = (
     OFFER_ALTERNATIVES,
     ESCALATE,
     PUBLISH_STATUS,
+    RECORD_RATING,
 )
 
 # --- signals, updates, queries -------------------------------------------------------------------
@@ -110,8 +183,24 @@ MACHINE_UPDATE: Final = "machine_update"
 CANCEL: Final = "cancel"
 #: Signal, argument :class:`~crown_edge.workflow.data.ResumeRequest`: re-run after ``interrupted``.
 RESUME: Final = "resume"
+#: Update, argument :class:`~crown_edge.workflow.data.AlternativeChoice`, returns ``JobView``.
+CHOOSE_ALTERNATIVE: Final = "choose_alternative"
+#: Update, argument :class:`~crown_edge.workflow.data.Rating`, returns ``JobView``.
+RATE: Final = "rate"
+#: Signal from the workshop, argument :class:`~crown_edge.workflow.data.Restock`.
+RESTOCKED: Final = "restocked"
 #: Query returning :class:`~crown_edge.workflow.data.JobView`.
 STATUS_QUERY: Final = "status"
+
+# --- refusals of the customer's updates (ApplicationError types) ----------------------------------
+
+REFUSED_NOT_AWAITING_APPROVAL: Final = "NotAwaitingApproval"
+REFUSED_NOT_AWAITING_ALTERNATIVE: Final = "NotAwaitingAlternative"
+REFUSED_NOT_OFFERED: Final = "NotOffered"
+REFUSED_NOT_RATABLE: Final = "NotRatable"
+REFUSED_ALREADY_RATED: Final = "AlreadyRated"
+REFUSED_INVALID_RATING: Final = "InvalidRating"
+REFUSED_INVALID_INPUT: Final = "InvalidInput"
 
 # --- ApplicationError types raised by workshop activities -----------------------------------------
 
@@ -120,6 +209,8 @@ ERR_TEXT_DOES_NOT_FIT: Final = "TextDoesNotFit"
 ERR_UNKNOWN_ITEM: Final = "UnknownItem"
 #: Raised by send_to_machine when no configured machine can ever run the job.
 ERR_NO_ELIGIBLE_MACHINE: Final = "NoEligibleMachine"
+#: Raised by workshop activities when a technician cancelled the job on the workshop.
+ERR_JOB_CANCELLED: Final = "JobCancelled"
 
 #: ApplicationError type -> ``blocked`` reason word (DESIGN.md §3).
 BLOCKING_ERRORS: Final = {
@@ -265,6 +356,9 @@ class MachineRunResult:
     total_lines: int = 0
     alarm: str | None = None
     message: str | None = None
+    #: Set when the job was cancelled on the workshop (the technician's reason, or a default):
+    #: the workflow ends the job ``cancelled``. ``outcome`` is then ``failed`` for older workflows.
+    cancel_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

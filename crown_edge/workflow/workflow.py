@@ -3,11 +3,12 @@
 Flow (DESIGN.md §1, seed "Temporal Workflow Definition")::
 
     received -> validate_job (reserves a unit) -> validated
-        -> [requires_design] designing -> pending_approval -> approved | revision_requested (end)
-        -> queued -> engraving -> qa_pending -> complete
+        -> [requires_design] designing -> pending_approval -> approved
+                             ^-- revision_requested <--+ (changes asked, at most 3 revisions)
+        -> queued -> engraving -> qa_pending -> complete (open for a rating, 14 days)
                                             -> qa_failed -> queued ... (3 runs in all) -> escalated
-    blocked (no_inventory / text_does_not_fit / unknown_item / no_eligible_machine), cancelled
-    and failed end the job from wherever it is.
+    blocked / no_inventory waits (alternative chosen or restock -> validated; 7 days -> cancelled);
+    blocked for another reason, cancelled and failed end the job from wherever it is.
 
 Decisions
     - Live machine details (queue position, machine, progress, interruption reason) come from
@@ -24,15 +25,32 @@ Decisions
       Once the job reaches an end state, or ``mark_complete`` has begun, cancel is ignored.
     - A run that comes back ``interrupted`` waits for the ``resume`` signal; each physical run
       has its own ``attempt`` and at most ``MAX_ATTEMPTS`` runs are made in all.
+    - A job cancelled on the workshop ends ``cancelled`` with the technician's reason.
+    - Out of stock, the job waits for the customer's choice among the offered alternatives, for
+      the workshop's ``restocked`` signal, or re-validates every ``RESTOCK_RECHECK`` on its own:
+      the signal is fast, the timer makes a lost signal (workshop offline when the shelf was
+      filled, daemon restarted) only a delay. After ``BLOCKED_WAIT`` the job is cancelled.
+    - The rating lives in this workflow: it stays open ``RATING_WINDOW`` after ``complete``
+      (status stays ``complete``), takes one ``rate`` update, shows it in ``status`` and
+      publishes it with ``record_rating``. The workflow is the job's one durable record in the
+      cloud (the Order API keeps no database), so the rating needs no second store, and "rated
+      once, only when complete" is decided where the status is known. The cost: the workflow's
+      result arrives when the window closes; wait for the ``complete`` status instead.
+    - Behaviour added after the v1 histories sits behind ``workflow.patched`` (ids in
+      :mod:`crown_edge.workflow.names`): jobs started before it replay unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from crown_edge.workflow.record import JobRecord
 
 with workflow.unsafe.imports_passed_through():
     from crown_edge.workflow import calls as call
@@ -45,46 +63,16 @@ with workflow.unsafe.imports_passed_through():
         EngravingJob,
         EscalateInput,
         JobResult,
-        JobStatusEvent,
-        JobView,
-        MachineUpdate,
         Notification,
         OfferAlternativesInput,
-        ResumeRequest,
+        RatingEvent,
         RevisionInput,
     )
 
-_AWAITING_APPROVAL = ("designing", "pending_approval")
-_MACHINE_STATES = ("queued", "engraving", "interrupted")
-
 
 @workflow.defn(name=n.WORKFLOW_NAME)
-class EngravingWorkflow:
+class EngravingWorkflow(JobRecord):
     """One engraving job; see the module docstring for the states and the contract."""
-
-    def __init__(self) -> None:
-        self._job_id = ""
-        self._status = "received"
-        self._reason: str | None = None
-        self._history: list[str] = []
-        self._retry_count = 0
-        self._attempt = 0
-        self._queue_position: int | None = None
-        self._machine_id: str | None = None
-        self._progress: float | None = None
-        self._design_url: str | None = None
-        self._decision: ApprovalDecision | None = None
-        self._decision_taken = False
-        self._cancel: CancelRequest | None = None
-        self._cancellable = True
-        self._resume: ResumeRequest | None = None
-        self._stock_held = False
-        self._maybe_engraved = False
-        self._run_active = False
-        self._seq = 0
-        self._outbox: list[JobStatusEvent] = []
-        self._publishing = False
-        self._shop_id = ""
 
     # --- entry point -----------------------------------------------------------------------------
 
@@ -92,6 +80,7 @@ class EngravingWorkflow:
     async def run(self, job: EngravingJob) -> JobResult:
         """Run the job to an end state and return it."""
         self._job_id = job.job_id
+        self._job = job
         self._shop_id = job.workshop
         publisher = asyncio.create_task(self._publisher())
         self._set("received")
@@ -115,114 +104,33 @@ class EngravingWorkflow:
             with contextlib.suppress(asyncio.CancelledError, ActivityError):
                 await flow
             result = await self._cancelled(job)
-        self._decision_taken = True  # lets a waiting approve_design update answer
+        self._closing = True  # lets waiting updates answer
         await workflow.wait_condition(lambda: not self._outbox and not self._publishing)
         publisher.cancel()
         return result
-
-    # --- signals, updates, query -----------------------------------------------------------------
-
-    @workflow.signal(name=n.APPROVE_DESIGN)
-    def approve_design(self, decision: ApprovalDecision) -> None:
-        """The customer approved or rejected the design (ignored when no design is awaited)."""
-        if self._status in _AWAITING_APPROVAL and self._decision is None:
-            self._decision = decision
-        else:
-            workflow.logger.warning("job %s: approval ignored in %s", self._job_id, self._status)
-
-    @workflow.update(name=n.APPROVE_DESIGN)
-    async def approve_design_update(self, decision: ApprovalDecision) -> JobView:
-        """Like the signal, but answered: rejected unless a design is awaited; returns the view."""
-        self._decision = decision
-        await workflow.wait_condition(lambda: self._decision_taken)
-        return self.status()
-
-    @approve_design_update.validator
-    def _check_approval(self, decision: ApprovalDecision) -> None:
-        if self._status not in _AWAITING_APPROVAL or self._decision is not None:
-            raise ValueError(f"job {self._job_id} is not awaiting approval ({self._status})")
-
-    @workflow.signal(name=n.MACHINE_UPDATE)
-    def machine_update(self, update: MachineUpdate) -> None:
-        """Live details of the current machine run, sent by the edge."""
-        if not self._run_active or update.attempt != self._attempt:
-            return
-        if update.status not in _MACHINE_STATES:
-            return
-        if update.status == "engraving":
-            self._maybe_engraved = True
-        changed = (
-            update.status != self._status
-            or update.queue_position != self._queue_position
-            or update.machine_id != self._machine_id
-            or update.reason != self._reason
-        )
-        self._queue_position = update.queue_position
-        self._machine_id = update.machine_id
-        self._progress = update.progress
-        if changed:
-            self._set(update.status, reason=update.reason)
-
-    @workflow.signal(name=n.CANCEL)
-    def cancel(self, request: CancelRequest) -> None:
-        """Cancel the job: stops a machine run and releases the reservation."""
-        if self._cancel is None:
-            self._cancel = request
-
-    @workflow.signal(name=n.RESUME)
-    def resume(self, request: ResumeRequest) -> None:
-        """A technician allows a new run after an interrupted one."""
-        if self._status == "interrupted" and not self._run_active:
-            self._resume = request
-
-    @workflow.query(name=n.STATUS_QUERY)
-    def status(self) -> JobView:
-        """Where the job is now."""
-        return JobView(
-            job_id=self._job_id,
-            status=self._status,
-            reason=self._reason,
-            retry_count=self._retry_count,
-            attempt=self._attempt,
-            queue_position=self._queue_position,
-            machine_id=self._machine_id,
-            progress=self._progress,
-            design_url=self._design_url,
-            history=tuple(self._history),
-        )
 
     # --- the flow --------------------------------------------------------------------------------
 
     async def _flow(self, job: EngravingJob) -> JobResult:
         self._stock_held = True  # from here on a reservation may exist; releasing is idempotent
         try:
-            await call.workshop(
-                job,
-                n.VALIDATE_JOB,
-                n.ValidateJobInput(
-                    job_id=job.job_id,
-                    item_id=job.item_id,
-                    lines=job.text,
-                    font=job.font,
-                    material=job.material,
-                    shop_id=job.workshop,
-                    priority=job.priority,
-                    rush=job.rush,
-                    requires_design=job.requires_design,
-                    customer_id=job.customer_id,
-                    due_date=job.due_date,
-                ),
-                call.VALIDATE,
-                n.ValidateResult,
-            )
+            await self._validate(job, call.VALIDATE)
         except ActivityError as err:
             if call.was_cancelled(err):
                 raise
+            ended = await self._workshop_cancelled(job, err)
+            if ended is not None:
+                return ended
             reason = n.BLOCKING_ERRORS.get(call.error_type(err) or "")
             if reason is None:
                 return await self._fail(job, f"validation failed: {err.cause or err}")
             self._stock_held = False
-            return await self._blocked(job, reason)
+            if reason != "no_inventory":
+                return await self._blocked(job, reason)
+            unblocked = await self._out_of_stock(job)
+            if isinstance(unblocked, JobResult):
+                return unblocked
+            job = self._job = unblocked
         self._set("validated")
         try:
             if job.requires_design:
@@ -233,46 +141,105 @@ class EngravingWorkflow:
         except ActivityError as err:
             if call.was_cancelled(err):
                 raise
+            ended = await self._workshop_cancelled(job, err)
+            if ended is not None:
+                return ended
             return await self._fail(job, f"activity failed: {err.cause or err}")
 
+    async def _validate(self, job: EngravingJob, options: call.ActivityOptions) -> None:
+        await call.workshop(
+            job,
+            n.VALIDATE_JOB,
+            n.ValidateJobInput(
+                job_id=job.job_id,
+                item_id=job.item_id,
+                lines=job.text,
+                font=job.font,
+                material=job.material,
+                shop_id=job.workshop,
+                priority=job.priority,
+                rush=job.rush,
+                requires_design=job.requires_design,
+                customer_id=job.customer_id,
+                due_date=job.due_date,
+            ),
+            options,
+            n.ValidateResult,
+        )
+
     async def _design(self, job: EngravingJob) -> JobResult | None:
-        """Design and approval; returns a result when the job ends here."""
-        self._set("designing")
-        try:
-            design: DesignResult = await call.cloud(
+        """Design and approval, revised on request; returns a result when the job ends here."""
+        comments: list[str] = []
+        revise: bool | None = None
+        while True:
+            self._set("designing")
+            try:
+                design: DesignResult = await call.cloud(
+                    job,
+                    n.CREATE_DESIGN,
+                    self._design_input(job, comments),
+                    call.DESIGN,
+                    DesignResult,
+                )
+            except ActivityError as err:
+                if call.was_cancelled(err):
+                    raise
+                return await self._fail(job, f"design failed: {err.cause or err}")
+            self._design_url = design.design_url
+            self._set("pending_approval")
+            self._await(n.AWAITING_APPROVAL, n.DESIGN_TIMEOUT)
+            try:
+                await workflow.wait_condition(
+                    lambda: self._decision is not None, timeout=n.DESIGN_TIMEOUT
+                )
+            except TimeoutError:
+                self._decision = ApprovalDecision(
+                    True, "no answer in 24 h: auto-approved", "timeout"
+                )
+            self._awaiting = None
+            decision = self._decision
+            assert decision is not None
+            if decision.approved:
+                self._set("approved")
+                self._decisions_done += 1
+                return None
+            if revise is None:
+                revise = workflow.patched(n.PATCH_DESIGN_REVISIONS)
+            if not revise:
+                return await self._rejected(job, decision)
+            comments.append(decision.comment[: n.COMMENT_MAX])
+            if self._revision >= n.MAX_DESIGN_REVISIONS:
+                self._decisions_done += 1
+                why = f"design rejected {len(comments)} times"
+                return await self._escalate(job, why, comments)
+            self._revision += 1
+            self._set("revision_requested", reason=comments[-1] or None)
+            self._decision = None
+            self._decisions_done += 1
+            await call.cloud_quietly(
                 job,
-                n.CREATE_DESIGN,
-                DesignInput(
-                    job_id=job.job_id,
-                    customer_id=job.customer_id,
-                    item_id=job.item_id,
-                    lines=job.text,
-                    font=job.font,
-                    material=job.material,
-                    artwork_url=job.artwork_url,
+                n.REQUEST_REVISION,
+                RevisionInput(
+                    job.job_id, job.customer_id, self._design_url, comments[-1], self._revision
                 ),
-                call.DESIGN,
-                DesignResult,
             )
-        except ActivityError as err:
-            if call.was_cancelled(err):
-                raise
-            return await self._fail(job, f"design failed: {err.cause or err}")
-        self._design_url = design.design_url
-        self._set("pending_approval")
-        try:
-            await workflow.wait_condition(
-                lambda: self._decision is not None, timeout=n.DESIGN_TIMEOUT
-            )
-        except TimeoutError:
-            self._decision = ApprovalDecision(True, "no answer in 24 h: auto-approved", "timeout")
-        decision = self._decision
-        assert decision is not None
-        if decision.approved:
-            self._set("approved")
-            self._decision_taken = True
-            return None
-        self._decision_taken = True
+
+    def _design_input(self, job: EngravingJob, comments: list[str]) -> DesignInput:
+        return DesignInput(
+            job_id=job.job_id,
+            customer_id=job.customer_id,
+            item_id=job.item_id,
+            lines=job.text,
+            font=job.font,
+            material=job.material,
+            artwork_url=job.artwork_url,
+            revision=self._revision,
+            comment=comments[-1] if comments else "",
+        )
+
+    async def _rejected(self, job: EngravingJob, decision: ApprovalDecision) -> JobResult:
+        """Before design revisions: a rejection ends the job ``revision_requested``."""
+        self._decisions_done += 1
         self._cancellable = False
         await call.cloud_quietly(
             job,
@@ -282,6 +249,87 @@ class EngravingWorkflow:
         await self._release(job, "revision requested")
         self._set("revision_requested", reason=decision.comment or None)
         return self._result(job)
+
+    # --- out of stock ----------------------------------------------------------------------------
+
+    async def _out_of_stock(self, job: EngravingJob) -> EngravingJob | JobResult:
+        """Offer alternatives, then wait for a choice, a restock or the timeout.
+
+        Returns the job to go on with (its item possibly replaced, one unit reserved), or the
+        result when it ends here.
+        """
+        self._cancellable = False
+        self._set("blocked", reason="no_inventory")
+        alternatives = await self._offer(job)
+        if not workflow.patched(n.PATCH_WAIT_FOR_STOCK):
+            return self._result(job)
+        self._cancellable = True
+        self._alternatives = alternatives
+        deadline = workflow.now() + n.BLOCKED_WAIT
+        self._await(n.AWAITING_ALTERNATIVE, n.BLOCKED_WAIT)
+        while True:
+            left = deadline - workflow.now()
+            if left > timedelta(0):
+                with contextlib.suppress(TimeoutError):
+                    await workflow.wait_condition(
+                        lambda: self._choice is not None or self._restock,
+                        timeout=min(n.RESTOCK_RECHECK, left),
+                    )
+            choice, self._choice, self._restock = self._choice, None, False
+            if choice is not None and choice.cancel:
+                self._choices_done += 1
+                request = CancelRequest(n.REASON_CUSTOMER_CANCELLED, choice.by)
+                return await self._cancelled(job, request)
+            if choice is None and workflow.now() >= deadline:
+                return await self._cancelled(job, CancelRequest(n.REASON_STOCK_TIMEOUT, "timeout"))
+            candidate = job
+            if choice is not None and choice.item_id:
+                candidate = dataclasses.replace(job, item_id=choice.item_id)
+            self._stock_held = True
+            try:
+                await self._validate(candidate, call.REVALIDATE)
+            except ActivityError as err:
+                if call.was_cancelled(err):
+                    raise
+                ended = await self._workshop_cancelled(job, err)
+                if ended is not None:
+                    return ended
+                if call.error_type(err) in n.BLOCKING_ERRORS:
+                    self._stock_held = False
+                workflow.logger.info("job %s: still blocked: %s", job.job_id, err.cause or err)
+                if choice is not None:  # the chosen item went too: offer what is left
+                    self._alternatives = await self._offer(job)
+                    self._set("blocked", reason="no_inventory")
+                    self._choices_done += 1
+                continue
+            self._awaiting = None
+            self._alternatives = ()
+            if choice is not None:
+                self._choices_done += 1  # the update answers once `validated` is set
+            return candidate
+
+    async def _offer(self, job: EngravingJob) -> tuple[n.Alternative, ...]:
+        """List in-stock alternatives on the workshop and offer them to the customer."""
+        try:
+            found: n.AlternativesResult = await call.workshop(
+                job,
+                n.LIST_ALTERNATIVES,
+                n.AlternativesInput(job.job_id, job.item_id, job.text, job.font),
+                call.SHORT,
+                n.AlternativesResult,
+            )
+            alternatives = found.items
+        except ActivityError as err:
+            if call.was_cancelled(err):
+                raise
+            workflow.logger.warning("job %s: no alternatives listed", job.job_id)
+            alternatives = ()
+        await call.cloud_quietly(
+            job,
+            n.OFFER_ALTERNATIVES,
+            OfferAlternativesInput(job.job_id, job.customer_id, job.item_id, alternatives),
+        )
+        return alternatives
 
     async def _make(self, job: EngravingJob) -> JobResult:
         """Machine runs and QA, at most MAX_ATTEMPTS runs, then complete or escalate."""
@@ -302,6 +350,9 @@ class EngravingWorkflow:
                 self._run_active = False
                 if call.was_cancelled(err):
                     raise
+                ended = await self._workshop_cancelled(job, err)
+                if ended is not None:
+                    return ended
                 reason = n.BLOCKING_ERRORS.get(call.error_type(err) or "")
                 if reason is not None:
                     await self._release(job, reason)
@@ -310,6 +361,9 @@ class EngravingWorkflow:
             self._run_active = False
             self._machine_id = run.machine_id or self._machine_id
             self._queue_position = None
+            if run.cancel_reason is not None and workflow.patched(n.PATCH_WORKSHOP_CANCEL):
+                self._maybe_engraved = self._maybe_engraved or run.acked_lines > 0
+                return await self._cancelled(job, CancelRequest(run.cancel_reason, "workshop"))
             if run.outcome == n.OUTCOME_INTERRUPTED:
                 self._maybe_engraved = True
                 self._set("interrupted", reason=run.alarm or run.message)
@@ -368,29 +422,38 @@ class EngravingWorkflow:
         self._stock_held = False
         self._set("complete")
         await self._notify(job, "complete", "Your engraving is complete.")
+        if workflow.patched(n.PATCH_RATING_WINDOW):
+            await self._rating_window(job)
         return self._result(job)
+
+    async def _rating_window(self, job: EngravingJob) -> None:
+        """Stay open for the customer's rating; record it when it comes."""
+        self._await(n.AWAITING_RATING, n.RATING_WINDOW)
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(lambda: self._rating is not None, timeout=n.RATING_WINDOW)
+        self._awaiting = None
+        rating = self._rating
+        if rating is not None:
+            await call.cloud_quietly(
+                job,
+                n.RECORD_RATING,
+                RatingEvent(
+                    job_id=job.job_id,
+                    customer_id=job.customer_id,
+                    shop_id=job.workshop,
+                    item_id=job.item_id,
+                    stars=rating.stars,
+                    comment=rating.comment,
+                    at=rating.at or "",
+                ),
+            )
+        self._rating_done = True
 
     async def _blocked(self, job: EngravingJob, reason: str) -> JobResult:
         self._cancellable = False  # an end state: what follows is only telling people
         self._set("blocked", reason=reason)
-        if reason == "no_inventory":
-            try:
-                found: n.AlternativesResult = await call.workshop(
-                    job,
-                    n.LIST_ALTERNATIVES,
-                    n.AlternativesInput(job.job_id, job.item_id, job.text, job.font),
-                    call.SHORT,
-                    n.AlternativesResult,
-                )
-                alternatives = found.items
-            except ActivityError:
-                workflow.logger.warning("job %s: no alternatives listed", job.job_id)
-                alternatives = ()
-            await call.cloud_quietly(
-                job,
-                n.OFFER_ALTERNATIVES,
-                OfferAlternativesInput(job.job_id, job.customer_id, job.item_id, alternatives),
-            )
+        if reason == "no_inventory":  # from a machine run: the unit is gone, offer others
+            await self._offer(job)
         else:
             await self._notify(job, "blocked", f"Your job cannot go ahead: {reason}.")
         return self._result(job)
@@ -416,22 +479,27 @@ class EngravingWorkflow:
         await self._release(job, "failed")
         return self._result(job)
 
-    async def _cancelled(self, job: EngravingJob) -> JobResult:
-        request = self._cancel or CancelRequest()
+    async def _cancelled(
+        self, job: EngravingJob, request: CancelRequest | None = None
+    ) -> JobResult:
+        self._cancellable = False
+        self._awaiting = None
+        request = request or self._cancel or CancelRequest()
         self._set("cancelled", reason=request.reason or None)
         await self._release(job, "cancelled")
         await self._notify(job, "cancelled", "Your engraving job was cancelled.")
         return self._result(job)
 
-    def _result(self, job: EngravingJob) -> JobResult:
-        return JobResult(
-            job_id=job.job_id,
-            status=self._status,
-            reason=self._reason,
-            retry_count=self._retry_count,
-            attempts=self._attempt,
-            design_url=self._design_url,
-        )
+    async def _workshop_cancelled(self, job: EngravingJob, err: ActivityError) -> JobResult | None:
+        """End the job ``cancelled`` when a workshop activity says it was cancelled there."""
+        if call.error_type(err) != n.ERR_JOB_CANCELLED:
+            return None
+        if not workflow.patched(n.PATCH_WORKSHOP_CANCEL):
+            return None
+        cause = err.cause
+        reason = cause.message if isinstance(cause, ApplicationError) else ""
+        reason = reason or "cancelled on the workshop"
+        return await self._cancelled(job, CancelRequest(reason, "workshop"))
 
     # --- activities ------------------------------------------------------------------------------
 
@@ -450,50 +518,3 @@ class EngravingWorkflow:
             call.STOCK,
         )
         self._stock_held = False
-
-    # --- status publication ----------------------------------------------------------------------
-
-    def _set(self, status: str, *, reason: str | None = None) -> None:
-        """Enter ``status`` (or re-announce it with new details) and queue its event."""
-        if status != self._status or not self._history:
-            self._history.append(status)
-        self._status = status
-        self._reason = reason
-        self._seq += 1
-        self._outbox.append(
-            JobStatusEvent(
-                event_id=f"{self._job_id}:{self._seq}",
-                job_id=self._job_id,
-                seq=self._seq,
-                status=status,
-                at=workflow.now().isoformat(),
-                shop_id=self._shop_id,
-                reason=reason,
-                retry_count=self._retry_count,
-                queue_position=self._queue_position,
-                machine_id=self._machine_id,
-                progress=self._progress,
-                design_url=self._design_url,
-            )
-        )
-
-    async def _publisher(self) -> None:
-        """Publish queued status events one by one, in order."""
-        while True:
-            await workflow.wait_condition(lambda: bool(self._outbox))
-            self._publishing = True
-            event = self._outbox.pop(0)
-            try:
-                # a regular activity, not a local one: a local activity's marker racing with
-                # the flow's activity commands made replays non-deterministic under load
-                await workflow.execute_activity(
-                    n.PUBLISH_STATUS,
-                    event,
-                    task_queue=n.ORDERS_TASK_QUEUE,
-                    start_to_close_timeout=call.PUBLISH.start_to_close,
-                    retry_policy=call.PUBLISH.retry,
-                )
-            except ActivityError as err:
-                workflow.logger.warning("job %s: status not published: %s", self._job_id, err)
-            finally:
-                self._publishing = False

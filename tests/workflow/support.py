@@ -83,3 +83,30 @@ async def wait_for(
             return view
         await asyncio.sleep(0.025)
     raise AssertionError(f"state never reached; last view {view}")
+
+
+#: End states after which the workflow returns at once (complete waits for a rating first).
+_CLOSING = frozenset({"escalated", "failed", "cancelled", "revision_requested"})
+
+
+async def outcome(
+    handle: WorkflowHandle[EngravingWorkflow, JobResult], *, tries: int = 1200
+) -> JobView:
+    """The job's view once it settled: closed, or waiting for a rating or for stock.
+
+    A complete job stays open for its rating and an out-of-stock one waits for an alternative,
+    so ``handle.result()`` is no way to wait for them; this is.
+    """
+    view: JobView | None = None
+    for _ in range(tries):
+        view = await handle.query(EngravingWorkflow.status)
+        if view.awaiting in ("rating", "alternative"):
+            return view
+        ended = view.status in _CLOSING or (
+            view.status == "blocked" and view.reason != "no_inventory"
+        )
+        if ended:
+            await handle.result()
+            return await handle.query(EngravingWorkflow.status)
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"job never settled; last view {view}")

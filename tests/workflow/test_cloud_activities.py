@@ -45,6 +45,7 @@ async def test_create_design_writes_the_preview_and_announces_it(tmp_path: Path)
                 "design_url": "/designs/J-9.svg",
                 "fits": True,
                 "warnings": [],
+                "revision": 0,
             },
         )
     ]

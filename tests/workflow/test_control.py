@@ -11,7 +11,7 @@ from crown_edge.workflow import names as n
 from crown_edge.workflow.data import CancelRequest, ResumeRequest
 from crown_edge.workflow.workflow import EngravingWorkflow
 from tests.workflow.fakes import MachineScript
-from tests.workflow.support import Harness, message, start, unique, wait_for
+from tests.workflow.support import Harness, message, outcome, start, unique, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -31,7 +31,7 @@ async def test_cancel_stops_the_machine_and_releases_stock(harness: Harness) -> 
     await wait_for(handle, lambda v: v.status == "engraving")
 
     await handle.signal(EngravingWorkflow.cancel, CancelRequest("customer changed mind", "ops"))
-    result = await handle.result()
+    result = await outcome(handle)
 
     assert (result.status, result.reason) == ("cancelled", "customer changed mind")
     assert job in harness.workshop.machine_stopped
@@ -51,7 +51,7 @@ async def test_cancel_while_awaiting_approval_returns_the_unit(harness: Harness)
     before = harness.workshop.stock["glass-tumbler"]
 
     await handle.signal(EngravingWorkflow.cancel, CancelRequest("duplicate order"))
-    result = await handle.result()
+    result = await outcome(handle)
 
     assert result.status == "cancelled"
     assert harness.workshop.stock["glass-tumbler"] == before + 1
@@ -66,7 +66,7 @@ async def test_temporal_cancellation_is_handled_like_the_signal(harness: Harness
     await wait_for(handle, lambda v: v.status == "engraving")
 
     await handle.cancel()
-    result = await handle.result()
+    result = await outcome(handle)
 
     assert result.status == "cancelled"
     assert job in harness.workshop.machine_stopped
@@ -91,7 +91,7 @@ async def test_query_shows_queue_position_then_machine_and_progress(harness: Har
     finally:
         queued.set()
         engraving.set()
-    assert (await handle.result()).status == "complete"
+    assert (await outcome(handle)).status == "complete"
     published = [e for e in harness.events.of("status", job) if e["status"] == "queued"]
     assert [e.get("queue_position") for e in published] == [None, 3]
 
@@ -100,7 +100,7 @@ async def test_concurrent_jobs_race_for_the_last_unit(harness: Harness) -> None:
     item = stock(harness, 1)
     jobs = [unique("J-race") for _ in range(4)]
     handles = await asyncio.gather(*(start(harness.client, message(j, item)) for j in jobs))
-    results = await asyncio.gather(*(h.result() for h in handles))
+    results = await asyncio.gather(*(outcome(h) for h in handles))
 
     outcomes = sorted((r.status, r.reason) for r in results)
     assert outcomes == [("blocked", "no_inventory")] * 3 + [("complete", None)]
@@ -116,7 +116,7 @@ async def test_interrupted_run_waits_for_resume_then_runs_again(harness: Harness
     await wait_for(handle, lambda v: v.status == "interrupted")
 
     await handle.signal(EngravingWorkflow.resume, ResumeRequest("tech-1", "re-fixtured"))
-    result = await handle.result()
+    result = await outcome(handle)
 
     assert result.status == "complete"
     assert [r.attempt for r in harness.workshop.runs if r.job_id == job] == [1, 2]
@@ -125,8 +125,8 @@ async def test_interrupted_run_waits_for_resume_then_runs_again(harness: Harness
 async def test_rush_job_carries_priority_1(harness: Harness) -> None:
     item = stock(harness, 2)
     rush, standard = unique("J-rush"), unique("J-std")
-    await (await start(harness.client, message(rush, item, rush=True))).result()
-    await (await start(harness.client, message(standard, item))).result()
+    await outcome(await start(harness.client, message(rush, item, rush=True)))
+    await outcome(await start(harness.client, message(standard, item)))
 
     priorities = {r.job_id: r.priority for r in harness.workshop.runs}
     assert (priorities[rush], priorities[standard]) == (1, 5)
@@ -141,11 +141,11 @@ async def test_start_job_is_idempotent_on_the_job_id(harness: Harness) -> None:
     second = await start(harness.client, message(job, item))  # while running: same run
     assert second.result_run_id == first.result_run_id
     gate.set()
-    assert (await first.result()).status == "complete"
+    assert (await outcome(first)).status == "complete"
 
     third = await start(harness.client, message(job, item))  # after close: rejected duplicate
     assert third.id == n.workflow_id(job)
-    assert (await third.result()).status == "complete"
+    assert (await outcome(third)).status == "complete"
     assert len([r for r in harness.workshop.runs if r.job_id == job]) == 1
     assert harness.workshop.stock[item] == 1
 
@@ -155,7 +155,7 @@ async def test_histories_replay_deterministically(harness: Harness) -> None:
     job = unique("J-replay")
     harness.workshop.qa_verdicts[job] = [False]
     handle = await start(harness.client, message(job, item, rush=True))
-    await handle.result()
+    await outcome(handle)
 
     replayer = Replayer(workflows=[EngravingWorkflow])
     await replayer.replay_workflow(await handle.fetch_history())
@@ -165,7 +165,7 @@ async def test_a_failed_run_ends_the_job_failed_and_escalates(harness: Harness) 
     item = stock(harness, 1)
     job = unique("J-failed")
     harness.workshop.machines[job] = MachineScript(outcomes=[n.OUTCOME_FAILED])
-    result = await (await start(harness.client, message(job, item))).result()
+    result = await outcome(await start(harness.client, message(job, item)))
 
     assert result.status == "failed"
     assert harness.events.of("escalation", job)

@@ -8,10 +8,11 @@ from datetime import timedelta
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
+from crown_edge.workflow import names as n
 from crown_edge.workflow.data import ApprovalDecision
 from crown_edge.workflow.workflow import EngravingWorkflow
 from tests.workflow.fakes import MachineScript
-from tests.workflow.support import Harness, message, start, unique, wait_for
+from tests.workflow.support import Harness, message, outcome, start, unique, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -42,7 +43,7 @@ def catalog_stock(h: Harness, item_id: str) -> str:
 async def test_happy_path_text_only(harness: Harness) -> None:
     item = stock(harness, 2)
     job = unique("J-text")
-    result = await (await start(harness.client, message(job, item))).result()
+    result = await outcome(await start(harness.client, message(job, item)))
 
     assert result.status == "complete"
     assert result.retry_count == 0
@@ -77,7 +78,7 @@ async def test_design_approved_by_update(harness: Harness) -> None:
         EngravingWorkflow.approve_design_update, ApprovalDecision(True, "lovely")
     )
     assert answered.status in {"approved", "queued", "engraving", "qa_pending", "complete"}
-    result = await handle.result()
+    result = await outcome(handle)
     assert result.status == "complete"
     assert result.design_url == view.design_url
     history = (await handle.query(EngravingWorkflow.status)).history
@@ -98,23 +99,59 @@ async def test_update_is_refused_when_no_design_is_awaited(harness: Harness) -> 
             )
     finally:
         gate.set()
-    assert (await handle.result()).status == "complete"
+    assert (await outcome(handle)).status == "complete"
 
 
-async def test_design_rejected_requests_revision_and_releases_stock(harness: Harness) -> None:
+async def test_design_changes_requested_then_revised_then_approved(harness: Harness) -> None:
     item = catalog_stock(harness, "trophy-plate")
-    job = unique("J-reject")
+    job = unique("J-revise")
     handle = await start(harness.client, message(job, item, requires_design=True))
-    await wait_for(handle, lambda v: v.status == "pending_approval")
-    held = harness.workshop.stock[item]
+    first = await wait_for(handle, lambda v: v.status == "pending_approval")
+    assert first.awaiting == "approval" and first.design_revision == 0
 
-    await handle.signal(EngravingWorkflow.approve_design, ApprovalDecision(False, "bigger font"))
-    result = await handle.result()
-
-    assert result.status == "revision_requested"
-    assert result.reason == "bigger font"
-    assert harness.workshop.stock[item] == held + 1
+    answered = await handle.execute_update(
+        EngravingWorkflow.approve_design_update, ApprovalDecision(False, "bigger font")
+    )
+    assert answered.status == "revision_requested"
+    assert answered.reason == "bigger font"
+    revised = await wait_for(handle, lambda v: v.status == "pending_approval")
+    assert revised.design_revision == 1
+    assert revised.design_url == f"/designs/{job}-r1.svg" != first.design_url
+    assert (harness.designs_dir / f"{job}-r1.svg").is_file()
     assert harness.events.of("revision_requested", job)[0]["comment"] == "bigger font"
+    assert harness.events.of("design_ready", job)[-1]["revision"] == 1
+    assert job in harness.workshop.reservations, "the unit stays held during a revision"
+
+    await handle.execute_update(EngravingWorkflow.approve_design_update, ApprovalDecision(True))
+    view = await outcome(handle)
+    assert view.status == "complete"
+    assert view.history[2:7] == (
+        "designing",
+        "pending_approval",
+        "revision_requested",
+        "designing",
+        "pending_approval",
+    )
+
+
+async def test_too_many_change_requests_escalate(harness: Harness) -> None:
+    item = catalog_stock(harness, "trophy-plate")
+    job = unique("J-picky")
+    handle = await start(harness.client, message(job, item, requires_design=True))
+    for round_ in range(n.MAX_DESIGN_REVISIONS + 1):
+        await wait_for(
+            handle, lambda v, r=round_: v.status == "pending_approval" and v.design_revision == r
+        )
+        await handle.execute_update(
+            EngravingWorkflow.approve_design_update, ApprovalDecision(False, f"no {round_}")
+        )
+    view = await outcome(handle)
+
+    assert view.status == "escalated"
+    assert harness.events.of("escalation", job)[0]["notes"] == [
+        f"no {i}" for i in range(n.MAX_DESIGN_REVISIONS + 1)
+    ]
+    assert job not in harness.workshop.reservations
     assert not [r for r in harness.workshop.runs if r.job_id == job]
 
 
@@ -126,7 +163,7 @@ async def test_design_auto_approved_after_24_hours(harness: Harness) -> None:
     await wait_for_event(harness, job, "pending_approval")  # the job is idle: only the timer
 
     await harness.env.sleep(timedelta(hours=24, seconds=1))
-    result = await handle.result()
+    result = await outcome(handle)
 
     assert result.status == "complete"
     history = (await handle.query(EngravingWorkflow.status)).history
@@ -137,7 +174,7 @@ async def test_qa_fails_once_then_complete(harness: Harness) -> None:
     item = stock(harness, 1)
     job = unique("J-qa1")
     harness.workshop.qa_verdicts[job] = [False]
-    result = await (await start(harness.client, message(job, item))).result()
+    result = await outcome(await start(harness.client, message(job, item)))
 
     assert result.status == "complete"
     assert result.retry_count == 1
@@ -150,7 +187,7 @@ async def test_qa_fails_three_times_escalates(harness: Harness) -> None:
     item = stock(harness, 1)
     job = unique("J-qa3")
     harness.workshop.qa_verdicts[job] = [False, False, False]
-    result = await (await start(harness.client, message(job, item))).result()
+    result = await outcome(await start(harness.client, message(job, item)))
 
     assert result.status == "escalated"
     assert result.retry_count == 3
@@ -167,19 +204,19 @@ async def test_no_inventory_blocks_and_offers_alternatives(harness: Harness) -> 
     item = stock(harness, 0)
     other = stock(harness, 3)
     job = unique("J-empty")
-    result = await (await start(harness.client, message(job, item))).result()
+    view = await outcome(await start(harness.client, message(job, item)))
 
-    assert result.status == "blocked"
-    assert result.reason == "no_inventory"
+    assert (view.status, view.reason, view.awaiting) == ("blocked", "no_inventory", "alternative")
     offered = harness.events.of("alternatives_offered", job)
     assert other in [a["item_id"] for a in offered[0]["alternatives"]]
     assert item not in [a["item_id"] for a in offered[0]["alternatives"]]
+    assert other in [a.item_id for a in view.alternatives]
 
 
 async def test_text_that_does_not_fit_blocks(harness: Harness) -> None:
     item = stock(harness, 1, max_lines=1)
     job = unique("J-long")
-    result = await (await start(harness.client, message(job, item))).result()
+    result = await outcome(await start(harness.client, message(job, item)))
 
     assert (result.status, result.reason) == ("blocked", "text_does_not_fit")
     assert harness.workshop.stock[item] == 1
@@ -188,6 +225,6 @@ async def test_text_that_does_not_fit_blocks(harness: Harness) -> None:
 
 async def test_unknown_item_blocks(harness: Harness) -> None:
     job = unique("J-unknown")
-    result = await (await start(harness.client, message(job, unique("no-such-item")))).result()
+    result = await outcome(await start(harness.client, message(job, unique("no-such-item"))))
 
     assert (result.status, result.reason) == ("blocked", "unknown_item")
