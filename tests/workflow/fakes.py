@@ -32,6 +32,8 @@ class MachineScript:
     outcomes: list[str] = field(default_factory=list)
     queue_position: int = 1
     machine_id: str = "laser-1"
+    #: A technician cancels the job on the workshop during the run (the run reports it).
+    cancelled_here: str | None = None
 
 
 @dataclass
@@ -48,6 +50,8 @@ class FakeWorkshop:
     runs: list[n.MachineRunInput] = field(default_factory=list)
     machine_started: dict[str, asyncio.Event] = field(default_factory=dict)
     machine_stopped: list[str] = field(default_factory=list)
+    #: Jobs cancelled on the workshop before QA: quality_check refuses them (JobCancelled).
+    qa_cancelled: dict[str, str] = field(default_factory=dict)
 
     def activities(self) -> list[Callable[..., Any]]:
         """The workshop activities for ``Worker(activities=...)``."""
@@ -82,11 +86,11 @@ class FakeWorkshop:
 
     @activity.defn(name=n.LIST_ALTERNATIVES)
     async def list_alternatives(self, req: n.AlternativesInput) -> n.AlternativesResult:
-        """Other in-stock items that take at least as many lines."""
+        """Other in-stock items that take at least as many lines, newest stock first."""
         need = len(req.lines)
         found = [
             n.Alternative(item_id, item_id.title(), "brass", count)
-            for item_id, count in sorted(self.stock.items())
+            for item_id, count in reversed(self.stock.items())  # newest first
             if item_id != req.item_id and count > 0 and self.max_lines.get(item_id, 4) >= need
         ]
         return n.AlternativesResult(tuple(found[: req.limit]))
@@ -128,12 +132,25 @@ class FakeWorkshop:
                 raise
         if script.hold is not None:
             await script.hold.wait()
+        if script.cancelled_here is not None:
+            message = f"cancelled on the workshop: {script.cancelled_here}"
+            return n.MachineRunResult(
+                n.OUTCOME_FAILED,
+                script.machine_id,
+                3,
+                10,
+                message=message,
+                cancel_reason=script.cancelled_here,
+            )
         outcome = script.outcomes.pop(0) if script.outcomes else n.OUTCOME_COMPLETED
         return n.MachineRunResult(outcome, script.machine_id, 10, 10, alarm=None)
 
     @activity.defn(name=n.QUALITY_CHECK)
     async def quality_check(self, req: n.QaInput) -> n.QaResult:
         """The scripted verdict for this job (pass when none is left)."""
+        if req.job_id in self.qa_cancelled:
+            reason = self.qa_cancelled[req.job_id]
+            raise ApplicationError(reason, reason, type=n.ERR_JOB_CANCELLED, non_retryable=True)
         verdicts = self.qa_verdicts.get(req.job_id, [])
         passed = verdicts.pop(0) if verdicts else True
         return n.QaResult(passed, "" if passed else f"smudged, attempt {req.attempt}", "tech-1")
