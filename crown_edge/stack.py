@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from crown_edge.catalog import Catalog, load_catalog
+from crown_edge.cloud.auth import Credentials
 from crown_edge.config import (
     DeviceConfig,
     EdgeConfig,
@@ -62,6 +63,8 @@ class StackSettings:
     extra_machines: tuple[MachineConfig, ...] = field(default=())
     #: run the workshop daemon as its own ``crown-edge run`` process (as on a real workshop PC)
     edge_process: bool = False
+    #: the Order API key; None: ``$CROWN_API_KEY``, else ``workdir/api-key`` (made on first use)
+    api_key: str | None = field(default=None, repr=False)
 
 
 class FullStack:
@@ -77,6 +80,7 @@ class FullStack:
         self.modbus: Any = None
         self.daemon: EdgeDaemon | None = None
         self.config: EdgeConfig | None = None
+        self.credentials: Credentials | None = None
         # the HTTP client side gets its own threads: sharing the loop's default executor with
         # the Order API's own blocking calls (boto3) deadlocks under a burst of orders
         self._http = ThreadPoolExecutor(max_workers=16, thread_name_prefix="stack-http")
@@ -86,6 +90,17 @@ class FullStack:
     def api_url(self) -> str:
         """Base URL of the Order API."""
         return str(self.cloud.api.url).rstrip("/")
+
+    @property
+    def api_key(self) -> str:
+        """The Order API key in force (the demo's own; see :attr:`StackSettings.api_key`)."""
+        assert self.credentials is not None
+        return self.credentials.api_keys[0]
+
+    def customer_link(self, job_id: str) -> str:
+        """The customer's page of ``job_id``, with its signed token."""
+        assert self.credentials is not None
+        return f"{self.api_url}/status/{job_id}?token={self.credentials.token(job_id)}"
 
     async def __aenter__(self) -> Self:
         try:
@@ -169,8 +184,11 @@ class FullStack:
         async def start(msg: IntakeMessage) -> None:
             await start_job(self.client, msg, default_shop_id=s.shop_id)
 
+        self.credentials = _credentials(s)
         settings = CloudSettings(
             designs_dir=s.workdir / "designs",
+            credentials=self.credentials,
+            shops=frozenset({s.shop_id}),
             http_port=s.http_port,
             mqtt_host=broker.host,
             mqtt_port=broker.port,
@@ -195,13 +213,23 @@ class FullStack:
         """POST an order to the Order API over HTTP; returns (status, JSON body)."""
         loop = asyncio.get_running_loop()
         url = f"{self.api_url}/orders"
-        return await loop.run_in_executor(self._http, _http_json, "POST", url, order)
+        return await loop.run_in_executor(self._http, _http_json, "POST", url, order, self.api_key)
 
     async def get_order(self, job_id: str) -> tuple[int, dict[str, Any]]:
-        """GET the customer's view of an order."""
+        """GET an order's view (with the API key)."""
         loop = asyncio.get_running_loop()
         url = f"{self.api_url}/orders/{job_id}"
-        return await loop.run_in_executor(self._http, _http_json, "GET", url, None)
+        return await loop.run_in_executor(self._http, _http_json, "GET", url, None, self.api_key)
+
+    async def customer_action(
+        self, job_id: str, action: str, body: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
+        """POST a customer action (``approval``, ``alternative``, ``rating``) as the page does."""
+        assert self.credentials is not None
+        loop = asyncio.get_running_loop()
+        token = self.credentials.token(job_id)
+        url = f"{self.api_url}/orders/{job_id}/{action}?token={token}"
+        return await loop.run_in_executor(self._http, _http_json, "POST", url, body)
 
     async def job_view(self, job_id: str) -> dict[str, Any] | None:
         """The workflow's ``status`` query (None before the workflow exists)."""
@@ -333,11 +361,25 @@ def edge_config_toml(cfg: EdgeConfig) -> str:
     return "\n\n".join(out) + "\n"
 
 
-def _http_json(method: str, url: str, body: Any) -> tuple[int, dict[str, Any]]:
+def _credentials(s: StackSettings) -> Credentials:
+    """The demo's key (settings, ``$CROWN_API_KEY`` or ``workdir/api-key``) and token secret
+    (``workdir/token-secret``); both files mode 0600, so links survive a restart of ``up``."""
+    from crown_edge.cloud import keys
+
+    from_env = keys.api_keys((), keys.environ())
+    key = s.api_key or (from_env[0] if from_env else keys.local_secret(s.workdir / "api-key"))
+    secret = keys.local_secret(s.workdir / "token-secret")
+    return Credentials(api_keys=(key,), token_secrets=(secret,))
+
+
+def _http_json(
+    method: str, url: str, body: Any, key: str | None = None
+) -> tuple[int, dict[str, Any]]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read() or b"{}")

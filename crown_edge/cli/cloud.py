@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import tomllib
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,6 +29,8 @@ class CloudConfig:
 
     ``mqtt`` is the bridge's broker link and identity (the ``[mqtt]`` table, parsed like the
     workshop's, see :func:`crown_edge.config.parse_mqtt`); None when the table names no host.
+    ``api_keys`` and ``token_secrets`` are resolved as :mod:`crown_edge.cloud.keys` says (the
+    environment's ``CROWN_API_KEY`` first); ``shops`` are the workshops orders may name.
     """
 
     default_shop_id: str
@@ -38,10 +42,24 @@ class CloudConfig:
     sqs_region: str
     sqs_endpoint_url: str | None
     mqtt: MqttConfig | None
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    token_secrets: tuple[str, ...] = field(default=(), repr=False)
+    shops: frozenset[str] = frozenset()
+    public_url: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
 
 
-def load_cloud_config(path: Path) -> CloudConfig:
-    """Parse and validate; every problem is one ConfigError line."""
+def load_cloud_config(path: Path, env: Mapping[str, str] | None = None) -> CloudConfig:
+    """Parse and validate; every problem is one ConfigError line.
+
+    ``env`` (default: the process environment) supplies ``CROWN_API_KEY`` and
+    ``CREDENTIALS_DIRECTORY``.
+    """
+    from crown_edge.cloud import keys
+
+    env = os.environ if env is None else env
     try:
         data = tomllib.loads(path.read_text("utf-8"))
     except OSError as exc:
@@ -67,17 +85,64 @@ def load_cloud_config(path: Path) -> CloudConfig:
     known_keys("mqtt", raw_mqtt, MQTT_KEYS)
     mqtt = parse_mqtt(raw_mqtt, path.parent) if "host" in raw_mqtt else None
     designs = Path(get("cloud", "designs_dir", "var/designs", str))
+    default_shop = get("cloud", "default_shop_id", "shop-1", str)
+    shops = _strings(data, "cloud", "shops") or (default_shop,)
+    if default_shop not in shops:
+        raise ConfigError("cloud", "shops", f"does not list default_shop_id {default_shop!r}")
+
+    def values(list_key: str, file_key: str) -> tuple[str, ...]:
+        listed = _strings(data, "api", list_key)
+        file = get("api", file_key, None, str)
+        if file is None:
+            return listed
+        file_path = Path(file) if Path(file).is_absolute() else path.parent / file
+        return listed + keys.read_values(file_path, "api", file_key)
+
+    plain = {
+        "http_host": get("http", "host", "127.0.0.1", str),
+        "temporal_target": get("temporal", "target", "127.0.0.1:7233", str),
+        "temporal_namespace": get("temporal", "namespace", "default", str),
+        "sqs_region": get("sqs", "region", "us-east-1", str),
+        "sqs_endpoint_url": get("sqs", "endpoint_url", None, str),
+    }
+    api_keys = keys.api_keys(values("keys", "key_file"), env)
+    if not api_keys:
+        raise ConfigError(
+            "api", "keys", "no API key", f"${keys.ENV_API_KEY}, keys, key_file or a credential"
+        )
+    secrets = keys.token_secrets(values("token_secrets", "token_secret_file"), env)
+    if not secrets:
+        raise ConfigError(
+            "api",
+            "token_secrets",
+            "no token secret",
+            "token_secrets, token_secret_file or a credential",
+        )
+    metrics_port = get("metrics", "port", None, int)
+    if metrics_port is not None and not 0 <= metrics_port <= 65535:
+        raise ConfigError("metrics", "port", f"got {metrics_port}", "0..65535")
     return CloudConfig(
-        default_shop_id=get("cloud", "default_shop_id", "shop-1", str),
+        api_keys=api_keys,
+        token_secrets=secrets,
+        shops=frozenset(shops),
+        public_url=get("api", "public_url", None, str),
+        allowed_origins=_strings(data, "api", "allowed_origins"),
+        metrics_host=get("metrics", "host", "127.0.0.1", str),
+        metrics_port=metrics_port,
+        default_shop_id=default_shop,
         designs_dir=designs if designs.is_absolute() else path.parent / designs,
-        http_host=get("http", "host", "127.0.0.1", str),
         http_port=port,
-        temporal_target=get("temporal", "target", "127.0.0.1:7233", str),
-        temporal_namespace=get("temporal", "namespace", "default", str),
-        sqs_region=get("sqs", "region", "us-east-1", str),
-        sqs_endpoint_url=get("sqs", "endpoint_url", None, str),
         mqtt=mqtt if mqtt is not None and mqtt.enabled else None,
+        **plain,
     )
+
+
+def _strings(data: dict[str, Any], section: str, key: str) -> tuple[str, ...]:
+    table = data.get(section, {})
+    value = table.get(key, []) if isinstance(table, dict) else []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(section, key, "must be a list of non-empty strings")
+    return tuple(value)
 
 
 def cloud(
@@ -106,6 +171,7 @@ async def _serve(cfg: CloudConfig) -> None:
     from temporalio.client import Client
 
     from crown_edge.catalog import load_catalog
+    from crown_edge.cloud.auth import Credentials
     from crown_edge.cloud.service import CloudServices, CloudSettings
     from crown_edge.models import IntakeMessage
     from crown_edge.sync.cloud_activities import CloudActivities
@@ -119,6 +185,12 @@ async def _serve(cfg: CloudConfig) -> None:
     mqtt = cfg.mqtt
     settings = CloudSettings(
         designs_dir=cfg.designs_dir,
+        credentials=Credentials(cfg.api_keys, cfg.token_secrets),
+        shops=cfg.shops,
+        public_url=cfg.public_url,
+        allowed_origins=cfg.allowed_origins,
+        metrics_host=cfg.metrics_host,
+        metrics_port=cfg.metrics_port,
         http_host=cfg.http_host,
         http_port=cfg.http_port,
         mqtt_host=mqtt.host if mqtt is not None else None,
@@ -152,8 +224,14 @@ def order_create(
     rush: Annotated[bool, typer.Option("--rush")] = False,
     artwork: Annotated[str | None, typer.Option(help="Artwork URL or library:NAME.")] = None,
     shop: Annotated[str | None, typer.Option(help="Workshop id.")] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="CROWN_API_KEY", help="Order API key (default: $CROWN_API_KEY)."),
+    ] = None,
 ) -> None:
-    """POST one order to the Order API and print its answer (JSON)."""
+    """POST one order to the Order API and print its answer (JSON, with the customer's link)."""
+    if not api_key:
+        fail("no API key: pass --api-key or set CROWN_API_KEY")
     order: dict[str, Any] = {
         "job_id": job_id,
         "customer_id": customer,
@@ -170,7 +248,7 @@ def order_create(
         f"{api.rstrip('/')}/orders",
         data=json.dumps(order).encode(),
         method="POST",
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"},
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:

@@ -128,7 +128,8 @@ async def _up(settings: Any, orders: list[dict[str, Any]], exit_when_done: bool)
         assert stack.config is not None
         sock = stack.config.control_socket
         console.print(
-            f"  Order API      {stack.api_url}  (POST /orders, GET /status/JOB)\n"
+            f"  Order API      {stack.api_url}  (POST /orders, GET /openapi.json)\n"
+            f"  API key        {stack.api_key}  (Authorization: Bearer …; CROWN_API_KEY)\n"
             f"  Temporal       {stack.services.temporal.target}\n"
             f"  MQTT broker    {stack.services.broker.host}:{stack.services.broker.port}\n"
             f"  MQTT CA        {stack.services.broker.ca_file}  (TLS; per-workshop ACLs)\n"
@@ -137,13 +138,15 @@ async def _up(settings: Any, orders: list[dict[str, Any]], exit_when_done: bool)
             f"  SQS (moto)     {stack.services.moto.endpoint_url}\n"
             f"  Workshop       {len(stack.config.machines)} simulated lasers, "
             f"QA {stack.config.qa_mode}\n"
-            f"  Technician CLI CROWN_EDGE_SOCKET={sock} crown-edge status"
+            f"  Technician CLI CROWN_EDGE_SOCKET={sock} crown-edge status",
+            soft_wrap=True,
         )
         os.environ["CROWN_EDGE_SOCKET"] = str(sock)
         for order in orders:
             status, body = await stack.post_order(order)
             if status != 202:
                 fail(f"the Order API refused {order['job_id']}: {status} {body}")
+            console.print(f"  Customer page  {body['status_url']}", soft_wrap=True)
         results = await _watch(stack, [o["job_id"] for o in orders])
         elapsed = round(time.monotonic() - started, 1)
         complete = sum(1 for r in results.values() if r == "complete")
@@ -154,6 +157,7 @@ async def _up(settings: Any, orders: list[dict[str, Any]], exit_when_done: bool)
             "jobs": results,
             "elapsed_s": elapsed,
             "api": stack.api_url,
+            "links": {o["job_id"]: stack.customer_link(o["job_id"]) for o in orders},
         }
         if exit_when_done or not orders:
             if not orders and not exit_when_done:
@@ -182,8 +186,11 @@ async def _watch(stack: Any, job_ids: list[str]) -> dict[str, str]:
                 if view is not None:
                     views[job_id] = view
                     if view.get("status") == "pending_approval" and job_id not in approved:
-                        await stack.approve(job_id, True, "looks great")
-                        approved.add(job_id)
+                        # as the customer does it: the page's Approve button, with its token
+                        body = {"approved": True, "comment": "looks great"}
+                        code, _ = await stack.customer_action(job_id, "approval", body)
+                        if code == 200:
+                            approved.add(job_id)
             live.update(_table(job_ids, views))
             if all(views.get(j, {}).get("status") in TERMINAL for j in job_ids):
                 break

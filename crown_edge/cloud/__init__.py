@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from crown_edge.cloud.app import OrderApi, OrderSender, create_app
+from crown_edge.cloud.app import ApiSettings, OrderApi, OrderSender, create_app
+from crown_edge.cloud.auth import Credentials
 
-__all__ = ["OrderApi", "OrderSender", "create_app"]
+__all__ = ["ApiSettings", "Credentials", "OrderApi", "OrderSender", "create_app"]

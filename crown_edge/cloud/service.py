@@ -18,7 +18,10 @@ from typing import Any, Self
 
 from prometheus_client import Gauge
 
-from crown_edge.cloud.app import OrderApi, create_app
+from crown_edge.cloud.app import ApiSettings, OrderApi, create_app, metrics_app
+from crown_edge.cloud.auth import Credentials
+from crown_edge.cloud.jobs import Jobs
+from crown_edge.cloud.server import AsgiServer
 from crown_edge.embedded.sqs import DEFAULT_REGION, sqs_client
 from crown_edge.sync.bridge import Bridge, BridgeSettings
 from crown_edge.sync.dispatcher import Dispatcher, StartJob
@@ -35,10 +38,19 @@ class CloudSettings:
 
     ``sqs_endpoint_url`` None means AWS with the default credential chain; a loopback endpoint
     (moto) gets dummy credentials. ``mqtt_host`` None runs the bridge without MQTT; the bridge
-    connects as ``mqtt_username`` over ``mqtt_tls`` (None: plain TCP).
+    connects as ``mqtt_username`` over ``mqtt_tls`` (None: plain TCP). ``credentials`` are the
+    Order API's keys and token secrets; ``shops`` the workshops orders may name (None: any);
+    ``public_url`` the base of customer links; ``metrics_port`` not None serves ``/metrics``
+    without a key on ``metrics_host:metrics_port`` (a private address).
     """
 
     designs_dir: Path
+    credentials: Credentials = field(repr=False)
+    shops: frozenset[str] | None = None
+    public_url: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
     http_host: str = "127.0.0.1"
     http_port: int = 0
     mqtt_host: str | None = "127.0.0.1"
@@ -105,12 +117,25 @@ class CloudServices:
             wait_seconds=settings.dispatcher_wait_seconds,
             retry_delay=settings.dispatcher_retry_delay,
         )
+        api_settings = ApiSettings(
+            credentials=settings.credentials,
+            designs_dir=settings.designs_dir,
+            shops=settings.shops,
+            public_url=settings.public_url,
+            allowed_origins=settings.allowed_origins,
+        )
         self.api: OrderApi = create_app(
             self.orders,
             self.bridge,
-            designs_dir=settings.designs_dir,
+            api_settings,
+            jobs=Jobs(self.bridge.board, temporal),
             host=settings.http_host,
             port=settings.http_port,
+        )
+        self.metrics_server = (
+            AsgiServer(metrics_app(self.api.registry), settings.metrics_host, settings.metrics_port)
+            if settings.metrics_port is not None
+            else None
         )
         self._stack = contextlib.AsyncExitStack()
         self._register_metrics()
@@ -132,6 +157,8 @@ class CloudServices:
             await self._stack.enter_async_context(self.bridge)
             await self._stack.enter_async_context(self.dispatcher)
             await self._stack.enter_async_context(self.api)
+            if self.metrics_server is not None:
+                await self._stack.enter_async_context(self.metrics_server)
         except BaseException:
             await self._close()
             raise

@@ -1,16 +1,22 @@
-"""Tiny HTTP and WebSocket clients for the cloud tests (raw asyncio streams, no dependencies)."""
+"""Small HTTP and WebSocket clients for the cloud tests (raw asyncio streams).
+
+HTTP is written by hand so tests can send what no polite client would (broken heads, odd
+``Content-Length`` values); the WebSocket side is websockets' sans-I/O client protocol over a raw
+stream, so tests see every frame (pings included).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from crown_edge.cloud.websocket import OP_CLOSE, OP_TEXT, FrameDecoder, Message, encode_frame
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.uri import parse_uri
 
 
 @dataclass
@@ -32,8 +38,11 @@ async def request(
     """One request with ``Connection: close``; the whole response."""
     split = urlsplit(url)
     reader, writer = await asyncio.open_connection(split.hostname, split.port)
+    target = split.path or "/"
+    if split.query:
+        target += "?" + split.query
     try:
-        head = [f"{method} {split.path or '/'} HTTP/1.1", f"Host: {split.netloc}"]
+        head = [f"{method} {target} HTTP/1.1", f"Host: {split.netloc}"]
         head.append("Connection: close")
         for key, value in (headers or {}).items():
             head.append(f"{key}: {value}")
@@ -46,6 +55,11 @@ async def request(
     finally:
         writer.close()
         await writer.wait_closed()
+    return parse_reply(raw)
+
+
+def parse_reply(raw: bytes) -> Reply:
+    """A raw HTTP/1.1 response (``Content-Length`` or read-to-close body)."""
     head_raw, _, payload = raw.partition(b"\r\n\r\n")
     lines = head_raw.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ")[1])
@@ -53,68 +67,106 @@ async def request(
     for line in lines[1:]:
         key, _, value = line.partition(":")
         parsed[key.strip().lower()] = value.strip()
+    if "content-length" in parsed:
+        payload = payload[: int(parsed["content-length"])]
     return Reply(status, parsed, payload)
 
 
-async def post_json(url: str, data: Any) -> Reply:
-    """POST a JSON body."""
+async def post_json(url: str, data: Any, key: str | None = None) -> Reply:
+    """POST a JSON body (with ``Authorization: Bearer key`` when given)."""
     body = data if isinstance(data, bytes) else json.dumps(data).encode()
-    return await request(url, "POST", body, {"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    return await request(url, "POST", body, headers)
+
+
+class WsRefused(Exception):
+    """The server answered the upgrade with an HTTP error."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"upgrade refused: {status}")
+        self.status = status
 
 
 class WsClient:
-    """A masked-frame WebSocket client for tests."""
+    """A WebSocket client that shows every frame."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, proto: ClientProtocol
+    ) -> None:
         self.reader = reader
         self.writer = writer
-        self.decoder = FrameDecoder(require_mask=False)
-        self.pending: list[Message] = []
+        self.proto = proto
+        self.pending: list[Frame] = []
 
     @classmethod
-    async def connect(cls, url: str) -> WsClient:
-        """Open and upgrade."""
+    async def connect(cls, url: str, origin: str | None = None) -> WsClient:
+        """Open and upgrade (raises :class:`WsRefused` with the HTTP status otherwise)."""
         split = urlsplit(url)
         reader, writer = await asyncio.open_connection(split.hostname, split.port)
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(
-            (
-                f"GET {split.path} HTTP/1.1\r\nHost: {split.netloc}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-        head = await reader.readuntil(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101"), head
-        return cls(reader, writer)
+        proto = ClientProtocol(parse_uri(url.replace("http", "ws", 1)))
+        req = proto.connect()
+        if origin is not None:
+            req.headers["Origin"] = origin
+        proto.send_request(req)
+        client = cls(reader, writer, proto)
+        await client._flush()
+        async with asyncio.timeout(10):
+            while True:
+                data = await reader.read(4096)
+                if not data:
+                    break
+                proto.receive_data(data)
+                events = proto.events_received()
+                if events:
+                    first, rest = events[0], events[1:]
+                    assert isinstance(first, Response)
+                    if first.status_code != 101:
+                        writer.close()
+                        await writer.wait_closed()
+                        raise WsRefused(first.status_code)
+                    client.pending.extend(e for e in rest if isinstance(e, Frame))
+                    return client
+        raise ConnectionError("closed during the handshake")
 
-    async def recv(self) -> Message:
-        """The next message (control frames included)."""
+    async def _flush(self) -> None:
+        for chunk in self.proto.data_to_send():
+            if chunk:
+                self.writer.write(chunk)
+        await self.writer.drain()
+
+    async def recv(self) -> Frame:
+        """The next frame (control frames included; pings are answered)."""
         while not self.pending:
             data = await self.reader.read(4096)
             if not data:
                 raise ConnectionError("closed")
-            self.pending.extend(self.decoder.feed(data))
+            self.proto.receive_data(data)
+            self.pending.extend(e for e in self.proto.events_received() if isinstance(e, Frame))
+            await self._flush()
         return self.pending.pop(0)
 
     async def recv_json(self) -> Any:
         """The next text message as JSON."""
-        message = await self.recv()
-        assert message.opcode == OP_TEXT, message
-        return json.loads(message.data)
+        frame = await self.recv()
+        assert frame.opcode is Opcode.TEXT, frame
+        return json.loads(frame.data)
 
-    def send(self, opcode: int, data: bytes) -> None:
-        """Send one masked frame."""
-        self.writer.write(encode_frame(opcode, data, mask=os.urandom(4)))
+    async def ping(self, data: bytes) -> None:
+        """Send a ping."""
+        self.proto.send_ping(data)
+        await self._flush()
 
     async def close(self) -> None:
         """Close handshake, then the socket."""
-        self.send(OP_CLOSE, (1000).to_bytes(2, "big"))
         try:
+            self.proto.send_close(1000)
+            await self._flush()
             async with asyncio.timeout(5):
-                while (await self.recv()).opcode != OP_CLOSE:
+                while (await self.recv()).opcode is not Opcode.CLOSE:
                     pass
-        except ConnectionError:
+        except (ConnectionError, Exception):
             pass
         self.writer.close()
         await self.writer.wait_closed()

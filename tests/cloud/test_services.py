@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from crown_edge.cloud.auth import Credentials
 from crown_edge.cloud.service import CloudServices, CloudSettings
 from crown_edge.embedded import EmbeddedServices, MotoServer, MqttBroker
 from crown_edge.embedded._proc import port_open
@@ -19,6 +20,8 @@ from tests.sync.fakes import MemoryOutbox, until
 
 pytestmark = pytest.mark.integration
 
+KEY = "services-test-key-0123456789"
+AUTH = {"Authorization": f"Bearer {KEY}"}
 GOOD = {"job_id": "J-1", "customer_id": "C-1", "item_id": "plaque-a5", "due_date": "2026-12-01"}
 
 
@@ -32,6 +35,8 @@ async def test_order_flows_from_api_to_dispatcher_and_back_from_the_workshop(
 
     settings = CloudSettings(
         designs_dir=tmp_path,
+        credentials=Credentials((KEY,), ("services-test-secret-0123",)),
+        shops=frozenset({"s1"}),
         mqtt_host=mqtt_broker.host,
         mqtt_port=mqtt_broker.port,
         mqtt_username=mqtt_broker.cloud().username,
@@ -44,7 +49,7 @@ async def test_order_flows_from_api_to_dispatcher_and_back_from_the_workshop(
     async with CloudServices(settings, start_job) as cloud:
         async with asyncio.timeout(20):
             await cloud.bridge.wait_connected()
-        reply = await post_json(f"{cloud.api.url}/orders", {**GOOD, "shop_id": "s1"})
+        reply = await post_json(f"{cloud.api.url}/orders", {**GOOD, "shop_id": "s1"}, KEY)
         assert reply.status == 202
         await until(lambda: len(started) == 1)
         assert started[0].shop_id == "s1"
@@ -56,10 +61,10 @@ async def test_order_flows_from_api_to_dispatcher_and_back_from_the_workshop(
         outbox.put("events", {"event_id": "u1", "job_id": "J-1", "seq": 1, "status": "queued"})
         async with MqttLink(mqtt_broker.workshop_settings("s1"), outbox):
             await until(lambda: cloud.bridge.relayed == 2)
-        status = await request(f"{cloud.api.url}/orders/J-1")
+        status = await request(f"{cloud.api.url}/orders/J-1", headers=AUTH)
         assert status.json()["status"] == "queued"
         assert status.json()["source"] == "edge:s1"
-        metrics = (await request(f"{cloud.api.url}/metrics")).body.decode()
+        metrics = (await request(f"{cloud.api.url}/metrics", headers=AUTH)).body.decode()
         assert 'crown_dispatcher_messages{outcome="started"} 1.0' in metrics
         assert 'crown_bridge_rejected{reason="wrong_shop"} 0.0' in metrics
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -22,6 +24,8 @@ from crown_edge.workflow import names
 
 pytestmark = pytest.mark.integration
 
+KEY = "cli-test-key-0123456789"
+
 
 def test_cloud_config_errors_are_one_line(tmp_path: Path) -> None:
     path = tmp_path / "cloud.toml"
@@ -33,6 +37,34 @@ def test_cloud_config_errors_are_one_line(tmp_path: Path) -> None:
         load_cloud_config(path)
     with pytest.raises(ConfigError, match="cannot read"):
         load_cloud_config(tmp_path / "missing.toml")
+    path.write_text('[api]\ntoken_secrets = ["s" ]\n')
+    with pytest.raises(ConfigError, match=r"\[api\] keys: no API key"):
+        load_cloud_config(path, env={})
+    path.write_text('[cloud]\nshops = ["a"]\ndefault_shop_id = "b"\n')
+    with pytest.raises(ConfigError, match=r"\[cloud\] shops"):
+        load_cloud_config(path, env={"CROWN_API_KEY": KEY})
+
+
+def test_cloud_keys_come_from_env_config_or_credentials(tmp_path: Path) -> None:
+    path = tmp_path / "cloud.toml"
+    (tmp_path / "key").write_text("# rotated 2026-01\nfile-key-0123456789abc\n")
+    path.write_text(
+        '[api]\nkey_file = "key"\n'
+        'token_secrets = ["new-secret-0123456789", "old-secret-012345678"]\n'
+    )
+    cfg = load_cloud_config(path, env={})
+    assert cfg.api_keys == ("file-key-0123456789abc",)
+    assert cfg.token_secrets[0] == "new-secret-0123456789"
+    assert "secret" not in repr(cfg) and "file-key" not in repr(cfg)
+    assert load_cloud_config(path, env={"CROWN_API_KEY": KEY}).api_keys == (KEY,)
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "api-key").write_text("cred-key-0123456789abc\n")
+    (creds / "token-secret").write_text("cred-secret-0123456789\n")
+    path.write_text("[cloud]\n")
+    cfg = load_cloud_config(path, env={"CREDENTIALS_DIRECTORY": str(creds)})
+    assert cfg.api_keys == ("cred-key-0123456789abc",)
+    assert cfg.token_secrets == ("cred-secret-0123456789",)
 
 
 def test_cloud_process_starts_workflows_from_orders(
@@ -46,15 +78,18 @@ def test_cloud_process_starts_workflows_from_orders(
     config = tmp_path / "cloud.toml"
     config.write_text(
         f'[cloud]\ndefault_shop_id = "nowhere"\ndesigns_dir = "designs"\n'
+        f'[api]\ntoken_secrets = ["cli-test-secret-0123456789"]\n'
         f'[http]\nport = {port}\n[temporal]\ntarget = "{temporal_dev_server.target}"\n'
         f'[sqs]\nendpoint_url = "{moto_server.endpoint_url}"\n'
         f"{mqtt_toml(mqtt_broker.cloud_config())}\n"
     )
+    env = {**os.environ, "CROWN_API_KEY": KEY}
     with open(tmp_path / "cloud.log", "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "crown_edge", "cloud", "--config", str(config)],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env=env,
         )
     try:
         job_id = f"CLI-{time.time_ns() % 10**9}"
@@ -77,12 +112,16 @@ def test_cloud_process_starts_workflows_from_orders(
                 capture_output=True,
                 text=True,
                 timeout=60,
+                env=env,
             )
             if placed.returncode == 0:
                 break
             time.sleep(0.2)
         assert placed.returncode == 0, placed.stderr + (tmp_path / "cloud.log").read_text()
-        assert '"status": "received"' in placed.stdout
+        answer = json.loads(placed.stdout)
+        assert answer["status"] == "received"
+        assert answer["status_url"].startswith(f"http://127.0.0.1:{port}/status/{job_id}?token=")
+        assert KEY not in (tmp_path / "cloud.log").read_text()
         assert asyncio.run(_workflow_type(temporal_dev_server.target, job_id)) == (
             names.WORKFLOW_NAME
         )

@@ -36,4 +36,9 @@ def test_up_runs_demo_orders_to_complete(tmp_path: Path) -> None:
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["ok"] is True
     assert sorted(summary["jobs"].values()) == ["complete"] * 4
-    assert "Order API" in proc.stderr  # the progress a person sees
+    for line in ("Order API  ", "MQTT broker  ", "SQS (moto)  ", "API key  "):
+        assert line in proc.stderr, line  # the banner tools read
+    links = [ln for ln in proc.stderr.splitlines() if ln.strip().startswith("Customer page")]
+    assert len(links) == 4
+    assert all("/status/" in ln and "?token=" in ln for ln in links)
+    assert sorted(summary["links"]) == sorted(summary["jobs"])

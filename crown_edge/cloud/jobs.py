@@ -1,0 +1,137 @@
+"""The Order API's window on a job: the workflow's durable state, and the customer's answers to it.
+
+What an order looks like comes from the workflow's ``status`` query (Temporal keeps it, so it is
+the same after a cloud restart and from every Order API process), merged with the bridge's live
+status board only for fresher details of the same status: the workshop reports engraving
+progress and queue positions more often than the workflow records them. Without a Temporal client
+(unit tests) the board alone answers.
+
+The customer's actions are workflow **updates** on ``job-{job_id}``: Temporal answers each with
+the job's new view, or with the reason the workflow refused it (a validator's error), which the
+Order API passes on as 409.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from crown_edge.sync.board import StatusBoard
+from crown_edge.workflow import names
+
+log = logging.getLogger(__name__)
+
+#: Customer actions → workflow update names.
+APPROVE_DESIGN = names.APPROVE_DESIGN
+CHOOSE_ALTERNATIVE = "choose_alternative"
+RATE = "rate"
+
+#: Longest wait for a query or an update before the API answers 504.
+CALL_TIMEOUT = 30.0
+
+_LIVE_FIELDS = ("progress", "queue_position", "machine_id")
+
+
+class Refused(Exception):
+    """The workflow refused a customer's action; ``reason`` says why (shown to the customer)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Unavailable(Exception):
+    """The workflow service could not be asked (down, or too slow)."""
+
+
+def merge(
+    durable: Mapping[str, Any] | None, live: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """The view to show: ``durable`` (the workflow's) with ``live`` details of the same status.
+
+    Without a durable view (no workflow yet, or no Temporal client) the live event stands alone.
+    Progress only ever moves forward within a status, so the larger value is the fresher one.
+    """
+    if durable is None:
+        return dict(live) if live is not None else None
+    out = dict(durable)
+    if live is None or live.get("status") != durable.get("status"):
+        return out
+    for key in _LIVE_FIELDS:
+        value = live.get(key)
+        if value is None:
+            continue
+        if key == "progress":
+            current = out.get("progress")
+            if isinstance(value, int | float) and (
+                not isinstance(current, int | float) or value > current
+            ):
+                out["progress"] = float(value)
+        else:
+            out[key] = value
+    return out
+
+
+class Jobs:
+    """Durable job views and customer updates, over a Temporal client and the status board."""
+
+    def __init__(self, board: StatusBoard, temporal: Client | None = None) -> None:
+        self.board = board
+        self.temporal = temporal
+
+    async def durable(self, job_id: str) -> dict[str, Any] | None:
+        """The workflow's ``status`` query answer; None if there is no workflow (yet)."""
+        if self.temporal is None:
+            return None
+        handle = self.temporal.get_workflow_handle(names.workflow_id(job_id))
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT):
+                view = await handle.query(names.STATUS_QUERY)
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                return None
+            log.warning("job %s: status query failed: %s", job_id, exc, extra={"job_id": job_id})
+            raise Unavailable(str(exc)) from exc
+        except (WorkflowQueryFailedError, TimeoutError) as exc:
+            log.warning("job %s: status query failed: %r", job_id, exc, extra={"job_id": job_id})
+            raise Unavailable(str(exc)) from exc
+        return dict(view) if isinstance(view, Mapping) else None
+
+    async def view(self, job_id: str) -> dict[str, Any] | None:
+        """What the job looks like now (module docstring); None if nobody knows it."""
+        try:
+            durable = await self.durable(job_id)
+        except Unavailable:
+            durable = None  # the live board still knows the latest event, if any
+        return merge(durable, self.board.job(job_id))
+
+    async def update(self, job_id: str, name: str, arg: Any) -> dict[str, Any]:
+        """Run the workflow update ``name``; the job's new view, or :class:`Refused`."""
+        if self.temporal is None:
+            raise Unavailable("no workflow service configured")
+        handle = self.temporal.get_workflow_handle(names.workflow_id(job_id))
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT):
+                result = await handle.execute_update(name, arg)
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            raise Refused(str(getattr(cause, "message", None) or cause or exc)) from exc
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                raise Refused("this order is not open for changes") from exc
+            raise Unavailable(str(exc)) from exc
+        except (WorkflowUpdateRPCTimeoutOrCancelledError, TimeoutError) as exc:
+            raise Unavailable("the workflow did not answer in time") from exc
+        if isinstance(result, Mapping):
+            return merge(dict(result), self.board.job(job_id)) or {}
+        return await self.view(job_id) or {"job_id": job_id}
