@@ -11,6 +11,9 @@ counting and with send-response, through the production :class:`GrblDriver` over
   link is the bottleneck: ``dense_link_utilisation`` = payload bytes/s / 11,520 (target ≥ 0.9)
   and ``dense_speedup_vs_send_response`` (target ≥ 1.5).
 
+Character-counting runs save the durable resume mark the daemon saves (a synchronous SQLite
+write per window, see :mod:`crown_edge.drivers.grbl.runstate`), so the figures include it.
+
 Wall times run from the first byte of a program to the driver seeing the machine at rest again
 (status polled at 5 Hz), so they include that detection; before each run the head is moved to
 the point the measurement assumes (setup, not measured).
@@ -20,6 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sqlite3
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from crown_edge.drivers.base import RunOutcome, RunResult
@@ -85,10 +91,31 @@ def program_start(program: list[str]) -> str:
     return "G0 X0.000 Y0.000"
 
 
+class _MarkFile:
+    """The resume mark in a SQLite file with ``synchronous=FULL``, as the daemon keeps it."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(path, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA synchronous = FULL")
+        self.db.execute("CREATE TABLE mark (job TEXT PRIMARY KEY, line INTEGER)")
+        self.saved = 0
+
+    def _write(self, line: int) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO mark VALUES ('bench', ?)", (line,))
+
+    async def save(self, line: int) -> None:
+        await asyncio.to_thread(self._write, line)
+        self.saved += 1
+
+
 async def _run(quick: bool) -> dict[str, Any]:
     text = text_program(quick)
     dense = dense_program(1000 if quick else 3000)
     ideal = motion_time(text, MotionSettings.from_grbl(DEFAULT_SETTINGS))
+    tmp = tempfile.TemporaryDirectory(prefix="crown-bench-")
+    marks = _MarkFile(Path(tmp.name) / "marks.db")
     async with (
         GrblSimulator(baud=BAUD, time_scale=1.0) as sim,
         GrblDriver.from_config("bench", sim.device_path, BAUD) as driver,
@@ -102,12 +129,17 @@ async def _run(quick: bool) -> dict[str, Any]:
                 start = "G0 X0.000 Y0.000" if name == "text" else program_start(program)
                 await driver.run_program("bench-position", [start])
                 result = await driver.run_program(
-                    f"bench-{name}-{mode}", program, send_response=mode == "sr"
+                    f"bench-{name}-{mode}",
+                    program,
+                    send_response=mode == "sr",
+                    on_reserve=marks.save if mode == "cc" else None,
                 )
                 if result.outcome is not RunOutcome.COMPLETED:
                     raise RuntimeError(f"bench run {name}/{mode} ended {result.outcome}")
                 runs[f"{name}_{mode}"] = result
         overflows = sim.stats.rx_overflows
+    marks.db.close()
+    tmp.cleanup()
     physics_sr = sum(
         (len(line) + 1 + 4) / LINK_BYTES_PER_S + DEFAULT_RESPONSE_LATENCY_S for line in dense
     )
@@ -136,6 +168,7 @@ async def _run(quick: bool) -> dict[str, Any]:
             runs["dense_cc"].bytes_sent / dense_wall / LINK_BYTES_PER_S, 4
         ),
         "rx_overflows": overflows,
+        "resume_marks_saved": marks.saved,
     }
 
 

@@ -80,6 +80,9 @@ class RunResult:
     stalled (or the reason the daemon gave its stop, e.g. a cancel)."""
     elapsed_s: float = 0.0
     bytes_sent: int = 0
+    sent_line: int | None = None
+    """The highest program line written to the controller (everything after it is certainly
+    not engraved); None when the driver cannot tell."""
     detail: str | None = None
     """What a technician should know about how the run stopped, in words (e.g. that the feed
     hold was still decelerating when the reset went out, or where a stalled machine froze)."""
@@ -115,6 +118,7 @@ class RunResult:
             "alarm_text": self.alarm_text,
             "reason": self.reason,
             "detail": self.detail,
+            "sent_line": self.sent_line,
             "elapsed_s": round(self.elapsed_s, 3),
             "qa_auto_ok": self.qa_auto_ok,
         }

@@ -406,3 +406,54 @@ async def test_resume_right_after_a_hold_waits_for_the_braking_to_end() -> None:
         await driver.resume()
         result = await asyncio.wait_for(task, timeout=20)
         assert result.qa_auto_ok and sim.runs_of("J-24")[0].executed[-1] == "M5"
+
+
+async def test_every_line_leaves_only_under_a_durable_resume_mark(
+    sim: GrblSimulator, driver: GrblDriver
+) -> None:
+    lines = plate_program("J-25")
+    marks: list[int] = []
+
+    async def save(line: int) -> None:
+        await asyncio.sleep(0.002)  # a synchronous SQLite write takes about this long
+        marks.append(line)
+
+    conn = driver._conn
+    assert conn is not None
+    sent: list[tuple[bytes, int]] = []
+    original = conn.link.write
+
+    def write(data: bytes) -> None:
+        sent.append((bytes(data), marks[-1] if marks else 0))
+        original(data)
+
+    conn.link.write = write  # type: ignore[method-assign]
+    result = await driver.run_program("J-25", lines, on_reserve=save, reserve_window=32)
+    assert result.qa_auto_ok and result.sent_line == len(lines)
+    assert marks == sorted(marks) and marks[-1] == len(lines)
+    cursor = 0
+    for data, mark in sent:
+        if data == b"?":
+            continue
+        while (lines[cursor].strip() + "\n").encode() != data:
+            cursor += 1
+        cursor += 1
+        assert cursor <= mark, f"line {cursor} left with the durable mark at {mark}"
+    assert sim.runs_of("J-25")[0].executed == lines
+
+
+async def test_a_resume_mark_that_cannot_be_saved_stops_the_job(
+    sim: GrblSimulator, driver: GrblDriver
+) -> None:
+    lines = plate_program("J-26")
+    saved: list[int] = []
+
+    async def save(line: int) -> None:
+        if saved:
+            raise OSError("disk full")
+        saved.append(line)
+
+    result = await driver.run_program("J-26", lines, on_reserve=save, reserve_window=32)
+    assert result.outcome is RunOutcome.INTERRUPTED and result.reason == "resume_mark_not_saved"
+    assert result.sent_line is not None and result.sent_line <= saved[0] == 32
+    assert len(sim.runs_of("J-26")[0].received) <= 32

@@ -16,6 +16,7 @@ from crown_edge.drivers.grbl.runstate import (
     Action,
     Phase,
     Realtime,
+    Reserve,
     RunMachine,
     RunTimeouts,
     Write,
@@ -51,10 +52,17 @@ def program(n: int = 40) -> list[str]:
 class Harness:
     """A machine plus the record of every action it asked for, in order."""
 
-    def __init__(self, lines: Sequence[str] | None = None, timeouts: RunTimeouts = TIMEOUTS):
+    def __init__(
+        self,
+        lines: Sequence[str] | None = None,
+        timeouts: RunTimeouts = TIMEOUTS,
+        reserve_window: int | None = None,
+    ):
         self.lines = list(lines or program())
         self.now = 0.0
-        self.machine = RunMachine(Streamer(self.lines), timeouts, self.now)
+        self.machine = RunMachine(
+            Streamer(self.lines), timeouts, self.now, reserve_window=reserve_window
+        )
         self.actions: list[Action] = list(self.machine.start(self.now))
 
     def feed(self, item: object) -> None:
@@ -373,3 +381,93 @@ def test_hold_never_confirmed_at_rest_is_reported_as_such() -> None:
     end = h.machine.end
     assert end is not None and end.reason == "emergency_stop"
     assert "not confirmed at rest" in (end.detail or "")
+
+
+# --- the resume mark: nothing above a durable mark is written ------------------------------------
+
+
+def reserve_actions(h: Harness) -> list[int]:
+    return [a.line for a in h.actions if isinstance(a, Reserve)]
+
+
+def sent_numbers(h: Harness) -> list[int]:
+    """Program line numbers written so far, matched in order (lines repeat in the program)."""
+    numbers: list[int] = []
+    cursor = 0
+    for data in h.writes:
+        while (h.lines[cursor].strip() + "\n").encode() != data:
+            cursor += 1
+        cursor += 1
+        numbers.append(cursor)
+    return numbers
+
+
+def test_nothing_is_sent_before_the_first_mark_is_durable() -> None:
+    lines = program(100)
+    h = Harness(lines, reserve_window=16)
+    assert h.writes == [] and reserve_actions(h) == [16]
+    h.actions += h.machine.reserved(16, h.now)
+    assert max(sent_numbers(h)) <= 16
+
+
+def test_marks_run_ahead_so_streaming_never_waits_on_a_healthy_disk() -> None:
+    lines = program(300)
+    h = Harness(lines, reserve_window=16)
+    answered = 0
+    for _ in range(2000):
+        pending = [r for r in reserve_actions(h) if r > answered]
+        if pending:
+            answered = pending[0]
+            h.actions += h.machine.reserved(answered, h.now)
+        if h.machine.streamer.finished_sending and not h.machine.streamer.in_flight:
+            break
+        h.feed(OK)
+        assert sent_numbers(h)[-1] <= answered  # never above the durable mark
+    assert h.machine.streamer.all_acked
+    assert reserve_actions(h)[-1] == len(lines)
+
+
+def test_a_mark_that_cannot_be_saved_stops_the_run() -> None:
+    h = Harness(program(100), reserve_window=16)
+    h.actions += h.machine.reserved(16, h.now)
+    h.run([OK] * 8)
+    assert len(reserve_actions(h)) == 2
+    h.actions += h.machine.reserve_failed("disk full", h.now)
+    assert h.actions[-1] == Realtime(p.RealTime.FEED_HOLD)
+    h.run([status("Hold", 0), BANNER])
+    end = h.machine.end
+    assert end is not None and end.reason == "resume_mark_not_saved"
+    assert "disk full" in (end.detail or "")
+    assert max(sent_numbers(h)) <= 16
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(2, 40), st.lists(st.sampled_from(["ok", "save", "stop"]), max_size=200))
+def test_no_line_above_the_durable_mark_ever(window: int, steps: list[str]) -> None:
+    h = Harness(program(120), reserve_window=window)
+    durable = 0
+    for step in steps:
+        pending = [r for r in reserve_actions(h) if r > durable]
+        if step == "save" and pending:
+            durable = pending[0]
+            h.actions += h.machine.reserved(durable, h.now)
+        elif step == "stop":
+            h.feed("stop")
+        elif h.machine.streamer.in_flight:
+            h.feed(OK)
+        assert not sent_numbers(h) or max(sent_numbers(h)) <= durable
+
+
+def test_one_mark_per_half_window() -> None:
+    lines = program(300)
+    h = Harness(lines, reserve_window=40)
+    answered = 0
+    while not h.machine.streamer.all_acked:
+        pending = [r for r in reserve_actions(h) if r > answered]
+        if pending:
+            answered = pending[0]
+            h.actions += h.machine.reserved(answered, h.now)
+        h.feed(OK)
+    marks = reserve_actions(h)
+    assert marks == sorted(set(marks)) and marks[-1] == len(lines)
+    assert len(marks) <= len(lines) // 20 + 2

@@ -15,7 +15,8 @@ API (all coroutines bounded by timeouts; errors from :mod:`crown_edge.errors`):
     INTERRUPTED after a run ended ``interrupted`` (until the next run, homing or unlock).
 ``wait_ready(timeout)``
     Until connected and Idle; raises LinkLost / ControllerAlarm / InterlockOpen on timeout.
-``run_program(job_id, lines, *, start_line=0, on_progress=None, send_response=False)``
+``run_program(job_id, lines, *, start_line=0, on_progress=None, send_response=False,
+on_reserve=None)``
     Streams with character counting (``$`` and EEPROM lines send-response) and returns a
     :class:`~crown_edge.drivers.base.RunResult`: ``completed`` once every line is acknowledged
     and the machine is back at rest (refused up front unless laser mode ``$32=1`` is on,
@@ -59,7 +60,12 @@ from typing import Any
 from crown_edge.drivers.base import ProgressCallback, RunOutcome, RunProgress, RunResult
 from crown_edge.drivers.grbl import protocol as p
 from crown_edge.drivers.grbl.connection import Connection
-from crown_edge.drivers.grbl.run import ProgramRun, halt
+from crown_edge.drivers.grbl.run import (
+    DEFAULT_RESERVE_WINDOW,
+    ProgramRun,
+    ReserveCallback,
+    halt,
+)
 from crown_edge.drivers.grbl.runstate import RunTimeouts
 from crown_edge.drivers.grbl.streamer import Streamer, resume_preamble
 from crown_edge.drivers.grbl.transport import SerialLink
@@ -355,8 +361,14 @@ class GrblDriver:
         start_line: int = 0,
         on_progress: ProgressCallback | None = None,
         send_response: bool = False,
+        on_reserve: ReserveCallback | None = None,
+        reserve_window: int = DEFAULT_RESERVE_WINDOW,
     ) -> RunResult:
-        """Run ``lines`` and report how the run ended (see the module docstring)."""
+        """Run ``lines`` and report how the run ended (see the module docstring).
+
+        ``on_reserve(line)`` makes the resume mark durable: no program line above the last
+        mark it saved is written (see :mod:`crown_edge.drivers.grbl.runstate`).
+        """
         if self._lock.locked():
             raise DriverError(f"machine {self._machine_id} is busy", machine_id=self._machine_id)
         async with self._lock:
@@ -382,6 +394,8 @@ class GrblDriver:
                 on_progress,
                 machine_id=self._machine_id,
                 timeouts=self._timeouts,
+                on_reserve=on_reserve,
+                reserve_window=reserve_window,
             )
             self._run = run
             self._interrupted = False

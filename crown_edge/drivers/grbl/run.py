@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from crown_edge.drivers.base import ProgressCallback, RunOutcome, RunProgress, RunResult
 from crown_edge.drivers.grbl import protocol as p
@@ -30,6 +31,7 @@ from crown_edge.drivers.grbl.connection import Connection
 from crown_edge.drivers.grbl.runstate import (
     Action,
     Realtime,
+    Reserve,
     RunMachine,
     RunTimeouts,
     Write,
@@ -39,6 +41,13 @@ from crown_edge.drivers.grbl.streamer import Streamer
 from crown_edge.errors import LinkLost
 
 log = logging.getLogger(__name__)
+
+ReserveCallback = Callable[[int], Awaitable[None]]
+"""``await on_reserve(line)``: make the resume mark ``line`` durable (raise if it cannot)."""
+DEFAULT_RESERVE_WINDOW = 64
+"""Lines a durable resume mark runs ahead of what was sent: after a crash at most this many
+unsent lines sit below the mark (they would be skipped by a default resume, never doubled)."""
+RESERVE_SETTLE_S = 5.0
 
 
 class ProgramRun:
@@ -53,13 +62,23 @@ class ProgramRun:
         *,
         machine_id: str,
         timeouts: RunTimeouts | None = None,
+        on_reserve: ReserveCallback | None = None,
+        reserve_window: int = DEFAULT_RESERVE_WINDOW,
     ) -> None:
         self.conn = conn
         self.job_id = job_id
         self.streamer = streamer
         self.on_progress = on_progress
         self._machine_id = machine_id
-        self.machine = RunMachine(streamer, timeouts or RunTimeouts(), time.monotonic())
+        self._on_reserve = on_reserve
+        self._reserve_task: asyncio.Task[None] | None = None
+        self._reserve_line = 0
+        self.machine = RunMachine(
+            streamer,
+            timeouts or RunTimeouts(),
+            time.monotonic(),
+            reserve_window=reserve_window if on_reserve is not None else None,
+        )
         self._finished = asyncio.Event()
         self.last_percent = -1
 
@@ -110,6 +129,7 @@ class ProgramRun:
                         self._progress()
                 if conn.lost.is_set():
                     machine.on_link_lost(conn.lost_reason or "link_lost", now)
+                self._reserve_answered(now)
                 self._apply(machine.tick(now))
                 for note in machine.notes:
                     log.warning("machine %s: %s", self._machine_id, note)
@@ -117,6 +137,7 @@ class ProgramRun:
                 if machine.end is None:
                     await conn.wait(0.1)
         finally:
+            await self._settle_reserve()
             self._finished.set()
         end = machine.end
         if end.outcome is RunOutcome.COMPLETED:
@@ -139,6 +160,7 @@ class ProgramRun:
             elapsed_s=time.monotonic() - started,
             bytes_sent=streamer.bytes_sent,
             detail=end.detail,
+            sent_line=streamer.last_sent_line,
         )
 
     def _apply(self, actions: list[Action]) -> None:
@@ -149,9 +171,38 @@ class ProgramRun:
                     self.conn.write(action.data)
                 elif isinstance(action, Realtime):
                     self.conn.realtime(action.command)
+                elif isinstance(action, Reserve) and self._on_reserve is not None:
+                    self._reserve_line = action.line
+                    self._reserve_task = asyncio.ensure_future(self._on_reserve(action.line))
+                    self._reserve_task.add_done_callback(lambda _: self.conn.wake.set())
             except LinkLost:
                 self.machine.on_link_lost("link_lost", time.monotonic())
                 return
+
+    def _reserve_answered(self, now: float) -> None:
+        task = self._reserve_task
+        if task is None or not task.done():
+            return
+        self._reserve_task = None
+        if task.cancelled():
+            self._apply(self.machine.reserve_failed("cancelled", now))
+        elif (exc := task.exception()) is not None:
+            log.error(
+                "machine %s: job %s: resume mark not saved: %s", self._machine_id, self.job_id, exc
+            )
+            self._apply(self.machine.reserve_failed(str(exc), now))
+        else:
+            self._apply(self.machine.reserved(self._reserve_line, now))
+
+    async def _settle_reserve(self) -> None:
+        """Let a mark being saved finish (it only ever raises the mark), bounded."""
+        task, self._reserve_task = self._reserve_task, None
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), RESERVE_SETTLE_S)
+        except Exception:  # already reported by the failed save, or too slow
+            task.cancel()
 
     def _progress(self, *, force: bool = False) -> None:
         run, streamer = self, self.streamer

@@ -19,6 +19,11 @@ by a trailing ``ok`` *after* a soft reset, before its banner, and a host that sp
 sends a line to a freshly reset controller, which executes it. After the reset every answer up
 to the banner is ignored; the run ends with the stop's own outcome and reason.
 
+**The resume mark.** With a ``reserve_window``, no program line leaves before a mark covering it
+is durable: the machine asks (:class:`Reserve`) for the next window while half of the current
+one is still ahead, so streaming never waits on a healthy disk; if the mark cannot be saved
+the run stops (``resume_mark_not_saved``) rather than stream lines a crash could not account for.
+
 Acknowledged lines: ``ok`` answers count while streaming and while a requested stop holds (those
 lines were planned before the hold). After an ``error:N`` the answers for later lines are
 accounted but not counted, so ``last_acked_line`` stays the line before the refused one.
@@ -52,13 +57,24 @@ class Write:
 
 
 @dataclass(frozen=True, slots=True)
+class Reserve:
+    """Make the resume mark durable up to ``line`` (the shell answers :meth:`RunMachine.reserved`).
+
+    Until it is answered no line above the previous mark is written, so after a crash every line
+    above the durable mark is certainly not engraved.
+    """
+
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
 class Realtime:
     """Write one real-time byte (``!`` feed hold, 0x18 soft reset)."""
 
     command: p.RealTime
 
 
-Action = Write | Realtime
+Action = Write | Realtime | Reserve
 Answer = p.Ok | p.Error | p.Alarm | p.Welcome
 """What the connection queues in wire order for the run: answers, alarms and reset banners."""
 
@@ -116,8 +132,21 @@ class RunMachine:
     fit (for the shell to log); it never affects the outcome.
     """
 
-    def __init__(self, streamer: Streamer, timeouts: RunTimeouts, now: float) -> None:
+    def __init__(
+        self,
+        streamer: Streamer,
+        timeouts: RunTimeouts,
+        now: float,
+        *,
+        reserve_window: int | None = None,
+    ) -> None:
+        if reserve_window is not None and reserve_window < 2:
+            raise ValueError("reserve_window must be at least 2 lines")
         self.streamer = streamer
+        self.reserve_window = reserve_window
+        self._reserving: int | None = None
+        if reserve_window is not None:
+            streamer.send_limit = streamer.start_line
         self.timeouts = timeouts
         self.phase = Phase.STREAMING
         self.end: RunEnd | None = None
@@ -214,6 +243,20 @@ class RunMachine:
         actions = self._check_lost_ack(now)
         return actions or self._check_stall(status, now)
 
+    def reserved(self, line: int, now: float) -> list[Action]:
+        """The resume mark up to ``line`` is durable: lines up to it may go out."""
+        self._reserving = None
+        if self.end is not None:
+            return []
+        limit = self.streamer.send_limit
+        self.streamer.send_limit = line if limit is None else max(limit, line)
+        return self._pump(now)
+
+    def reserve_failed(self, why: str, now: float) -> list[Action]:
+        """The mark could not be saved: stop rather than send lines a crash cannot account for."""
+        self._reserving = None
+        return self.stop("resume_mark_not_saved", now, detail=f"resume mark not saved: {why}")
+
     def on_link_lost(self, reason: str, now: float) -> list[Action]:
         """The port died or the controller went silent."""
         if self.end is not None:
@@ -260,7 +303,22 @@ class RunMachine:
         actions: list[Action] = []
         while (data := self.streamer.next_to_send()) is not None:
             actions.append(Write(data))
+        actions.extend(self._reserve_ahead())
         return actions
+
+    def _reserve_ahead(self) -> list[Action]:
+        window, streamer = self.reserve_window, self.streamer
+        if window is None or self._reserving is not None:
+            return []
+        upcoming = streamer.next_line
+        limit = streamer.send_limit if streamer.send_limit is not None else streamer.start_line
+        if upcoming is None or upcoming + window // 2 <= limit:
+            return []
+        target = min(streamer.total, max(limit, upcoming - 1) + window)
+        if target <= limit:
+            return []  # the mark already covers the program's end
+        self._reserving = target
+        return [Reserve(target)]
 
     def _on_banner(self) -> list[Action]:
         if self.phase is Phase.STREAMING:

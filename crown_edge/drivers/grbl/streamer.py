@@ -67,6 +67,11 @@ class Streamer:
         self.bytes_sent = 0
         self.acked_lines = 0
         self.last_acked_line = start_line
+        self.last_sent_line = start_line
+        """The highest program line written so far (``start_line`` before any)."""
+        self.send_limit: int | None = None
+        """No program line above this number goes out (None: no limit). The run raises it once
+        the resume mark covering the next lines is durable."""
 
     @property
     def finished_sending(self) -> bool:
@@ -83,11 +88,21 @@ class Streamer:
         """Lines sent and not yet answered."""
         return len(self._in_flight)
 
+    @property
+    def next_line(self) -> int | None:
+        """The number of the next program line to send (None: only preamble or nothing left)."""
+        for number, _, _ in self._queue:
+            if number:
+                return number
+        return None
+
     def next_to_send(self) -> bytes | None:
         """The next line's bytes if it may go out now (and account it as in flight), else None."""
         if not self._queue:
             return None
         number, data, alone = self._queue[0]
+        if self.send_limit is not None and number > self.send_limit:
+            return None
         if self._in_flight and (alone or self.send_response or self._alone_in_flight):
             return None
         if self.in_flight_bytes + len(data) > self.capacity:
@@ -97,6 +112,8 @@ class Streamer:
         self._alone_in_flight = alone
         self.in_flight_bytes += len(data)
         self.bytes_sent += len(data)
+        if number:
+            self.last_sent_line = number
         return data
 
     def answer(self) -> int:
