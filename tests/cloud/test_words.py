@@ -67,3 +67,15 @@ def test_keys_and_tokens() -> None:
         Credentials(("short",), ("s" * 20,))
     with pytest.raises(ConfigError):
         Credentials((), ("s" * 20,))
+
+
+def test_merge_takes_only_fresher_live_details_of_the_same_status() -> None:
+    from crown_edge.cloud.jobs import merge
+
+    durable = {"job_id": "J", "status": "engraving", "progress": 0.2, "history": ["received"]}
+    live = {"job_id": "J", "status": "engraving", "progress": 0.6, "notes": "x"}
+    assert merge(durable, live) == {**durable, "progress": 0.6}
+    assert merge(durable, {**live, "progress": 0.1})["progress"] == 0.2
+    assert merge(durable, {**live, "status": "received"}) == durable  # the board is behind
+    assert merge(None, live) == live
+    assert merge(None, None) is None
