@@ -38,9 +38,12 @@ from crown_edge.sync.starter import workflow_worker
 from crown_edge.toolpath import ArtworkLimits
 from crown_edge.workflow import names as n
 from crown_edge.workflow.data import (
+    AlternativeChoice,
     ApprovalDecision,
     CancelRequest,
     JobResult,
+    Rating,
+    Restock,
     ResumeRequest,
 )
 from crown_edge.workflow.workflow import EngravingWorkflow
@@ -50,7 +53,7 @@ from tests.workflow.support import CloudEvents, Harness, message, start, wait_fo
 log = logging.getLogger(__name__)
 
 #: Version label of the workflow code the histories are recorded from (file name prefix).
-VERSION = "v1"
+VERSION = "v2"
 HISTORIES_DIR = Path(__file__).parent / "histories"
 
 _THROTTLE = timedelta(milliseconds=50)
@@ -105,16 +108,19 @@ class Recording:
     name: str
     covers: str
     drive: Drive
+    #: The path skips time (``env.sleep``): recorded first, while the test server holds few
+    #: workflows (long skips over many recorded jobs made the server drop the connection).
+    skips_time: bool = False
 
 
 RECORDINGS: list[Recording] = []
 
 
-def recording(name: str, covers: str) -> Callable[[Drive], Drive]:
+def recording(name: str, covers: str, *, skips_time: bool = False) -> Callable[[Drive], Drive]:
     """Register ``drive(harness, job_id)`` as the path ``name``; it returns the job's history."""
 
     def register(drive: Drive) -> Drive:
-        RECORDINGS.append(Recording(name, covers, drive))
+        RECORDINGS.append(Recording(name, covers, drive, skips_time))
         return drive
 
     return register
@@ -127,8 +133,16 @@ def stocked(h: Harness, item_id: str, units: int = 1, max_lines: int = 4) -> str
     return item_id
 
 
-async def finished(handle: Handle, status: str) -> WorkflowHistory:
-    """The history of a job that ended in ``status`` (anything else is a recording error)."""
+async def finished(h: Harness, handle: Handle, status: str) -> WorkflowHistory:
+    """The history of a job that ended in ``status`` (anything else is a recording error).
+
+    A complete job stays open for its rating: its history is taken once it idles there (the
+    paths ``complete-rated`` and ``complete-window-closed`` record how it closes).
+    """
+    if status == "complete":
+        history = await settled(h, handle, "complete")
+        await handle.terminate("history recorded")
+        return history
     result = await handle.result()
     if result.status != status:
         raise RuntimeError(f"{handle.id} ended {result.status}, expected {status}")
@@ -159,7 +173,7 @@ async def settled(h: Harness, handle: Handle, status: str) -> WorkflowHistory:
 @recording("text-complete", "text only: validate, queued, engraving, QA pass, mark_complete")
 async def _text_complete(h: Harness, job: str) -> WorkflowHistory:
     handle = await start(h.client, message(job, stocked(h, f"item-{job}")))
-    return await finished(handle, "complete")
+    return await finished(h, handle, "complete")
 
 
 @recording("design-approved-update", "artwork: design, pending_approval, approved by update")
@@ -173,7 +187,7 @@ async def _design_approved_update(h: Harness, job: str) -> WorkflowHistory:
     _answer = await handle.execute_update(
         EngravingWorkflow.approve_design_update, ApprovalDecision(True, "lovely")
     )
-    return await finished(handle, "complete")
+    return await finished(h, handle, "complete")
 
 
 @recording("design-approved-signal", "requires_design: design, approved by signal, engraved")
@@ -182,49 +196,61 @@ async def _design_approved_signal(h: Harness, job: str) -> WorkflowHistory:
     handle = await start(h.client, msg)
     await wait_for(handle, lambda v: v.status == "pending_approval")
     await handle.signal(EngravingWorkflow.approve_design, ApprovalDecision(True, "ok"))
-    return await finished(handle, "complete")
+    return await finished(h, handle, "complete")
 
 
-@recording("design-auto-approved", "no answer in 24 h: the approval timer fires, engraved")
+@recording(
+    "design-auto-approved", "no answer in 24 h: the approval timer fires, engraved", skips_time=True
+)
 async def _design_auto_approved(h: Harness, job: str) -> WorkflowHistory:
     msg = message(job, stocked(h, "cup-silver"), requires_design=True)
     handle = await start(h.client, msg)
     await settled(h, handle, "pending_approval")  # idle: only the timer is left
     await h.env.sleep(n.DESIGN_TIMEOUT + timedelta(seconds=1))
-    return await finished(handle, "complete")
+    return await finished(h, handle, "complete")
 
 
-@recording("design-revision-requested", "design rejected: request_revision, release, end")
+@recording(
+    "design-revision-requested",
+    "v1: design rejected, job ends; v2: rejected by signal, revised preview, approved by signal",
+)
 async def _design_revision(h: Harness, job: str) -> WorkflowHistory:
     msg = message(job, stocked(h, "acrylic-award"), requires_design=True)
     handle = await start(h.client, msg)
     await wait_for(handle, lambda v: v.status == "pending_approval")
     await handle.signal(EngravingWorkflow.approve_design, ApprovalDecision(False, "bigger font"))
-    return await finished(handle, "revision_requested")
+    await wait_for(handle, lambda v: v.status == "pending_approval" and v.design_revision == 1)
+    await handle.signal(EngravingWorkflow.approve_design, ApprovalDecision(True, "better"))
+    return await finished(h, handle, "complete")
 
 
 @recording("design-failed", "create_design fails (item not in the catalogue): escalate, release")
 async def _design_failed(h: Harness, job: str) -> WorkflowHistory:
     msg = message(job, stocked(h, f"item-{job}"), requires_design=True)
-    return await finished(await start(h.client, msg), "failed")
+    return await finished(h, await start(h.client, msg), "failed")
 
 
-@recording("blocked-no-inventory", "validate_job NoInventory: list_alternatives, offer them")
+@recording(
+    "blocked-no-inventory",
+    "validate_job NoInventory: alternatives offered; v1 ends, v2 waits (OPEN: recheck timer)",
+)
 async def _blocked_no_inventory(h: Harness, job: str) -> WorkflowHistory:
     stocked(h, f"other-{job}", units=3)
     handle = await start(h.client, message(job, stocked(h, f"item-{job}", units=0)))
-    return await finished(handle, "blocked")
+    history = await settled(h, handle, "blocked")
+    await handle.terminate("history recorded")
+    return history
 
 
 @recording("blocked-text-does-not-fit", "validate_job TextDoesNotFit: blocked, customer told")
 async def _blocked_text(h: Harness, job: str) -> WorkflowHistory:
     handle = await start(h.client, message(job, stocked(h, f"item-{job}", max_lines=1)))
-    return await finished(handle, "blocked")
+    return await finished(h, handle, "blocked")
 
 
 @recording("blocked-unknown-item", "validate_job UnknownItem: blocked, customer told")
 async def _blocked_unknown(h: Harness, job: str) -> WorkflowHistory:
-    return await finished(await start(h.client, message(job, f"no-such-{job}")), "blocked")
+    return await finished(h, await start(h.client, message(job, f"no-such-{job}")), "blocked")
 
 
 @recording("blocked-no-eligible-machine", "send_to_machine NoEligibleMachine: release, blocked")
@@ -232,7 +258,7 @@ async def _blocked_machine(h: Harness, job: str) -> WorkflowHistory:
     assert isinstance(h.workshop, Workshop)
     h.workshop.machine_errors[job] = n.ERR_NO_ELIGIBLE_MACHINE
     handle = await start(h.client, message(job, stocked(h, f"item-{job}")))
-    return await finished(handle, "blocked")
+    return await finished(h, handle, "blocked")
 
 
 @recording("validation-failed", "validate_job fails (not a blocking error): failed, escalate")
@@ -240,21 +266,21 @@ async def _validation_failed(h: Harness, job: str) -> WorkflowHistory:
     assert isinstance(h.workshop, Workshop)
     h.workshop.validate_errors[job] = "StoreUnavailable"
     handle = await start(h.client, message(job, stocked(h, f"item-{job}")))
-    return await finished(handle, "failed")
+    return await finished(h, handle, "failed")
 
 
 @recording("qa-fail-then-complete", "rush job; QA fails once, second run, QA passes")
 async def _qa_once(h: Harness, job: str) -> WorkflowHistory:
     h.workshop.qa_verdicts[job] = [False]
     handle = await start(h.client, message(job, stocked(h, f"item-{job}"), rush=True))
-    return await finished(handle, "complete")
+    return await finished(h, handle, "complete")
 
 
 @recording("qa-fail-escalated", "QA fails on all three runs: escalate, write-off, notify")
 async def _qa_thrice(h: Harness, job: str) -> WorkflowHistory:
     h.workshop.qa_verdicts[job] = [False, False, False]
     handle = await start(h.client, message(job, stocked(h, f"item-{job}")))
-    return await finished(handle, "escalated")
+    return await finished(h, handle, "escalated")
 
 
 @recording("interrupted-resumed", "run interrupted, resume signal, second run, complete")
@@ -263,14 +289,14 @@ async def _interrupted(h: Harness, job: str) -> WorkflowHistory:
     handle = await start(h.client, message(job, stocked(h, f"item-{job}")))
     await wait_for(handle, lambda v: v.status == "interrupted")
     await handle.signal(EngravingWorkflow.resume, ResumeRequest("tech-1", "re-fixtured"))
-    return await finished(handle, "complete")
+    return await finished(h, handle, "complete")
 
 
 @recording("machine-failed", "send_to_machine returns failed: escalate, write-off")
 async def _machine_failed(h: Harness, job: str) -> WorkflowHistory:
     h.workshop.machines[job] = MachineScript(outcomes=[n.OUTCOME_FAILED])
     handle = await start(h.client, message(job, stocked(h, f"item-{job}")))
-    return await finished(handle, "failed")
+    return await finished(h, handle, "failed")
 
 
 @recording("cancel-engraving", "cancel signal while engraving: run cancelled, write-off")
@@ -279,7 +305,7 @@ async def _cancel_engraving(h: Harness, job: str) -> WorkflowHistory:
     handle = await start(h.client, message(job, stocked(h, f"item-{job}")))
     await wait_for(handle, lambda v: v.status == "engraving")
     await handle.signal(EngravingWorkflow.cancel, CancelRequest("customer changed mind", "ops"))
-    return await finished(handle, "cancelled")
+    return await finished(h, handle, "cancelled")
 
 
 @recording("cancel-awaiting-approval", "cancel signal while pending_approval: unit returned")
@@ -288,7 +314,7 @@ async def _cancel_approval(h: Harness, job: str) -> WorkflowHistory:
     handle = await start(h.client, msg)
     await wait_for(handle, lambda v: v.status == "pending_approval")
     await handle.signal(EngravingWorkflow.cancel, CancelRequest("duplicate order"))
-    return await finished(handle, "cancelled")
+    return await finished(h, handle, "cancelled")
 
 
 @recording("cancel-temporal", "Temporal cancellation of the workflow while engraving")
@@ -297,7 +323,7 @@ async def _cancel_temporal(h: Harness, job: str) -> WorkflowHistory:
     handle = await start(h.client, message(job, stocked(h, f"item-{job}")))
     await wait_for(handle, lambda v: v.status == "engraving")
     await handle.cancel()
-    return await finished(handle, "cancelled")
+    return await finished(h, handle, "cancelled")
 
 
 @recording("open-pending-approval", "OPEN: waiting for the customer's approval (timer running)")
@@ -327,6 +353,146 @@ async def _open_interrupted(h: Harness, job: str) -> WorkflowHistory:
     h.workshop.machines[job] = MachineScript(outcomes=[n.OUTCOME_INTERRUPTED])
     handle = await start(h.client, message(job, stocked(h, f"item-{job}")))
     history = await settled(h, handle, "interrupted")
+    await handle.terminate("history recorded")
+    return history
+
+
+# --- v2: the customer's side -------------------------------------------------------------------
+
+
+async def blocked(h: Harness, job: str) -> tuple[Handle, str, str]:
+    """Start a job whose item is out of stock; (handle, item, offered alternative) once waiting."""
+    other = stocked(h, f"other-{job}", units=2)
+    item = stocked(h, f"item-{job}", units=0)
+    handle = await start(h.client, message(job, item))
+    await wait_for(handle, lambda v: v.awaiting == n.AWAITING_ALTERNATIVE)
+    return handle, item, other
+
+
+@recording("design-changes-update", "changes requested by update, revised, approved by update")
+async def _design_changes_update(h: Harness, job: str) -> WorkflowHistory:
+    msg = message(job, stocked(h, "trophy-plate"), requires_design=True)
+    handle = await start(h.client, msg)
+    await wait_for(handle, lambda v: v.status == "pending_approval")
+    _answer = await handle.execute_update(
+        EngravingWorkflow.approve_design_update, ApprovalDecision(False, "centre it")
+    )
+    await wait_for(handle, lambda v: v.status == "pending_approval" and v.design_revision == 1)
+    _answer = await handle.execute_update(
+        EngravingWorkflow.approve_design_update, ApprovalDecision(True)
+    )
+    return await finished(h, handle, "complete")
+
+
+@recording("design-changes-exhausted", "changes requested 4 times: escalated, unit returned")
+async def _design_changes_exhausted(h: Harness, job: str) -> WorkflowHistory:
+    msg = message(job, stocked(h, "trophy-plate"), requires_design=True)
+    handle = await start(h.client, msg)
+    for round_ in range(n.MAX_DESIGN_REVISIONS + 1):
+        await wait_for(
+            handle, lambda v, r=round_: v.status == "pending_approval" and v.design_revision == r
+        )
+        _answer = await handle.execute_update(
+            EngravingWorkflow.approve_design_update, ApprovalDecision(False, f"no {round_}")
+        )
+    return await finished(h, handle, "escalated")
+
+
+@recording("blocked-alternative-chosen", "out of stock, customer takes an alternative, complete")
+async def _blocked_alternative(h: Harness, job: str) -> WorkflowHistory:
+    handle, _, other = await blocked(h, job)
+    _answer = await handle.execute_update(
+        EngravingWorkflow.choose_alternative, AlternativeChoice(item_id=other)
+    )
+    return await finished(h, handle, "complete")
+
+
+@recording("blocked-customer-cancels", "out of stock, the customer gives up: cancelled")
+async def _blocked_cancel(h: Harness, job: str) -> WorkflowHistory:
+    handle, _, _ = await blocked(h, job)
+    _answer = await handle.execute_update(
+        EngravingWorkflow.choose_alternative, AlternativeChoice(cancel=True)
+    )
+    return await finished(h, handle, "cancelled")
+
+
+@recording("blocked-restocked", "out of stock, the workshop's restocked signal, complete")
+async def _blocked_restocked(h: Harness, job: str) -> WorkflowHistory:
+    handle, item, _ = await blocked(h, job)
+    h.workshop.stock[item] = 1
+    await handle.signal(EngravingWorkflow.restocked, Restock(item, 1))
+    return await finished(h, handle, "complete")
+
+
+@recording(
+    "blocked-recheck",
+    "out of stock, restocked without a signal: the recheck timer finds it",
+    skips_time=True,
+)
+async def _blocked_recheck(h: Harness, job: str) -> WorkflowHistory:
+    handle, item, _ = await blocked(h, job)
+    await settled(h, handle, "blocked")
+    h.workshop.stock[item] = 1
+    await h.env.sleep(n.RESTOCK_RECHECK + timedelta(seconds=1))
+    return await finished(h, handle, "complete")
+
+
+@recording(
+    "blocked-timeout",
+    "out of stock, nobody acts for 7 days: cancelled with the reason",
+    skips_time=True,
+)
+async def _blocked_timeout(h: Harness, job: str) -> WorkflowHistory:
+    handle, _, _ = await blocked(h, job)
+    await settled(h, handle, "blocked")
+    await h.env.sleep(n.BLOCKED_WAIT + timedelta(seconds=1))
+    return await finished(h, handle, "cancelled")
+
+
+@recording("complete-rated", "complete, the customer rates it: record_rating, closed")
+async def _complete_rated(h: Harness, job: str) -> WorkflowHistory:
+    handle = await start(h.client, message(job, stocked(h, f"item-{job}")))
+    await wait_for(handle, lambda v: v.awaiting == n.AWAITING_RATING)
+    _answer = await handle.execute_update(EngravingWorkflow.rate, Rating(5, "lovely"))
+    result = await handle.result()
+    if result.rating is None:
+        raise RuntimeError(f"{handle.id} closed without its rating")
+    return await handle.fetch_history()
+
+
+@recording(
+    "complete-window-closed",
+    "complete, no rating within 14 days: the window's timer",
+    skips_time=True,
+)
+async def _complete_unrated(h: Harness, job: str) -> WorkflowHistory:
+    handle = await start(h.client, message(job, stocked(h, f"item-{job}")))
+    await settled(h, handle, "complete")
+    await h.env.sleep(n.RATING_WINDOW + timedelta(seconds=1))
+    result = await handle.result()
+    if (result.status, result.rating) != ("complete", None):
+        raise RuntimeError(f"{handle.id} ended {result}")
+    return await handle.fetch_history()
+
+
+@recording("workshop-cancel-run", "the run reports a cancel made on the workshop: cancelled")
+async def _workshop_cancel_run(h: Harness, job: str) -> WorkflowHistory:
+    h.workshop.machines[job] = MachineScript(cancelled_here="customer phoned")
+    handle = await start(h.client, message(job, stocked(h, f"item-{job}")))
+    return await finished(h, handle, "cancelled")
+
+
+@recording("workshop-cancel-qa", "quality_check refuses a job cancelled on the workshop")
+async def _workshop_cancel_qa(h: Harness, job: str) -> WorkflowHistory:
+    h.workshop.qa_cancelled[job] = "wrong plate"
+    handle = await start(h.client, message(job, stocked(h, f"item-{job}")))
+    return await finished(h, handle, "cancelled")
+
+
+@recording("open-awaiting-rating", "OPEN: complete, the rating window's timer running")
+async def _open_rating(h: Harness, job: str) -> WorkflowHistory:
+    handle = await start(h.client, message(job, stocked(h, f"item-{job}")))
+    history = await settled(h, handle, "complete")
     await handle.terminate("history recorded")
     return history
 
@@ -367,7 +533,7 @@ async def record(chosen: list[Recording], version: str) -> dict[str, WorkflowHis
             harness = Harness(env.client, env, workshop, events, designs)
             with env.auto_time_skipping_disabled():
                 async with workflow_worker(env.client, cloud, **throttle), edge:
-                    for rec in chosen:
+                    for rec in sorted(chosen, key=lambda r: not r.skips_time):
                         job_id = f"{version}-{rec.name}"
                         history = await asyncio.wait_for(rec.drive(harness, job_id), 60)
                         await replayer.replay_workflow(history)

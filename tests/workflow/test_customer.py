@@ -300,6 +300,7 @@ async def test_the_view_carries_what_the_page_needs_and_no_qa_notes(harness: Har
     harness.workshop.qa_verdicts[job] = [False]
     handle = await start(harness.client, message(job, item, rush=True))
     view = await outcome(handle)
+    await idle(harness, handle, "complete")
 
     assert (view.item_id, view.text, view.rush) == (item, ("Champion", "2026"), True)
     assert view.due_date == "2026-12-01T12:00:00Z"

@@ -49,6 +49,7 @@ async def test_happy_path_text_only(harness: Harness) -> None:
     assert result.retry_count == 0
     assert harness.workshop.stock[item] == 1
     assert job in harness.workshop.consumed
+    await wait_for_event(harness, job, "complete")  # the publisher runs beside the flow
     statuses = harness.events.of("status", job)
     assert [e["seq"] for e in statuses] == list(range(1, len(statuses) + 1))
     words = [e["status"] for e in statuses]
@@ -179,6 +180,7 @@ async def test_qa_fails_once_then_complete(harness: Harness) -> None:
     assert result.status == "complete"
     assert result.retry_count == 1
     assert [r.attempt for r in harness.workshop.runs if r.job_id == job] == [1, 2]
+    await wait_for_event(harness, job, "complete")
     failed = [e for e in harness.events.of("status", job) if e["status"] == "qa_failed"]
     assert failed[0]["retry_count"] == 1
 
