@@ -471,3 +471,15 @@ def test_one_mark_per_half_window() -> None:
     marks = reserve_actions(h)
     assert marks == sorted(set(marks)) and marks[-1] == len(lines)
     assert len(marks) <= len(lines) // 20 + 2
+
+
+def test_a_reset_sent_past_the_run_stops_feeding_and_the_alarm_ends_it() -> None:
+    h = Harness()
+    h.feed(OK)
+    count = len(h.writes)
+    h.actions += h.machine.on_reset_pending(h.now)
+    h.run([OK, OK, OK])
+    assert len(h.writes) == count
+    h.run([alarm(3), OK, BANNER])
+    end = h.machine.end
+    assert end is not None and end.reason == "alarm" and end.alarm_code == 3

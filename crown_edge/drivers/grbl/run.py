@@ -117,12 +117,16 @@ class ProgramRun:
             self._progress(force=True)
             while machine.end is None:
                 now = time.monotonic()
+                if conn.reset_pending:  # a raw 0x18 on this port: nothing more is fed
+                    machine.on_reset_pending(now)
                 # Reports first, then answers: a report read before an answer can then never
                 # count as "after the last ok" (completion waits for a later one).
                 if conn.status_seq != seen_reports and conn.status is not None:
                     seen_reports = conn.status_seq
                     self._apply(machine.on_status(conn.status, now))
                 while conn.answers and machine.end is None:
+                    if conn.reset_pending:
+                        machine.on_reset_pending(now)
                     acked = streamer.acked_lines
                     self._apply(machine.on_answer(conn.answers.popleft(), now))
                     if streamer.acked_lines != acked:

@@ -145,6 +145,7 @@ class RunMachine:
         self.streamer = streamer
         self.reserve_window = reserve_window
         self._reserving: int | None = None
+        self._reset_pending = False
         if reserve_window is not None:
             streamer.send_limit = streamer.start_line
         self.timeouts = timeouts
@@ -243,6 +244,13 @@ class RunMachine:
         actions = self._check_lost_ack(now)
         return actions or self._check_stall(status, now)
 
+    def on_reset_pending(self, now: float) -> list[Action]:
+        """A soft reset went out on this connection without :meth:`stop` (a technician's raw
+        0x18): feed nothing more; the ``ALARM:3`` or the banner that follows ends the run."""
+        if self.phase is Phase.STREAMING:
+            self._reset_pending = True
+        return []
+
     def reserved(self, line: int, now: float) -> list[Action]:
         """The resume mark up to ``line`` is durable: lines up to it may go out."""
         self._reserving = None
@@ -298,7 +306,7 @@ class RunMachine:
     # --- rules -----------------------------------------------------------------------------------
 
     def _pump(self, now: float) -> list[Action]:
-        if self.phase is not Phase.STREAMING:
+        if self.phase is not Phase.STREAMING or self._reset_pending:
             return []
         actions: list[Action] = []
         while (data := self.streamer.next_to_send()) is not None:
