@@ -87,6 +87,18 @@ class MqttConfig:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     password_file: Path | None = None
+    #: end-to-end delivery (crown_edge.sync.delivery): an event not acknowledged by the cloud
+    #: ``ack_timeout_s`` after it was sent goes again, the wait doubling up to
+    #: ``ack_timeout_max_s``; ``reconnect_max_s`` caps the broker reconnect back-off
+    ack_timeout_s: float = 10.0
+    ack_timeout_max_s: float = 120.0
+    reconnect_max_s: float = 5.0
+    #: outbox bounds: rows waiting longer than ``outbox_max_age_s`` or beyond the newest
+    #: ``outbox_max_rows`` are given up (logged, counted, replayable from the job history);
+    #: acknowledged rows are deleted after ``outbox_keep_done_s``
+    outbox_max_rows: int = 100_000
+    outbox_max_age_s: float = 7 * 86_400.0
+    outbox_keep_done_s: float = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +200,16 @@ def known_keys(sec: str, raw: dict[str, Any], keys: set[str]) -> None:
             raise ConfigError(sec, key, "unknown key", ", ".join(sorted(keys)))
 
 
+#: ``[mqtt]`` keys of end-to-end delivery and the outbox bounds
+DELIVERY_KEYS = (
+    "ack_timeout_s",
+    "ack_timeout_max_s",
+    "reconnect_max_s",
+    "outbox_max_rows",
+    "outbox_max_age_s",
+    "outbox_keep_done_s",
+)
+
 MQTT_KEYS = {
     "enabled",
     "host",
@@ -201,6 +223,7 @@ MQTT_KEYS = {
     "username",
     "password",
     "password_file",
+    *DELIVERY_KEYS,
 }
 
 
@@ -259,6 +282,12 @@ def parse_mqtt(raw: dict[str, Any], base_dir: Path, sec: str = "mqtt") -> MqttCo
         key = "password" if password_file is None else "password_file"
         raise ConfigError(sec, key, "set without username", "username and a password")
     client_id = _ident(sec, raw, "client_id") if raw.get("client_id") is not None else None
+    ack_timeout_s = _float(sec, raw, "ack_timeout_s", 10.0, 0.1, 3600.0)
+    ack_timeout_max_s = _float(sec, raw, "ack_timeout_max_s", 120.0, 0.1, 86_400.0)
+    if ack_timeout_max_s < ack_timeout_s:
+        raise ConfigError(
+            sec, "ack_timeout_max_s", f"got {ack_timeout_max_s!r}", "at least ack_timeout_s"
+        )
     return MqttConfig(
         enabled=_bool(sec, raw, "enabled", True),
         host=_str(sec, raw, "host", "127.0.0.1"),
@@ -272,6 +301,12 @@ def parse_mqtt(raw: dict[str, Any], base_dir: Path, sec: str = "mqtt") -> MqttCo
         username=username,
         password=password,
         password_file=password_file,
+        ack_timeout_s=ack_timeout_s,
+        ack_timeout_max_s=ack_timeout_max_s,
+        reconnect_max_s=_float(sec, raw, "reconnect_max_s", 5.0, 0.1, 300.0),
+        outbox_max_rows=_int(sec, raw, "outbox_max_rows", 100_000, 100, 100_000_000),
+        outbox_max_age_s=_float(sec, raw, "outbox_max_age_s", 7 * 86_400.0, 60.0, 366 * 86_400.0),
+        outbox_keep_done_s=_float(sec, raw, "outbox_keep_done_s", 86_400.0, 0.0, 366 * 86_400.0),
     )
 
 
@@ -428,6 +463,10 @@ def mqtt_toml(mqtt: MqttConfig) -> str:
             lines.append(f"{key} = {json.dumps(getattr(mqtt, key))}")
     if mqtt.password is not None and mqtt.password_file is None:
         lines.append(f"password = {json.dumps(mqtt.password)}")
+    defaults = MqttConfig()
+    for key in DELIVERY_KEYS:  # only what differs from the defaults
+        if getattr(mqtt, key) != getattr(defaults, key):
+            lines.append(f"{key} = {json.dumps(getattr(mqtt, key))}")
     return "\n".join(lines)
 
 

@@ -2,8 +2,10 @@
 
 mosquitto runs as a child process from a config written into its state directory: one TLS
 listener that requires a client certificate, ``allow_anonymous false``, a password file and an
-ACL file (:mod:`crown_edge.embedded.mosquitto_files`), no persistence. The CA, the server
-certificate and one client certificate per identity come from :mod:`crown_edge.embedded.pki`.
+ACL file (:mod:`crown_edge.embedded.mosquitto_files`), and sessions persisted in the state
+directory (``persist/``), so a stop and start keeps the bridge's session and its queued events.
+The CA, the server certificate and one client certificate per identity come from
+:mod:`crown_edge.embedded.pki`.
 :meth:`MqttBroker.workshop` registers a workshop (``crown-edge-{shop_id}``) at any time — the
 files are rewritten and mosquitto reloads them on SIGHUP; :meth:`MqttBroker.cloud` is the cloud
 side's identity (``crown-cloud``).
@@ -303,6 +305,7 @@ class MqttBroker(LocalService):
                         password_path=passwd,
                         acl_path=acl,
                         run_as_root=os.geteuid() == 0,
+                        persistence_dir=self._persistence_dir(),
                     )
                 )
                 if self._spawn_and_wait([str(binary), "-c", str(conf)]):
@@ -314,6 +317,11 @@ class MqttBroker(LocalService):
                 host=self.host,
                 port=self.port,
             )
+
+    def _persistence_dir(self) -> Path:
+        path = self.state_dir / "persist"
+        path.mkdir(mode=0o700, exist_ok=True)
+        return path
 
     def _spawn_and_wait(self, argv: list[str]) -> bool:
         proc = spawn(argv, self.state_dir / "mosquitto.log")

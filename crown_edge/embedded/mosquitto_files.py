@@ -6,9 +6,14 @@ Identities (usernames):
 
 - ``crown-edge-{shop_id}`` — one workshop: publishes only under its own ``crown/v1/{shop_id}/``
   (``edge/state``, which is also its Last Will, ``machines/+/state``, ``events``) and reads only
-  its own ``commands/#``;
+  its own ``commands/#``, ``acks`` and ``replay``;
 - ``crown-cloud`` (:data:`CLOUD_USER`) — the cloud side: the only identity that may publish
-  ``commands/``, and the reader of every workshop's up-topics.
+  ``commands/``, ``acks`` and ``replay`` (end-to-end delivery, :mod:`crown_edge.sync.delivery`),
+  and the reader of every workshop's up-topics.
+
+The broker persists sessions (``persistence true`` in the state directory, saved every
+:data:`AUTOSAVE_S` seconds and on shutdown): a bridge's persistent session — its subscriptions
+and the QoS 1 events queued for it — survives a broker restart.
 
 MQTT 3.1.1 has no way to tell a client its publish was refused: mosquitto acknowledges it and
 drops it. Anything not granted is denied.
@@ -34,6 +39,11 @@ CLOUD_USER = "crown-cloud"
 #: count is not what protects them
 PBKDF2_ITERATIONS = 101
 SALT_BYTES = 12
+#: how often mosquitto writes its persistence file (also at a clean shutdown)
+AUTOSAVE_S = 5
+#: QoS 1 messages queued per offline persistent client (mosquitto's default is 1000: a
+#: bridge away through a busy outage would lose the rest — the acks would bring them back, late)
+MAX_QUEUED_MESSAGES = 100_000
 
 
 def workshop_user(shop_id: str) -> str:
@@ -73,6 +83,8 @@ def acl_file(shops: Iterable[str], cloud_user: str = CLOUD_USER) -> str:
         f"topic read {any_shop}{topics.EDGE_STATE}",
         f"topic read {any_shop}machines/+/state",
         f"topic read {any_shop}events",
+        f"topic write {any_shop}{topics.ACKS}",
+        f"topic write {any_shop}{topics.REPLAY}",
     ]
     for shop_id in sorted(set(shops)):
         if not valid_shop_id(shop_id):
@@ -85,6 +97,8 @@ def acl_file(shops: Iterable[str], cloud_user: str = CLOUD_USER) -> str:
             f"topic write {own}machines/+/state",
             f"topic write {own}events",
             f"topic read {own}commands/#",
+            f"topic read {own}{topics.ACKS}",
+            f"topic read {own}{topics.REPLAY}",
         ]
     return "\n".join(lines) + "\n"
 
@@ -99,8 +113,10 @@ def broker_conf(
     password_path: Path,
     acl_path: Path,
     run_as_root: bool,
+    persistence_dir: Path | None = None,
 ) -> str:
-    """``mosquitto.conf``: one TLS listener (client certificate required), no anonymous access.
+    """``mosquitto.conf``: one TLS listener (client certificate required), no anonymous access,
+    sessions persisted in ``persistence_dir`` (None: not persisted).
 
     Log level ``information`` makes mosquitto say ``Reloading config.`` on SIGHUP, which is how
     the launcher knows new identities are in force.
@@ -108,12 +124,20 @@ def broker_conf(
     # as root, mosquitto would switch to user "mosquitto", which clears the parent-death signal
     # and cannot read our 0600 files: stay who we are (loopback broker, files in our state dir)
     user = "user root\n" if run_as_root else ""
+    persistence = (
+        "persistence true\n"
+        f"persistence_location {persistence_dir}/\n"
+        f"autosave_interval {AUTOSAVE_S}\n"
+        if persistence_dir is not None
+        else "persistence false\n"
+    )
     return (
         "per_listener_settings false\n"
         "allow_anonymous false\n"
         f"password_file {password_path}\n"
         f"acl_file {acl_path}\n"
-        "persistence false\n"
+        f"{persistence}"
+        f"max_queued_messages {MAX_QUEUED_MESSAGES}\n"
         f"{user}"
         f"listener {port} {host}\n"
         f"cafile {ca_file}\n"

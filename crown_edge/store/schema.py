@@ -117,4 +117,22 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN sent_line INTEGER;
     ALTER TABLE runs ADD COLUMN sent_line INTEGER;
     """,
+    # 4: end-to-end delivery (crown_edge.store.outbox): an event row is done (``sent_at``) only
+    # when the cloud acknowledged its event id; until then it is sent again at ``next_at``.
+    # ``dropped_at``: given up when the outbox hit its age or size bound (logged and counted;
+    # the event stays in job_events and the cloud can ask for a replay)
+    """
+    ALTER TABLE outbox ADD COLUMN event_id TEXT;
+    ALTER TABLE outbox ADD COLUMN job_id TEXT;
+    ALTER TABLE outbox ADD COLUMN seq INTEGER;
+    ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE outbox ADD COLUMN tried_at REAL;
+    ALTER TABLE outbox ADD COLUMN next_at REAL;
+    ALTER TABLE outbox ADD COLUMN dropped_at REAL;
+    UPDATE outbox SET event_id = json_extract(payload, '$.event_id'),
+        job_id = json_extract(payload, '$.job_id'), seq = json_extract(payload, '$.seq')
+        WHERE topic = 'events' AND json_valid(payload);
+    CREATE INDEX outbox_event ON outbox (event_id) WHERE event_id IS NOT NULL;
+    CREATE INDEX outbox_job_seq ON outbox (job_id, seq) WHERE job_id IS NOT NULL;
+    """,
 )

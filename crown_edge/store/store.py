@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -31,6 +32,7 @@ from crown_edge.catalog import Catalog
 from crown_edge.errors import IllegalTransition, NoInventory, StoreError, UnknownItem, UnknownJob
 from crown_edge.lifecycle import JobEvent, next_state
 from crown_edge.models import IntakeMessage, JobStatus, OutboxEntry
+from crown_edge.store import outbox
 from crown_edge.store.files import private_database
 from crown_edge.store.jobs import JOB_COLUMNS, Job, RunRecord, StockRow, job_from_row
 from crown_edge.store.schema import MIGRATIONS
@@ -75,9 +77,9 @@ def _emit(
         (payload["event_id"], job.job_id, seq, event, str(status), now, body),
     )
     conn.execute(
-        "INSERT INTO outbox (topic, payload, qos, retain, created_at) "
-        "VALUES ('events', ?, 1, 0, ?)",
-        (body, now),
+        "INSERT INTO outbox (topic, payload, qos, retain, created_at, event_id, job_id, seq) "
+        "VALUES ('events', ?, 1, 0, ?, ?, ?, ?)",
+        (body, now, payload["event_id"], job.job_id, seq),
     )
     return payload
 
@@ -196,8 +198,12 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"store error: {exc}", path=str(self.path)) from exc
 
-    async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` inside one ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction."""
+    async def _tx(self, fn: Callable[[sqlite3.Connection], T], *, notify: bool = True) -> T:
+        """Run ``fn`` inside one ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction.
+
+        ``notify`` False skips :attr:`on_commit` (the link's own delivery bookkeeping must not
+        wake it again).
+        """
 
         def body(conn: sqlite3.Connection) -> T:
             conn.execute("BEGIN IMMEDIATE")
@@ -210,8 +216,9 @@ class Store:
             return result
 
         result = await self._run(body)
-        for callback in self.on_commit:
-            callback()
+        if notify:
+            for callback in self.on_commit:
+                callback()
         return result
 
     async def healthy(self) -> bool:
@@ -421,10 +428,10 @@ class Store:
 
         return await self._tx(fn)
 
-    # --- outbox (OutboxSource for the MQTT link) -----------------------------------------------
+    # --- outbox (DeliveryOutbox for the MQTT link; the SQL is crown_edge.store.outbox) --------
 
     async def outbox_pending(self, limit: int = 100) -> list[OutboxEntry]:
-        """Undelivered outbox rows in order."""
+        """Rows not done yet (waiting, or sent and not acknowledged), in order."""
         rows = await self._run(
             lambda c: c.execute(
                 "SELECT id, topic, payload, qos, retain, created_at FROM outbox "
@@ -437,16 +444,47 @@ class Store:
             for r in rows
         ]
 
-    async def outbox_mark_sent(self, ids: Sequence[int], now: float | None = None) -> None:
-        """Mark rows delivered (after the broker acknowledged them)."""
-        import time
+    async def outbox_due(self, limit: int, now: float) -> list[OutboxEntry]:
+        """Rows to send now: never sent, or unacknowledged past their retransmit time."""
+        return await self._run(lambda c: outbox.due(c, limit, now))
 
+    async def outbox_next_due(self) -> float | None:
+        """When the next row is due (``-inf``: now), None when nothing waits."""
+        return await self._run(outbox.next_due)
+
+    async def outbox_tried(
+        self, ids: Sequence[int], now: float, delay: Callable[[int], float]
+    ) -> None:
+        """Rows ``ids`` went out at ``now``; ``delay(attempts)`` is their ack timeout."""
+        await self._tx(lambda c: outbox.tried(c, ids, now, delay), notify=False)
+
+    async def outbox_mark_sent(self, ids: Sequence[int], now: float | None = None) -> None:
+        """Mark rows done (rows that need no ack: after the broker acknowledged them)."""
         stamp = time.time() if now is None else now
-        await self._tx(
-            lambda c: c.executemany(
-                "UPDATE outbox SET sent_at = ? WHERE id = ?", [(stamp, i) for i in ids]
-            )
+        await self._tx(lambda c: outbox.mark_done(c, ids, stamp), notify=False)
+
+    async def outbox_acked(self, event_ids: Sequence[str], now: float) -> int:
+        """The cloud has these events: their rows are done; returns how many rows that was."""
+        return await self._tx(lambda c: outbox.acked(c, event_ids, now), notify=False)
+
+    async def outbox_replay(self, job_id: str, first: int, last: int, now: float) -> int:
+        """Queue the job's events ``first`` … ``last`` again from its history."""
+        return await self._tx(lambda c: outbox.replay(c, job_id, first, last, now))
+
+    async def outbox_enforce(
+        self, now: float, *, max_rows: int, max_age_s: float, keep_done_s: float
+    ) -> outbox.OutboxTrim:
+        """Apply the outbox bounds (see :func:`crown_edge.store.outbox.enforce`)."""
+        return await self._tx(
+            lambda c: outbox.enforce(
+                c, now, max_rows=max_rows, max_age_s=max_age_s, keep_done_s=keep_done_s
+            ),
+            notify=False,
         )
+
+    async def outbox_stats(self, now: float) -> outbox.OutboxStats:
+        """Backlog rows, the oldest one's age, rows given up."""
+        return await self._run(lambda c: outbox.stats(c, now))
 
     async def outbox_put(
         self, topic: str, payload: dict[str, Any], now: float, *, retain: bool = False

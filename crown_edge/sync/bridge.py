@@ -8,11 +8,24 @@ Subscribes to every workshop's ``events``, ``machines/+/state`` and ``edge/state
 - fanned out to subscribers of its job (and to "all jobs" subscribers); a slow subscriber loses
   its oldest pending updates rather than slowing the bridge (status is latest-wins).
 
-The MQTT session is persistent (fixed client id, ``clean_session=False``) so the broker keeps
-QoS 1 events for the bridge while it reconnects. Cloud-side code (workflow activities, the Order
-API) feeds statuses that never crossed MQTT through :meth:`Bridge.publish` (the cloud activities'
-sink is :meth:`Bridge.cloud_sink`). Each source has its own ``seq`` per job; see
-:mod:`crown_edge.sync.board` for how they are merged.
+Delivery is end to end (:mod:`crown_edge.sync.delivery`): workshop events pass the
+:class:`~crown_edge.sync.sequencer.Sequencer` first — each job's events once and in ``seq``
+order, later ones held behind a gap, a gap that stays open answered with a ``replay`` request to
+the workshop — and only once SQS has taken an event (or the board, when there is no SQS sink) does
+the bridge publish its id on the workshop's ``acks`` topic; the workshop keeps and resends every
+event until then. The bridge is one of the cloud identity's clients: it alone publishes ``acks``
+and ``replay``.
+
+The MQTT session is persistent (fixed client id, ``clean_session=False``; the broker persists
+sessions) so the broker keeps QoS 1 events for the bridge while it reconnects, and the reconnect
+back-off is capped at ``reconnect_max`` (seconds, not half a minute). Several bridges share the
+events with ``share_group`` (``$share/{group}/…``): each event goes to one of them; a job's events
+then may reach different bridges, whose sequencers start from the workshop's ``acked_seq``, so
+order holds as long as one bridge relays a job's backlog (duplicates are still dropped by SQS).
+
+Cloud-side code (workflow activities, the Order API) feeds statuses that never crossed MQTT
+through :meth:`Bridge.publish` (the cloud activities' sink is :meth:`Bridge.cloud_sink`).
+Each source has its own ``seq`` per job; see :mod:`crown_edge.sync.board` for how they are merged.
 
 Workshop events are untrusted input (defence in depth behind the broker's ACLs): every payload
 is decoded totally (:mod:`crown_edge.sync.wire`), and an event counts only when the workshop of
@@ -41,11 +54,12 @@ import aiomqtt
 from temporalio import activity
 
 from crown_edge.errors import SyncError
-from crown_edge.sync import topics, wire
+from crown_edge.sync import delivery, topics, wire
 from crown_edge.sync.backoff import Backoff
 from crown_edge.sync.board import EDGE_SOURCE, StatusBoard, event_problem
 from crown_edge.sync.jobdir import JobDirectory, TemporalShopLookup
 from crown_edge.sync.mqtt_auth import MqttTls, mqtt_client
+from crown_edge.sync.sequencer import Sequencer
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +80,13 @@ class EventSink(Protocol):
 @dataclass(frozen=True, slots=True)
 class BridgeSettings:
     """Broker address and the bridge's MQTT identity (the cloud's: it alone may publish
-    ``commands/`` and it reads every workshop's up-topics). ``tls`` None means plain TCP;
-    ``password`` stays out of the repr."""
+    ``commands/``, ``acks`` and ``replay``, and it reads every workshop's up-topics). ``tls``
+    None means plain TCP; ``password`` stays out of the repr.
+
+    ``client_id`` is fixed: with ``clean_session=False`` the broker keeps the bridge's session
+    (subscriptions and queued events) while it is away. ``reconnect_max`` caps the reconnect
+    back-off; ``share_group`` names a shared subscription for several bridges; a gap in a job's
+    events is asked to be replayed after ``gap_wait`` seconds, then every ``replay_every``."""
 
     host: str
     port: int
@@ -77,6 +96,10 @@ class BridgeSettings:
     tls: MqttTls | None = None
     keepalive: int = 30
     subscriber_queue: int = 64
+    reconnect_max: float = 2.0
+    share_group: str | None = None
+    gap_wait: float = 2.0
+    replay_every: float = 10.0
 
 
 class Subscription:
@@ -140,8 +163,19 @@ class Bridge:
         self._relay: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = asyncio.Event()
+        self.sequencer = Sequencer(
+            gap_wait=settings.gap_wait if settings else 2.0,
+            replay_every=settings.replay_every if settings else 10.0,
+        )
+        self._acks: dict[str, list[str]] = {}
+        self._ack_wake = asyncio.Event()
         self.relayed = 0
         self.dropped = 0
+        #: workshop events dropped as copies of one already taken (by job and seq)
+        self.duplicates = 0
+        #: event ids acknowledged to workshops; replay requests sent to them
+        self.acks_sent = 0
+        self.replays_requested = 0
         #: workshop messages rejected, by reason (:data:`REJECT_REASONS`)
         self.rejected: Counter[str] = Counter()
 
@@ -154,6 +188,11 @@ class Bridge:
     def relay_backlog(self) -> int:
         """Events waiting for the SQS relay."""
         return self._relay.qsize()
+
+    @property
+    def held(self) -> int:
+        """Workshop events held behind a gap in their job's sequence."""
+        return self.sequencer.held
 
     # -- subscribers -------------------------------------------------------------------------------
 
@@ -281,7 +320,8 @@ class Bridge:
             self.board.set_edge(parsed.shop_id, payload)
 
     async def _on_event(self, shop_id: str, payload: dict[str, Any]) -> None:
-        """A workshop's status event: resolve the job's shop (maybe from Temporal), then publish."""
+        """A workshop's status event: resolve the job's shop (maybe from Temporal), put it in
+        sequence, then publish what is ready (module docstring)."""
         source = f"{EDGE_SOURCE}{shop_id}"
         problem = event_problem(payload)
         if problem is None and not re.fullmatch(wire.JOB_ID_PATTERN, payload["job_id"]):
@@ -289,16 +329,50 @@ class Bridge:
         if problem is not None:
             self._reject("malformed", source, payload.get("job_id"), problem)
             return
-        await self.jobs.shop_of(payload["job_id"])  # publish() checks the answer
-        # the topic's shop, now checked against the job's, replaces whatever the payload claims
-        self.publish(dict(payload, shop_id=shop_id), source=source)
+        job_id = payload["job_id"]
+        owner = await self.jobs.shop_of(job_id)
+        if owner != shop_id:  # not acknowledged: the workshop tries again (the job may be new)
+            reason = "unknown_job" if owner is None else "wrong_shop"
+            self._reject(reason, source, job_id, f"the job's workshop is {owner}")
+            return
+        offered = self.sequencer.offer(source, payload, self._clock())
+        if offered.rejected is not None:
+            self._reject(offered.rejected, source, job_id, f"seq {payload['seq']}")
+        if offered.duplicate:
+            self.duplicates += 1
+            self.dropped += 1
+        for event_id in offered.ack_now:
+            self._queue_ack(shop_id, event_id)
+        for event in offered.ready:
+            # the topic's shop, now checked against the job's, replaces whatever the payload
+            # claims; acked_seq is the link's business, not the event's
+            event = {k: v for k, v in event.items() if k != delivery.ACKED_SEQ}
+            event["shop_id"] = shop_id
+            if not self.publish(event, source=source) or self.sink is None:
+                # taken by the board alone, or refused for good: either way the cloud is done
+                # with it, and a workshop must not resend it forever
+                self._confirm(dict(event, source=source))
+
+    def _confirm(self, event: dict[str, Any]) -> None:
+        """The cloud has ``event``: acknowledge it to its workshop (workshop events only)."""
+        source = str(event.get("source", ""))
+        if not source.startswith(EDGE_SOURCE):
+            return
+        self.sequencer.confirm(source, event["job_id"], int(event["seq"]))
+        self._queue_ack(source[len(EDGE_SOURCE) :], str(event["event_id"]))
+
+    def _queue_ack(self, shop_id: str, event_id: str) -> None:
+        if self.settings is None:  # no broker, nobody to tell
+            return
+        self._acks.setdefault(shop_id, []).append(event_id)
+        self._ack_wake.set()
 
     # -- tasks -------------------------------------------------------------------------------------
 
     async def _consume(self) -> None:
         assert self.settings is not None
         s = self.settings
-        backoff = Backoff(0.2, 30.0)
+        backoff = Backoff(0.2, s.reconnect_max)
         while True:
             try:
                 async with mqtt_client(
@@ -311,19 +385,66 @@ class Bridge:
                     keepalive=s.keepalive,
                     clean_session=False,
                 ) as client:
-                    for pattern in topics.BRIDGE_SUBSCRIPTIONS:
+                    for pattern in topics.bridge_subscriptions(s.share_group):
                         await client.subscribe(pattern, qos=1)
                     self._connected.set()
                     backoff.reset()
-                    async for message in client.messages:
-                        await self.handle_message(str(message.topic), message.payload)
-            except aiomqtt.MqttError as exc:
-                log.warning("bridge lost the broker: %s", exc)
-            except Exception:
+                    self._ack_wake.set()  # acks that piled up while the broker was away
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(self._receive(client))
+                        tg.create_task(self._send_acks(client))
+                        tg.create_task(self._ask_replays(client))
+            except* aiomqtt.MqttError as group:
+                log.warning("bridge lost the broker: %s", group.exceptions[0])
+            except* Exception:
                 log.exception("bridge session failed")
             finally:
                 self._connected.clear()
             await asyncio.sleep(backoff.next())
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            await self.handle_message(str(message.topic), message.payload)
+        raise aiomqtt.MqttError("message stream ended")
+
+    async def _send_acks(self, client: aiomqtt.Client) -> None:
+        """Publish the acks that are due, per workshop; what fails goes out after a reconnect."""
+        while True:
+            await self._ack_wake.wait()
+            self._ack_wake.clear()
+            while self._acks:
+                shop_id, ids = self._acks.popitem()
+                try:
+                    for payload in delivery.ack_payloads(ids):
+                        await client.publish(
+                            topics.prefix(shop_id) + topics.ACKS, topics.encode(payload), qos=1
+                        )
+                except BaseException:
+                    self._acks[shop_id] = ids + self._acks.get(shop_id, [])
+                    raise
+                self.acks_sent += len(ids)
+
+    async def _ask_replays(self, client: aiomqtt.Client) -> None:
+        """Ask workshops to replay the gaps that stay open (see the sequencer)."""
+        interval = max(0.05, min(1.0, self.sequencer.gap_wait / 2))
+        while True:
+            await asyncio.sleep(interval)
+            for source, request in self.sequencer.due_replays(self._clock()):
+                shop_id = source[len(EDGE_SOURCE) :]
+                log.info(
+                    "events %s..%s of job %s missing from %s: asking for a replay",
+                    request.from_seq,
+                    request.to_seq,
+                    request.job_id,
+                    shop_id,
+                    extra={"shop_id": shop_id, "job_id": request.job_id},
+                )
+                await client.publish(
+                    topics.prefix(shop_id) + topics.REPLAY,
+                    topics.encode(delivery.replay_payload(request)),
+                    qos=1,
+                )
+                self.replays_requested += 1
 
     async def _relay_loop(self) -> None:
         assert self.sink is not None
@@ -346,9 +467,16 @@ class Bridge:
                     await asyncio.sleep(backoff.next())
                     continue
                 except Exception:  # a bug, not an outage: retrying would block every event
+                    # not acknowledged: the workshops keep these events and resend them, which
+                    # the sequencer drops as copies not yet confirmed — the bug shows as a
+                    # growing outbox (and its alert), not as a silent loss
                     log.exception("relay of %s events dropped", len(batch))
                     break
                 self.relayed += len(batch) - len(left)
+                unsent = {id(e) for e in left}
+                for event in batch:
+                    if id(event) not in unsent:
+                        self._confirm(event)
                 if left and len(left) == len(batch):
                     await asyncio.sleep(backoff.next())  # SQS refused them all: back off
                 else:

@@ -6,6 +6,11 @@ Every topic lives under ``crown/v1/{shop_id}/``::
     crown/v1/{shop}/machines/{id}/state     up    retained
     crown/v1/{shop}/events                  up    QoS 1
     crown/v1/{shop}/commands/{verb}         down  QoS 1
+    crown/v1/{shop}/acks                    down  QoS 1, the cloud has these events
+    crown/v1/{shop}/replay                  down  QoS 1, send these events again
+
+``acks`` and ``replay`` are the delivery protocol of :mod:`crown_edge.sync.delivery`; only the
+cloud identity may publish them, and a workshop reads only its own.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from crown_edge.sync import wire
 ROOT = "crown/v1"
 EDGE_STATE = "edge/state"
 EVENTS = "events"
+ACKS = "acks"
+REPLAY = "replay"
 
-TopicKind = Literal["edge_state", "machine_state", "events", "command"]
+TopicKind = Literal["edge_state", "machine_state", "events", "command", "acks", "replay"]
 
 #: Subscriptions of the cloud bridge (every workshop).
 BRIDGE_SUBSCRIPTIONS = (
@@ -28,6 +35,20 @@ BRIDGE_SUBSCRIPTIONS = (
     f"{ROOT}/+/machines/+/state",
     f"{ROOT}/+/{EDGE_STATE}",
 )
+
+
+def bridge_subscriptions(share_group: str | None = None) -> tuple[str, ...]:
+    """The bridge's subscriptions; with ``share_group`` the events go to one bridge of the group.
+
+    Only ``events`` is shared (``$share/{group}/…``, MQTT 5 and mosquitto ≥ 2 also for 3.1.1
+    clients): each event needs one relay. Retained states stay plain subscriptions, because a
+    broker sends no retained messages to a shared subscription and every bridge keeps a board.
+    """
+    if share_group is None:
+        return BRIDGE_SUBSCRIPTIONS
+    if not share_group or any(c in share_group for c in "/+#$"):
+        raise ValueError(f"invalid shared subscription group: {share_group!r}")
+    return (f"$share/{share_group}/{ROOT}/+/{EVENTS}", *BRIDGE_SUBSCRIPTIONS[1:])
 
 
 def prefix(shop_id: str) -> str:
@@ -70,6 +91,10 @@ def parse(topic: str) -> Topic | None:
         return Topic(shop, "machine_state", rest[1])
     if len(rest) == 2 and rest[0] == "commands" and rest[1]:
         return Topic(shop, "command", rest[1])
+    if rest == [ACKS]:
+        return Topic(shop, "acks")
+    if rest == [REPLAY]:
+        return Topic(shop, "replay")
     return None
 
 

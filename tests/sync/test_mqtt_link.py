@@ -1,4 +1,8 @@
-"""MqttLink against a real broker: ordered store-and-forward, retained state, commands."""
+"""MqttLink against a real broker: ordered store-and-forward, retained state, commands.
+
+No bridge runs here, so events are published (``outbox.tried``) but never acknowledged: the
+end-to-end half (acks, retransmits, replays) is in ``test_delivery.py``.
+"""
 
 from __future__ import annotations
 
@@ -61,7 +65,8 @@ async def test_drains_outbox_in_order(mqtt_broker: MqttBroker) -> None:
     ):
         await until(lambda: len(got) == 50)
         assert [p["seq"] for _, p in got] == list(range(1, 51))
-        assert outbox.sent == list(range(1, 51))
+        assert outbox.tried == list(range(1, 51))
+        assert outbox.sent == []  # published is not delivered: no ack came
         outbox.put("events", {"event_id": "late", "job_id": "j1", "seq": 51})
         link.wake()
         await until(lambda: len(got) == 51)
@@ -76,7 +81,7 @@ async def test_store_and_forward_across_broker_outage() -> None:
             await until(lambda: link.connected)
             outbox.put("events", {"event_id": "before", "job_id": "j", "seq": 1})
             link.wake()
-            await until(lambda: outbox.pending == [])
+            await until(lambda: outbox.unsent == [])
 
             await broker.astop()
             await until(lambda: not link.connected)
@@ -84,7 +89,7 @@ async def test_store_and_forward_across_broker_outage() -> None:
                 outbox.put("events", {"event_id": f"e{i}", "job_id": "j", "seq": i})
             link.wake()
             await asyncio.sleep(0.3)
-            assert len(outbox.pending) == 38  # nothing is marked sent without a PUBACK
+            assert len(outbox.unsent) == 38  # nothing is marked sent without a PUBACK
 
             outbox.gate.clear()  # hold the drain until our subscriber is listening again
             await broker.astart()
@@ -93,9 +98,9 @@ async def test_store_and_forward_across_broker_outage() -> None:
                 outbox.gate.set()
                 link.wake()
                 await until(lambda: len(got) == 38)
-        assert [p["seq"] for _, p in got] == list(range(2, 40))
-        assert outbox.pending == []
-        assert outbox.sent == sorted(outbox.sent)
+        assert [p["seq"] for _, p in got][:38] == list(range(2, 40))
+        assert outbox.unsent == []
+        assert outbox.tried[:39] == list(range(1, 40))
         assert link.connects >= 2
 
 
@@ -106,12 +111,13 @@ async def test_broker_killed_mid_drain_loses_nothing() -> None:
         outbox.put("events", {"event_id": f"e{i}", "job_id": "j", "seq": i + 1})
     with MqttBroker() as broker:
         async with MqttLink(_settings(broker, shop), outbox) as link:
-            await until(lambda: len(outbox.sent) >= 20)
+            await until(lambda: len(outbox.tried) >= 20)
             await broker.astop()
             await broker.astart()
-            await until(lambda: outbox.pending == [], within=60)
+            await until(lambda: outbox.unsent == [], within=60)
             assert link.connects >= 2
-    assert outbox.sent == list(range(1, 301))
+    firsts = list(dict.fromkeys(outbox.tried))  # each id's first send, in order
+    assert firsts == list(range(1, 301))
 
 
 async def test_edge_state_retained_online_then_offline(mqtt_broker: MqttBroker) -> None:
@@ -170,6 +176,10 @@ from crown_edge.sync.mqtt_auth import MqttTls
 class Empty:
     async def outbox_pending(self, limit):
         return []
+    async def outbox_due(self, limit, now):
+        return []
+    async def outbox_next_due(self):
+        return None
     async def outbox_mark_sent(self, ids):
         pass
 
@@ -228,14 +238,14 @@ async def test_outbox_failure_does_not_kill_the_link(mqtt_broker: MqttBroker) ->
     class FlakyOutbox(MemoryOutbox):
         failures = 2
 
-        async def outbox_pending(self, limit: int) -> list[Any]:
+        async def outbox_due(self, limit: int, now: float) -> list[Any]:
             if self.failures:
                 self.failures -= 1
                 raise StoreError("database is locked")
-            return await super().outbox_pending(limit)
+            return await super().outbox_due(limit, now)
 
     outbox = FlakyOutbox()
     outbox.put("events", {"event_id": "e1", "job_id": "j", "seq": 1})
     async with MqttLink(_settings(mqtt_broker, _shop()), outbox) as link:
-        await until(lambda: outbox.pending == [])
+        await until(lambda: outbox.unsent == [])
         assert link.connects >= 3
