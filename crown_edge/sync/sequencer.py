@@ -16,7 +16,12 @@ once and in order per job:
 
 Where a job's sequence starts: a bridge that has never seen the job (a cloud restart) takes the
 workshop's word in ``acked_seq`` (:mod:`crown_edge.sync.delivery`) — the workshop holds acks up to
-there, so the cloud has those — and without it trusts the first event it sees. A ``seq`` more than
+there, so the cloud has those — and without it trusts the first event it sees. Only a new
+track takes the hint: a job this bridge already follows keeps its own record, so an event the
+workshop wrongly believes delivered (a row marked sent by a broker PUBACK before this protocol) is
+still noticed as a gap and replayed. With several bridges sharing the events, a bridge holding an
+event whose predecessor went to another bridge asks for that one again; SQS drops the second
+relay by its deduplication id (the event id), and order per job still holds. A ``seq`` more than
 ``max_hold`` past the expected one (for a job not seen yet: past ``acked_seq``, or 0) is rejected
 as implausible (a forged or corrupt event must not pin memory, trigger huge replays or make every
 real event look stale).
@@ -100,25 +105,18 @@ class Sequencer:
             track = _Track(next_seq=base, confirmed=base - 1)
         self._tracks[key] = track  # most recently used last
         self._trim()
-        ready: list[dict[str, Any]] = []
-        if hint is not None and hint >= track.next_seq:  # the cloud has these (module doc)
-            track.confirmed = max(track.confirmed, hint)
-            track.next_seq = hint + 1
-            for old in [s for s in track.held if s <= hint]:
-                del track.held[old]
-            self._release(track, ready, now)
         if seq < track.next_seq:
             acked = (event["event_id"],) if seq <= track.confirmed else ()
-            return Offered(tuple(ready), acked, duplicate=True)
+            return Offered(ack_now=acked, duplicate=True)
         if seq > track.next_seq + self.max_hold:
-            return Offered(tuple(ready), rejected="implausible_seq")
+            return Offered(rejected="implausible_seq")
         if seq > track.next_seq:
             duplicate = seq in track.held
             track.held.setdefault(seq, event)
             if track.gap_since is None:
                 track.gap_since = now
-            return Offered(tuple(ready), duplicate=duplicate, held=not duplicate)
-        ready.append(event)
+            return Offered(duplicate=duplicate, held=not duplicate)
+        ready = [event]
         track.next_seq += 1
         self._release(track, ready, now)
         return Offered(tuple(ready))
