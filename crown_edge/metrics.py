@@ -11,7 +11,9 @@ sees them in ``crown-edge status`` even without a Prometheus server:
 - ``machine_offline``: a machine's heartbeat older than ``heartbeat_timeout_s`` (5 min default)
   (page maintenance)
 
-``config/alerts/crown-edge.rules.yml`` carries the same rules for Prometheus.
+``config/alerts/crown-edge.rules.yml`` carries the same rules for Prometheus, and two more on the
+outbox gauges (``crown_outbox_*``): events not acknowledged by the cloud for 15 minutes, and rows
+given up at the outbox's bounds.
 """
 
 from __future__ import annotations
@@ -171,6 +173,18 @@ class EdgeMetrics:
         self.heartbeat = Gauge(
             "crown_machine_heartbeat_age_seconds", "Heartbeat age", ["machine_id"], registry=r
         )
+        # end-to-end delivery (crown_edge.sync.delivery): rows waiting for the cloud's ack
+        self.outbox_backlog = Gauge(
+            "crown_outbox_backlog_rows", "Outbox rows not yet acknowledged by the cloud", registry=r
+        )
+        self.outbox_oldest = Gauge(
+            "crown_outbox_oldest_age_seconds", "Age of the oldest unacknowledged row", registry=r
+        )
+        self.outbox_dropped = Gauge(
+            "crown_outbox_dropped_rows",
+            "Rows given up at the outbox's age or size bound, not replayed since",
+            registry=r,
+        )
         self._last_event = 0
         self.last: Snapshot | None = None
 
@@ -193,5 +207,9 @@ class EdgeMetrics:
             self.utilization.labels(machine_id).set(value)
         for machine_id, age in snap.heartbeat_age_s.items():
             self.heartbeat.labels(machine_id).set(age if age is not None else float("inf"))
+        outbox = await self.store.outbox_stats(now)
+        self.outbox_backlog.set(outbox.backlog_rows)
+        self.outbox_oldest.set(outbox.oldest_age_s)
+        self.outbox_dropped.set(outbox.dropped_rows)
         self.last = snap
         return snap

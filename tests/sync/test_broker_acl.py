@@ -259,3 +259,55 @@ async def test_a_command_sent_while_the_link_is_down_runs_once_after_it_reconnec
             await cloud.publish(f"crown/v1/{shop}/commands/resume", b'{"machine_id": "m1"}', qos=1)
         await until(lambda: any(verb == "resume" for verb, _ in calls))
     assert calls == [("pause", {"machine_id": "m1"}), ("resume", {"machine_id": "m1"})]
+
+
+# -- end-to-end delivery: acks and replay requests -----------------------------------------------
+
+
+async def test_only_the_cloud_acks_and_a_workshop_reads_only_its_own(
+    mqtt_broker: MqttBroker,
+) -> None:
+    """A workshop forging an ack (its own or another's) or a replay request changes nothing; a
+    workshop cannot listen to another workshop's acks."""
+    own, other = _shop(), _shop()
+    me, them = mqtt_broker.workshop(own), mqtt_broker.workshop(other)
+    async with (
+        listening(mqtt_broker, me, f"crown/v1/{own}/acks", f"crown/v1/{own}/replay") as got,
+        listening(mqtt_broker, me, f"crown/v1/{other}/acks") as snooped,
+    ):
+        for login in (me, them):
+            async with mqtt_broker.client(login) as client:
+                await client.publish(f"crown/v1/{own}/acks", b'{"event_ids": ["forged"]}', qos=1)
+                await client.publish(f"crown/v1/{own}/replay", b'{"job_id": "J"}', qos=1)
+        async with mqtt_broker.client(mqtt_broker.cloud()) as cloud:
+            await cloud.publish(f"crown/v1/{other}/acks", b'{"event_ids": ["theirs"]}', qos=1)
+            await cloud.publish(f"crown/v1/{own}/acks", b'{"event_ids": ["real"]}', qos=1)
+            await cloud.publish(f"crown/v1/{own}/replay", b'{"mark": 2}', qos=1)
+        await until(lambda: len(got) >= 2)
+        await asyncio.sleep(0.2)
+    assert got == [
+        (f"crown/v1/{own}/acks", b'{"event_ids": ["real"]}'),
+        (f"crown/v1/{own}/replay", b'{"mark": 2}'),
+    ]
+    assert snooped == []
+
+
+async def test_bridges_share_the_events_of_a_shared_subscription(mqtt_broker: MqttBroker) -> None:
+    """Two cloud clients in one ``$share`` group: each workshop event reaches exactly one."""
+    from crown_edge.sync import topics
+
+    shop, group = _shop(), f"g{uuid.uuid4().hex[:6]}"
+    shared = topics.bridge_subscriptions(group)[0]
+    cloud = mqtt_broker.cloud()
+    async with (
+        listening(mqtt_broker, cloud, shared) as a,
+        listening(mqtt_broker, cloud, shared) as b,
+    ):
+        async with mqtt_broker.client(mqtt_broker.workshop(shop)) as client:
+            for i in range(10):
+                await client.publish(f"crown/v1/{shop}/events", json.dumps({"i": i}), qos=1)
+        await until(lambda: len(a) + len(b) >= 10)
+        await asyncio.sleep(0.2)
+    seen = sorted(json.loads(p)["i"] for _, p in a + b)
+    assert seen == list(range(10))
+    assert a and b  # both members took some
