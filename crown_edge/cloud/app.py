@@ -36,7 +36,7 @@ import json
 import logging
 import re
 from collections import Counter as CounterOf
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -671,7 +671,8 @@ class _Routes:
             with api.bridge.subscribe(job_id) as sub:
                 first = await self._view(job_id, True) or {"job_id": job_id}
                 await ws.send_text(json.dumps(customer_view(first), sort_keys=True))
-                await _pump(ws, sub, initial, api._closing)
+                refresh = functools.partial(self._view, job_id, True)
+                await _pump(ws, sub, initial, first, refresh, api._closing)
         except (WebSocketDisconnect, ConnectionError):
             pass
         finally:
@@ -735,13 +736,38 @@ def _door_reasons(data: dict[str, Any], shops: frozenset[str] | None) -> list[st
     return reasons
 
 
-async def _pump(
-    ws: WebSocket, sub: Subscription, initial: dict[str, Any] | None, closing: asyncio.Event
-) -> None:
-    """Send every update of ``sub`` (customer fields only) until the client or the server goes.
+#: What a live event changes of the view last sent (the rest - steps, timeline, item - stays).
+_LIVE_OVERLAY = ("status", "reason", "progress", "queue_position", "retry_count", "design_url")
 
-    ``initial`` is the board's event the subscription starts with: the first message already
-    showed it, merged with the durable view, so it is skipped. Pings are uvicorn's.
+
+def overlay(last: Mapping[str, Any], event: Mapping[str, Any]) -> dict[str, Any]:
+    """The view after a live ``event``: ``last`` with the event's status and live details.
+
+    The bridge fans out only an event that is the job's latest, so it wins over ``last``; a
+    new status also drops the old status' details.
+    """
+    out = dict(last)
+    if event.get("status") != last.get("status"):
+        for key in ("reason", "progress", "queue_position"):
+            out.pop(key, None)
+    out.update({k: event[k] for k in _LIVE_OVERLAY if event.get(k) is not None})
+    return out
+
+
+async def _pump(
+    ws: WebSocket,
+    sub: Subscription,
+    initial: dict[str, Any] | None,
+    last: dict[str, Any],
+    refresh: Callable[[], Awaitable[dict[str, Any] | None]],
+    closing: asyncio.Event,
+) -> None:
+    """Send the view after every update of ``sub`` until the client or the server goes.
+
+    ``initial`` is the board's event the subscription starts with: the first message (``last``)
+    already showed it, so it is skipped. A new status re-reads the durable view (``refresh``) so
+    the steps and timeline move on too; the event is laid over it (:func:`overlay`). Only
+    :func:`~crown_edge.cloud.words.customer_view` of it is sent. Pings are uvicorn's.
     """
     reader = asyncio.create_task(_drain_client(ws))
     stop = asyncio.create_task(closing.wait())
@@ -765,7 +791,10 @@ async def _pump(
                 initial = None
                 continue
             initial = None
-            await ws.send_text(json.dumps(customer_view(event), sort_keys=True))
+            if event.get("status") != last.get("status"):
+                last = await refresh() or last
+            last = overlay(last, event)
+            await ws.send_text(json.dumps(customer_view(last), sort_keys=True))
     finally:
         pending = [t for t in (reader, stop, update) if t is not None]
         for task in pending:

@@ -79,3 +79,18 @@ def test_merge_takes_only_fresher_live_details_of_the_same_status() -> None:
     assert merge(durable, {**live, "status": "received"}) == durable  # the board is behind
     assert merge(None, live) == live
     assert merge(None, None) is None
+
+
+def test_overlay_moves_status_and_keeps_the_rest() -> None:
+    from crown_edge.cloud.app import overlay
+
+    last = {"job_id": "J", "status": "queued", "queue_position": 2, "steps": ["s"], "text": ["Hi"]}
+    moved = overlay(last, {"job_id": "J", "status": "engraving", "progress": 0.3, "notes": "n"})
+    assert moved == {
+        "job_id": "J",
+        "status": "engraving",
+        "progress": 0.3,
+        "steps": ["s"],
+        "text": ["Hi"],
+    }
+    assert overlay(moved, {"status": "engraving", "progress": 0.5})["progress"] == 0.5
