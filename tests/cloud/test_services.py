@@ -37,6 +37,7 @@ async def test_order_flows_from_api_to_dispatcher_and_back_from_the_workshop(
         designs_dir=tmp_path,
         credentials=Credentials((KEY,), ("services-test-secret-0123",)),
         shops=frozenset({"s1"}),
+        metrics_port=0,
         mqtt_host=mqtt_broker.host,
         mqtt_port=mqtt_broker.port,
         mqtt_username=mqtt_broker.cloud().username,
@@ -67,6 +68,12 @@ async def test_order_flows_from_api_to_dispatcher_and_back_from_the_workshop(
         metrics = (await request(f"{cloud.api.url}/metrics", headers=AUTH)).body.decode()
         assert 'crown_dispatcher_messages{outcome="started"} 1.0' in metrics
         assert 'crown_bridge_rejected{reason="wrong_shop"} 0.0' in metrics
+        assert (await request(f"{cloud.api.url}/metrics")).status == 401
+        assert cloud.metrics_server is not None  # its own, private address: no key
+        private = await request(f"{cloud.metrics_server.url}/metrics")
+        assert private.status == 200
+        assert b"crown_orders_accepted_total" in private.body
+        assert (await request(f"{cloud.metrics_server.url}/orders/J-1")).status == 404
 
 
 async def test_embedded_stack_starts_and_stops_everything() -> None:
