@@ -113,32 +113,17 @@ def mark_done(conn: sqlite3.Connection, ids: Sequence[int], now: float) -> None:
 def acked(conn: sqlite3.Connection, event_ids: Sequence[str], now: float) -> int:
     """The cloud has these events: their rows are done. Returns how many rows that finished.
 
-    Rows sent before the newest one acknowledged here and still unacknowledged were most likely
-    lost (the bridge acknowledges in the order it received): they are due at once rather than at
-    their timeout — TCP's fast retransmit. A row the bridge merely holds behind a gap is sent
-    again early at worst, and dropped there as a duplicate.
+    No "fast retransmit" of older unacknowledged rows: the bridge acknowledges after its SQS
+    relay, so an ack overtaking an older row usually means that row waits in the bridge's relay
+    queue, not that it was lost; resending it would only feed the bridge duplicates.
     """
     done = 0
-    newest: float | None = None
     for event_id in event_ids:
-        rows = conn.execute(
-            "SELECT id, tried_at FROM outbox WHERE event_id = ? "
+        done += conn.execute(
+            "UPDATE outbox SET sent_at = ?, dropped_at = NULL WHERE event_id = ? "
             "AND (sent_at IS NULL OR dropped_at IS NOT NULL)",
-            (event_id,),
-        ).fetchall()
-        for row_id, tried_at in rows:
-            conn.execute(
-                "UPDATE outbox SET sent_at = ?, dropped_at = NULL WHERE id = ?", (now, row_id)
-            )
-            done += 1
-            if tried_at is not None and (newest is None or tried_at > newest):
-                newest = tried_at
-    if newest is not None:
-        conn.execute(
-            "UPDATE outbox SET next_at = ? WHERE sent_at IS NULL AND event_id IS NOT NULL "
-            "AND tried_at < ? AND next_at > ?",
-            (now, newest, now),
-        )
+            (now, event_id),
+        ).rowcount
     return done
 
 

@@ -19,9 +19,10 @@ and ``replay``.
 The MQTT session is persistent (fixed client id, ``clean_session=False``; the broker persists
 sessions) so the broker keeps QoS 1 events for the bridge while it reconnects, and the reconnect
 back-off is capped at ``reconnect_max`` (seconds, not half a minute). Several bridges share the
-events with ``share_group`` (``$share/{group}/…``): each event goes to one of them; a job's events
-then may reach different bridges, whose sequencers start from the workshop's ``acked_seq``, so
-order holds as long as one bridge relays a job's backlog (duplicates are still dropped by SQS).
+events with ``share_group`` (``$share/{group}/…``): each event goes to one of them, so a job's
+events may reach different bridges; each relays an event only after its predecessors and asks for
+a replay of what went elsewhere, and SQS drops the second relay by its deduplication id (see
+:mod:`crown_edge.sync.sequencer`) — correct, but slower than one bridge per set of workshops.
 
 Cloud-side code (workflow activities, the Order API) feeds statuses that never crossed MQTT
 through :meth:`Bridge.publish` (the cloud activities' sink is :meth:`Bridge.cloud_sink`).

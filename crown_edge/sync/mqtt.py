@@ -431,7 +431,6 @@ class MqttLink:
             return
         finished = await self.outbox.outbox_acked(ids, self._clock())
         self.acked += finished
-        self._wake.set()  # rows an ack shows lost are due now
 
     async def _on_replay(self, raw: Any) -> None:
         request = delivery.parse_replay(raw)

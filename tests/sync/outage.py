@@ -103,6 +103,7 @@ async def run_outage(
     outage_s: float = 3.0,
     bridge_late_s: float = 1.0,
     lose_session: bool = False,
+    ack_timeout: float = 0.5,
 ) -> OutageFigures:
     """Events before, during and after a broker outage; the bridge returns ``bridge_late_s``
     after the workshop reconnected. Returns the figures (see the module docstring)."""
@@ -116,7 +117,11 @@ async def run_outage(
     try:
         with MqttBroker(state_dir=tmp / "mqtt", shops=(shop,)) as broker:
             settings = broker.workshop_settings(
-                shop, poll_interval=0.2, ack_timeout=0.5, ack_timeout_max=2.0, backoff_max=0.5
+                shop,
+                poll_interval=0.2,
+                ack_timeout=ack_timeout,
+                ack_timeout_max=4 * ack_timeout,
+                backoff_max=0.5,
             )
             identity = f"crown-bridge-{uuid.uuid4().hex[:6]}"
             async with Store.from_path(tmp / "edge.db") as store, MqttLink(settings, store) as link:
@@ -208,6 +213,7 @@ def main() -> None:
     parser.add_argument("--outage", type=float, default=90.0)
     parser.add_argument("--bridge-late", type=float, default=15.0)
     parser.add_argument("--lose-session", action="store_true")
+    parser.add_argument("--ack-timeout", type=float, default=2.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, MotoServer() as moto:
         figures = asyncio.run(
@@ -219,9 +225,12 @@ def main() -> None:
                 outage_s=args.outage,
                 bridge_late_s=args.bridge_late,
                 lose_session=args.lose_session,
+                ack_timeout=args.ack_timeout,
             )
         )
-    print(json.dumps({"outage_s": args.outage, **asdict(figures)}))
+    print(
+        json.dumps({"outage_s": args.outage, "ack_timeout_s": args.ack_timeout, **asdict(figures)})
+    )
 
 
 if __name__ == "__main__":
