@@ -5,8 +5,8 @@
 transition together with its event row and outbox row in one SQLite transaction.
 
 An ``engraving`` job never goes back to ``queued`` on its own: ``interrupt`` parks it in
-``interrupted``, and only a technician's explicit ``restart``/``resume_from_line``/``scrap``
-moves it on, so a partially engraved item is never engraved twice automatically.
+``interrupted``, and only a technician's explicit ``restart``/``resume_from_line``/``scrap``/
+``to_qa`` moves it on, so a partially engraved item is never engraved twice automatically.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ class JobEvent(StrEnum):
     RESTART = "restart"
     RESUME_FROM_LINE = "resume_from_line"
     SCRAP = "scrap"
+    TO_QA = "to_qa"
+    """A technician judged an interrupted item finished (every line had been sent)."""
     REQUEUE = "requeue"
     QA_PASS = "qa_pass"
     QA_FAIL = "qa_fail"
@@ -82,6 +84,7 @@ TRANSITIONS: dict[tuple[S, JobEvent], S] = {
     (S.INTERRUPTED, E.RESTART): S.QUEUED,
     (S.INTERRUPTED, E.RESUME_FROM_LINE): S.QUEUED,
     (S.INTERRUPTED, E.SCRAP): S.FAILED,
+    (S.INTERRUPTED, E.TO_QA): S.QA_PENDING,
     (S.QA_PENDING, E.QA_PASS): S.COMPLETE,
     (S.QA_PENDING, E.QA_FAIL): S.QA_FAILED,
     (S.QA_PENDING, E.COMPLETE): S.COMPLETE,

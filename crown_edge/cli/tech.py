@@ -99,16 +99,20 @@ def jobs_show(ctx: typer.Context, job_id: str, json_out: JsonOpt = False) -> Non
         history.add_row(str(e["seq"]), ts(e["at"]), e.get("event", ""), e["status"])
     emit(None, False, history)
     if data["runs"]:
-        runs = Table("attempt", "machine", "outcome", "lines", "last acked", title="Runs")
+        runs = Table("attempt", "machine", "outcome", "acked", "sent", title="Runs")
         for r in data["runs"]:
+            last = r["last_acked_line"]
+            sent = r.get("sent_line")
             runs.add_row(
                 str(r["attempt"]),
                 r["machine_id"],
                 r["outcome"] or "running",
-                f"{r['acked_lines'] or 0}/{r['total_lines'] or '?'}",
-                str(r["last_acked_line"] if r["last_acked_line"] is not None else "-"),
+                f"{last if last is not None else '-'}/{r['total_lines'] or '?'}",
+                str(sent) if sent is not None else "-",
             )
         emit(None, False, runs)
+    if resume := data.get("resume"):
+        print(f"Resume: {resume['hint'].replace('JOB', data['job_id'])}")
 
 
 @jobs_app.command("cancel")
@@ -132,25 +136,44 @@ def jobs_resume(
     restart: Annotated[
         bool, typer.Option("--restart", help="Engrave again from the start on a fresh item.")
     ] = False,
+    continue_: Annotated[
+        bool,
+        typer.Option(
+            "--continue",
+            help="Continue the same item after the last line sent (the safe resume point).",
+        ),
+    ] = False,
     from_line: Annotated[
-        int | None, typer.Option("--from-line", help="Continue the same item from line N.")
+        int | None,
+        typer.Option(
+            "--from-line",
+            help="Continue the same item after line N (not before the last line sent).",
+        ),
     ] = None,
+    to_qa: Annotated[
+        bool,
+        typer.Option("--to-qa", help="Every line was sent and the item looks finished: QA it."),
+    ] = False,
     scrap: Annotated[bool, typer.Option("--scrap", help="Give the job up; item scrapped.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Allow a line before the mark, or QA before the end.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Decide what happens to an interrupted job: exactly one of the three choices."""
+    """Decide what happens to an interrupted job: exactly one choice (`jobs show` advises)."""
     chosen = [
         name
         for name, on in (
             ("restart", restart),
-            ("from_line", from_line is not None),
+            ("from_line", continue_ or from_line is not None),
+            ("to_qa", to_qa),
             ("scrap", scrap),
         )
         if on
     ]
-    if len(chosen) != 1:
-        fail("choose exactly one of --restart, --from-line N, --scrap", 2)
-    args: dict[str, Any] = {"job_id": job_id, "mode": chosen[0]}
+    if len(chosen) != 1 or (continue_ and from_line is not None):
+        fail("choose exactly one of --restart, --continue, --from-line N, --to-qa, --scrap", 2)
+    args: dict[str, Any] = {"job_id": job_id, "mode": chosen[0], "force": force}
     if from_line is not None:
         args["line"] = from_line
     data = rpc(ctx, "jobs.resume", args)

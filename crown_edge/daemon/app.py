@@ -28,10 +28,12 @@ from crown_edge.daemon.handlers import build_handlers
 from crown_edge.daemon.machines import Machine, MachineWorker
 from crown_edge.daemon.notify import Notifier
 from crown_edge.daemon.programs import render_program
+from crown_edge.daemon.resume import ResumeAdvice, at_program_end
+from crown_edge.drivers.grbl.streamer import position_after
 from crown_edge.errors import CrownEdgeError, IllegalTransition, StoreError, UnknownMachine
 from crown_edge.lifecycle import JobEvent
 from crown_edge.metrics import EdgeMetrics
-from crown_edge.models import IntakeMessage, JobStatus
+from crown_edge.models import Execution, IntakeMessage, JobStatus
 from crown_edge.scheduler import Scheduler
 from crown_edge.store import Job, Store
 from crown_edge.store.files import private_dir
@@ -138,6 +140,26 @@ class EdgeDaemon:
             return _transition(conn, job_id, JobEvent.CANCEL, now, sets={"reason": reason})
 
         return await self.store.run_sql(fn)
+
+    async def resume_advice(self, job: Job) -> ResumeAdvice:
+        """The resume facts of an interrupted job: its mark, and whether the machine stands
+        idle where the program ends (rendered again: the program is a pure function of the job)."""
+        at_end: bool | None = None
+        machine = self.machines.get(job.machine_id or "")
+        cfg = next((m for m in self.config.machines if m.id == job.machine_id), None)
+        if machine is not None and cfg is not None and job.total_lines:
+            position = machine.work_position()
+            if position is not None:
+                try:
+                    program = await asyncio.to_thread(render_program, job, self.catalog, cfg)
+                except CrownEdgeError:
+                    program = None
+                if program is not None and len(program.lines) == job.total_lines:
+                    state = machine.state()
+                    idle = state.execution in (Execution.READY, Execution.INTERRUPTED)
+                    end = position_after(program.lines, len(program.lines))
+                    at_end = at_program_end(end, position, idle)
+        return ResumeAdvice(job.sent_line, job.last_acked_line, job.total_lines, at_end)
 
     async def record_qa(self, job_id: str, passed: bool, notes: str, by: str) -> dict[str, Any]:
         """Store a technician's verdict (delivered to the workflow by the QA activity)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -52,6 +52,10 @@ class GrblMachine:
         """The driver's live state."""
         return self.driver.state
 
+    def work_position(self) -> dict[str, float] | None:
+        """The head's work position from the controller's last report."""
+        return self.driver.work_position
+
     async def run(
         self,
         job_id: str,
@@ -60,6 +64,7 @@ class GrblMachine:
         on_progress: Callable[[int, int], None],
         *,
         cylinder: bool = False,
+        on_reserve: Callable[[int], Awaitable[None]] | None = None,
     ) -> RunReport:
         """Prepare the machine I/O, check interlocks, stream the program, report how it ended."""
         total = len(lines)
@@ -87,7 +92,11 @@ class GrblMachine:
         try:
             async with monitor if monitor is not None else contextlib.nullcontext():
                 result = await self.driver.run_program(
-                    job_id, lines, start_line=start_line, on_progress=progress
+                    job_id,
+                    lines,
+                    start_line=start_line,
+                    on_progress=progress,
+                    on_reserve=on_reserve,
                 )
         finally:
             if self.io is not None:
@@ -110,6 +119,7 @@ class GrblMachine:
             result.total_lines,
             result.last_acked_line,
             detail,
+            sent_line=result.sent_line,
         )
 
     async def _trip(self, error: DriverError) -> None:

@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from crown_edge.daemon.resume import check_to_qa, choose_from_line
 from crown_edge.errors import IllegalTransition, NoInventory, ValidationError
 from crown_edge.lifecycle import JobEvent
 from crown_edge.models import IntakeMessage, JobStatus
@@ -93,6 +94,8 @@ def build_handlers(d: EdgeDaemon) -> dict[str, Callable[[dict[str, Any]], Any]]:
         out["queue_position"] = await sched.position(job_id)
         out["events"] = await store.events(job_id)
         out["runs"] = [dataclasses.asdict(r) for r in await store.runs(job_id)]
+        if job.status is JobStatus.INTERRUPTED:
+            out["resume"] = (await d.resume_advice(job)).to_dict()
         return out
 
     async def jobs_submit(args: dict[str, Any]) -> dict[str, Any]:
@@ -130,9 +133,17 @@ def build_handlers(d: EdgeDaemon) -> dict[str, Callable[[dict[str, Any]], Any]]:
             job = await sched.enqueue(job_id, now, event=JobEvent.RESTART, start_line=0)
         elif mode == "from_line":
             line = args.get("line")
-            if not isinstance(line, int) or line < 0:
+            if line is not None and not isinstance(line, int):
                 raise ValidationError("--from-line needs a line number >= 0")
-            job = await sched.enqueue(job_id, now, event=JobEvent.RESUME_FROM_LINE, start_line=line)
+            advice = await d.resume_advice(job)
+            start = choose_from_line(advice, line, force=bool(args.get("force")))
+            job = await sched.enqueue(
+                job_id, now, event=JobEvent.RESUME_FROM_LINE, start_line=start
+            )
+        elif mode == "to_qa":
+            advice = await d.resume_advice(job)
+            check_to_qa(advice, force=bool(args.get("force")))
+            job = await store.send_to_qa(job_id, now, by=str(args.get("by", "technician")))
         elif mode == "scrap":
 
             def scrap(conn: sqlite3.Connection) -> None:
@@ -143,7 +154,8 @@ def build_handlers(d: EdgeDaemon) -> dict[str, Callable[[dict[str, Any]], Any]]:
             job = await store.get_job(job_id)
         else:
             raise ValidationError(
-                "an interrupted job needs an explicit choice: --restart, --from-line N or --scrap"
+                "an interrupted job needs an explicit choice: "
+                "--restart, --from-line [N], --to-qa or --scrap"
             )
         d.wake_machines()
         return job.to_dict()

@@ -19,7 +19,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -49,6 +49,8 @@ class RunReport:
     total_lines: int
     last_acked_line: int
     detail: dict[str, Any] = field(default_factory=dict)
+    sent_line: int | None = None
+    """The last program line that left for the controller (None: the driver cannot tell)."""
 
 
 class Machine(Protocol):
@@ -62,10 +64,12 @@ class Machine(Protocol):
         on_progress: Callable[[int, int], None],
         *,
         cylinder: bool = False,
+        on_reserve: Callable[[int], Awaitable[None]] | None = None,
     ) -> RunReport:
         """Stream a program; return how it ended (never raise for machine faults).
 
         ``cylinder``: the item sits in the rotary chuck (clamp and enable it first).
+        ``on_reserve(line)``: save the resume mark before lines up to ``line`` leave.
         """
         ...
 
@@ -75,6 +79,10 @@ class Machine(Protocol):
 
     def state(self) -> MachineState:
         """The machine's live state."""
+        ...
+
+    def work_position(self) -> dict[str, float] | None:
+        """Where the head is (work coordinates by axis letter), if the machine can tell."""
         ...
 
 
@@ -182,6 +190,7 @@ class MachineWorker:
                     job.start_line,
                     lambda acked, total: self._progress(job, acked, total),
                     cylinder=self._is_cylinder(job),
+                    on_reserve=lambda line: self.store.mark_sent(job.job_id, line),
                 ),
                 name=f"run-{self.config.id}-{job.job_id}",
             )
@@ -261,9 +270,9 @@ class MachineWorker:
         progress = acked / total if total else 0.0
         await self.store.run_sql(
             lambda c: c.execute(
-                "UPDATE jobs SET progress = ?, acked_lines = ?, total_lines = ?, updated_at = ? "
-                "WHERE job_id = ? AND status = 'engraving'",
-                (progress, acked, total, now, job_id),
+                "UPDATE jobs SET progress = ?, acked_lines = ?, last_acked_line = ?, "
+                "total_lines = ?, updated_at = ? WHERE job_id = ? AND status = 'engraving'",
+                (progress, acked, acked, total, now, job_id),
             )
         )
 
@@ -286,6 +295,8 @@ class MachineWorker:
             "last_acked_line": report.last_acked_line,
             "progress": progress,
         }
+        if report.sent_line is not None:
+            sets["sent_line"] = report.sent_line  # exact now that the run is over
         if report.outcome == "completed":
             self._clear_fault()
         if report.outcome == "cancelled":
@@ -310,8 +321,8 @@ class MachineWorker:
         await self.store.run_sql(
             lambda c: c.execute(
                 "UPDATE runs SET ended_at = ?, outcome = ?, acked_lines = ?, total_lines = ?, "
-                "last_acked_line = ?, detail = ? WHERE job_id = ? AND machine_id = ? "
-                "AND ended_at IS NULL",
+                "last_acked_line = ?, detail = ?, sent_line = COALESCE(?, sent_line) "
+                "WHERE job_id = ? AND machine_id = ? AND ended_at IS NULL",
                 (
                     now,
                     report.outcome,
@@ -319,6 +330,7 @@ class MachineWorker:
                     total,
                     report.last_acked_line,
                     detail,
+                    report.sent_line,
                     job.job_id,
                     self.config.id,
                 ),

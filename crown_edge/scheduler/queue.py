@@ -180,12 +180,13 @@ class Scheduler:
             JobEvent.START,
             now,
             expect=[JobStatus.QUEUED],
-            sets={"machine_id": machine_id, "progress": 0.0},
+            # the resume mark starts where this run starts: lines after it are not sent yet
+            sets={"machine_id": machine_id, "progress": 0.0, "sent_line": job.start_line},
         )
         conn.execute(
-            "INSERT INTO runs (job_id, attempt, machine_id, started_at, start_line) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (job_id, job.attempt, machine_id, now, job.start_line),
+            "INSERT INTO runs (job_id, attempt, machine_id, started_at, start_line, sent_line) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (job_id, job.attempt, machine_id, now, job.start_line, job.start_line),
         )
         return job
 

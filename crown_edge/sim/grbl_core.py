@@ -49,6 +49,9 @@ _G_SUPPORTED = frozenset(
 _M_SUPPORTED = frozenset({0, 1, 2, 3, 4, 5, 8, 9, 30})
 
 
+_PROGRAM_HEADER = re.compile(r"^\(\s*crown-edge\s+toolpath\b", re.IGNORECASE)
+
+
 def job_id_of(line: str) -> str | None:
     """The job id of a ``(job ID)`` / ``(job: ID)`` / ``(job_id=ID)`` comment line, else None."""
     match = _JOB_COMMENT.match(line.strip())
@@ -330,10 +333,7 @@ class GrblCore:
     def execute(self, raw: str) -> list[str]:
         """Process one received line (no newline); return the response lines (ok/error last)."""
         text = raw.strip()
-        job = job_id_of(text)
-        if job is not None:
-            self.record = ProgramRecord(job)
-            self.programs.append(self.record)
+        self._track_program(text)
         if effective_length(text) > MAX_LINE_CHARS:
             return ["error:11"]
         clean = re.sub(r"\([^)]*\)|;.*$", "", text).replace(" ", "").upper()
@@ -350,6 +350,29 @@ class GrblCore:
         if result == "ok":
             self._received(text)
         return [result]
+
+    def _track_program(self, text: str) -> None:
+        """Start a new :class:`ProgramRecord` where a program starts.
+
+        A program starts at its header comment (``(crown-edge toolpath …)``) or, without one,
+        at its ``(job ID)`` comment; a job comment that follows a header names the record the
+        header opened, so the header line counts in its own program, not the one before.
+        """
+        if _PROGRAM_HEADER.match(text):
+            self.record = ProgramRecord(None)
+            self.programs.append(self.record)
+            return
+        job = job_id_of(text)
+        if job is None:
+            return
+        record = self.record
+        if record is not None and record.job_id is None and not any(
+            not line.startswith("(") for line in record.received
+        ):
+            record.job_id = job  # only header comments so far: this is their program
+        else:
+            self.record = ProgramRecord(job)
+            self.programs.append(self.record)
 
     def _received(self, text: str) -> None:
         if self.record is not None:

@@ -35,6 +35,8 @@ class Job:
     event_seq: int
     eligible_mask: int
     message: dict[str, Any] = field(default_factory=dict)
+    sent_line: int | None = None
+    """The resume mark: no line after it has left for the controller (see ``jobs resume``)."""
 
     @property
     def intake(self) -> IntakeMessage:
@@ -62,6 +64,7 @@ class Job:
             "last_acked_line": self.last_acked_line,
             "total_lines": self.total_lines,
             "start_line": self.start_line,
+            "sent_line": self.sent_line,
             "text": self.message.get("text", []),
         }
 
@@ -69,7 +72,7 @@ class Job:
 JOB_COLUMNS = (
     "job_id, status, reason, customer_id, item_id, rush, due_at, received_at, updated_at, "
     "estimate_s, machine_id, attempt, retry_count, progress, acked_lines, last_acked_line, "
-    "total_lines, start_line, top, event_seq, eligible_mask, message"
+    "total_lines, start_line, top, event_seq, eligible_mask, message, sent_line"
 )
 
 
@@ -98,6 +101,7 @@ def job_from_row(row: tuple[Any, ...]) -> Job:
         event_seq=row[19],
         eligible_mask=row[20],
         message=json.loads(row[21]),
+        sent_line=row[22],
     )
 
 
@@ -135,3 +139,4 @@ class RunRecord:
     total_lines: int | None
     last_acked_line: int | None
     detail: dict[str, Any]
+    sent_line: int | None = None

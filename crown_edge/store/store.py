@@ -267,9 +267,16 @@ class Store:
                     now,
                     sets={"reason": "daemon_restart"},
                 )
+                # the run keeps what the job had saved: progress and the resume mark
                 conn.execute(
                     "UPDATE runs SET ended_at = ?, outcome = 'interrupted', "
-                    'detail = \'{"reason": "daemon_restart"}\' '
+                    'detail = \'{"reason": "daemon_restart"}\', '
+                    "acked_lines = (SELECT acked_lines FROM jobs WHERE job_id = runs.job_id), "
+                    "total_lines = (SELECT total_lines FROM jobs WHERE job_id = runs.job_id), "
+                    "last_acked_line = (SELECT last_acked_line FROM jobs "
+                    "WHERE job_id = runs.job_id), "
+                    "sent_line = COALESCE(sent_line, "
+                    "(SELECT sent_line FROM jobs WHERE job_id = runs.job_id)) "
                     "WHERE job_id = ? AND ended_at IS NULL",
                     (now, job_id),
                 )
@@ -506,7 +513,7 @@ class Store:
         rows = await self._run(
             lambda c: c.execute(
                 "SELECT job_id, attempt, machine_id, started_at, ended_at, outcome, start_line, "
-                "acked_lines, total_lines, last_acked_line, detail FROM runs "
+                "acked_lines, total_lines, last_acked_line, detail, sent_line FROM runs "
                 "WHERE job_id = ? ORDER BY id",
                 (job_id,),
             ).fetchall()
@@ -524,9 +531,58 @@ class Store:
                 total_lines=r[8],
                 last_acked_line=r[9],
                 detail=json.loads(r[10] or "{}"),
+                sent_line=r[11],
             )
             for r in rows
         ]
+
+    async def send_to_qa(self, job_id: str, now: float, *, by: str) -> Job:
+        """An interrupted job whose every line had been sent goes to QA on a technician's word.
+
+        The last run keeps its real outcome and counts; its detail records ``to_qa`` so the
+        automatic QA check leaves the verdict to a person.
+        """
+
+        def fn(conn: sqlite3.Connection) -> Job:
+            job = _transition(
+                conn, job_id, JobEvent.TO_QA, now, expect=[JobStatus.INTERRUPTED], data={"by": by}
+            )
+            row = conn.execute(
+                "SELECT id, detail FROM runs WHERE job_id = ? AND attempt = ? ORDER BY id DESC "
+                "LIMIT 1",
+                (job_id, job.attempt),
+            ).fetchone()
+            if row is not None:
+                detail = json.loads(row[1] or "{}")
+                detail["to_qa"] = by
+                conn.execute(
+                    "UPDATE runs SET detail = ? WHERE id = ?",
+                    (json.dumps(detail, sort_keys=True), row[0]),
+                )
+            return job
+
+        return await self._tx(fn)
+
+    async def mark_sent(self, job_id: str, line: int) -> None:
+        """Raise the resume mark of the job's running run to ``line`` (durable on return).
+
+        Called before lines up to ``line`` leave for the controller; the mark only grows, so a
+        late or repeated call never lowers it.
+        """
+
+        def fn(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE jobs SET sent_line = MAX(COALESCE(sent_line, 0), ?) "
+                "WHERE job_id = ? AND status = 'engraving'",
+                (line, job_id),
+            )
+            conn.execute(
+                "UPDATE runs SET sent_line = MAX(COALESCE(sent_line, 0), ?) "
+                "WHERE job_id = ? AND ended_at IS NULL",
+                (line, job_id),
+            )
+
+        await self._tx(fn, notify=False)
 
     async def run_sql(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
         """Run a function on the connection (inside a transaction when ``write``).

@@ -434,8 +434,13 @@ class EdgeActivities:
                 return n.QaResult(found.passed, found.notes, found.by)
             job = await self.store.get_job(req.job_id)
             current = job.attempt == req.attempt
-            if self.qa_mode == "auto" and current and job.status is S.QA_PENDING:
-                passed, notes = auto_verdict(await self.store.runs(req.job_id), req.attempt)
+            auto = (
+                auto_verdict(await self.store.runs(req.job_id), req.attempt)
+                if self.qa_mode == "auto" and current and job.status is S.QA_PENDING
+                else None
+            )
+            if auto is not None:  # None: a technician sent it to QA and gives the verdict
+                passed, notes = auto
                 await es.record_verdict(
                     self.store, req.job_id, req.attempt, passed, notes, "auto", self._clock()
                 )

@@ -64,12 +64,15 @@ def run_result(job: Job, runs: Sequence[RunRecord], attempt: int) -> n.MachineRu
     )
 
 
-def auto_verdict(runs: Sequence[RunRecord], attempt: int) -> tuple[bool, str]:
+def auto_verdict(runs: Sequence[RunRecord], attempt: int) -> tuple[bool, str] | None:
     """Automatic QA: pass when the attempt's run completed with every line acknowledged.
 
-    Returns ``(passed, notes)``; the notes say why a run fails.
+    Returns ``(passed, notes)``; the notes say why a run fails. None when the verdict is a
+    person's: an interrupted run a technician sent to QA (``jobs resume --to-qa``).
     """
     run = last_run(runs, attempt)
+    if run is not None and run.detail.get("to_qa"):
+        return None
     if run is None:
         return False, "auto: no run recorded"
     if run.outcome != n.OUTCOME_COMPLETED:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ class FakeMachine:
         on_progress: Callable[[int, int], None],
         *,
         cylinder: bool = False,
+        on_reserve: Callable[[int], Awaitable[None]] | None = None,
     ) -> RunReport:
         self.programs.append((job_id, start_line, len(lines)))
         if self.gate is not None:
@@ -56,6 +57,9 @@ class FakeMachine:
 
     async def stop(self) -> None:
         self.stopped += 1
+
+    def work_position(self) -> dict[str, float] | None:
+        return None
 
     def state(self) -> MachineState:
         return MachineState(self.machine_id, Availability.AVAILABLE, Execution.READY)

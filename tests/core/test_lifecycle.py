@@ -35,9 +35,11 @@ def test_engraving_never_requeues_itself_after_progress() -> None:
         JobEvent.RESTART,
         JobEvent.RESUME_FROM_LINE,
         JobEvent.SCRAP,
+        JobEvent.TO_QA,  # technician: every line had been sent and the item looks finished
         JobEvent.CANCEL,
         JobEvent.FAIL,
     }
+    assert next_state("J", JobStatus.INTERRUPTED, JobEvent.TO_QA) is JobStatus.QA_PENDING
 
 
 def test_unknown_words_are_illegal_not_crashes() -> None:

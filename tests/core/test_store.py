@@ -11,10 +11,11 @@ import pytest
 from crown_edge.errors import IllegalTransition, NoInventory, UnknownItem, UnknownJob
 from crown_edge.lifecycle import JobEvent
 from crown_edge.models import JobStatus
+from crown_edge.scheduler import Scheduler
 from crown_edge.store import Store
 from crown_edge.store.schema import MIGRATIONS
 
-from .conftest import message
+from .conftest import message, queued
 
 
 async def test_submit_is_idempotent_and_writes_event_and_outbox(store: Store) -> None:
@@ -129,3 +130,33 @@ async def test_migrations_apply_once_and_reopen_keeps_data(tmp_path: Path) -> No
         assert versions == list(range(1, len(MIGRATIONS) + 1))
     finally:
         conn.close()
+
+
+async def test_resume_mark_starts_at_the_run_only_grows_and_survives_a_restart(
+    store: Store, scheduler: Scheduler
+) -> None:
+    await queued(store, scheduler, "M-1", now=1.0)
+    job = await scheduler.claim_next("flat-1", now=2.0)
+    assert job is not None and job.sent_line == 0
+    await store.mark_sent("M-1", 64)
+    await store.mark_sent("M-1", 32)  # a late, lower mark never lowers it
+    assert (await store.get_job("M-1")).sent_line == 64
+    assert await store.recover_on_startup(now=3.0) == ["M-1"]
+    job = await store.get_job("M-1")
+    assert job.status is JobStatus.INTERRUPTED and job.sent_line == 64
+    (run,) = await store.runs("M-1")
+    assert run.sent_line == 64 and run.outcome == "interrupted"
+    await store.mark_sent("M-1", 90)  # not engraving any more: nothing changes
+    assert (await store.get_job("M-1")).sent_line == 64
+
+
+async def test_send_to_qa_marks_the_run_for_a_person(store: Store, scheduler: Scheduler) -> None:
+    await queued(store, scheduler, "M-2", now=1.0)
+    assert await scheduler.claim_next("flat-1", now=2.0) is not None
+    await store.recover_on_startup(now=3.0)
+    job = await store.send_to_qa("M-2", now=4.0, by="ana")
+    assert job.status is JobStatus.QA_PENDING
+    (run,) = await store.runs("M-2")
+    assert run.detail["to_qa"] == "ana" and run.detail["reason"] == "daemon_restart"
+    with pytest.raises(IllegalTransition):
+        await store.send_to_qa("M-2", now=5.0, by="ana")

@@ -164,3 +164,36 @@ async def test_mark_complete_from_qa_pending(
     assert (await store.get_job("Q-8")).status is S.COMPLETE
     events = [e["status"] for e in await store.events("Q-8")]
     assert events.count("complete") == 1
+
+
+async def test_auto_leaves_a_run_sent_to_qa_by_a_technician_to_a_person(
+    auto_edge: EdgeActivities, store: Store, scheduler: Scheduler
+) -> None:
+    """``jobs resume --to-qa``: an interrupted run whose lines were all sent is judged by hand."""
+    env = ActivityEnvironment()
+    await env.run(auto_edge.validate_job, validate_input("Q-9"))
+    run = asyncio.create_task(env.run(auto_edge.send_to_machine, run_input("Q-9")))
+    machine = FakeMachine(store, scheduler)
+    await machine.claim()
+    await machine.end(
+        "Q-9",
+        event=JobEvent.INTERRUPT,
+        outcome="interrupted",
+        acked=10,
+        total=12,
+        detail={"reason": "daemon_restart"},
+    )
+    await store.send_to_qa("Q-9", time.time(), by="tech-1")
+    assert (await run).outcome == n.OUTCOME_COMPLETED  # the workflow goes on to QA
+    beats: list[Any] = []
+    qa_env = ActivityEnvironment()
+    qa_env.on_heartbeat = lambda *d: beats.extend(d)
+    task = asyncio.create_task(qa_env.run(auto_edge.quality_check, qa_input("Q-9")))
+    for _ in range(500):
+        if beats:
+            break
+        await asyncio.sleep(0.005)
+    assert beats and beats[0]["waiting"] == "qa_verdict" and not task.done()
+    await technician(store, "Q-9", True, "finished before the restart")
+    result = await task
+    assert result == n.QaResult(True, "finished before the restart", "tech-1")

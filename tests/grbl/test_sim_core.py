@@ -181,3 +181,15 @@ def test_reset_while_jogging_cuts_motion() -> None:
     core = GrblCore()
     assert core.execute("$J=G91 X50 F1000") == ["ok"] and core.state == "Jog"
     assert core.soft_reset().alarm == ["ALARM:3"]
+
+
+def test_each_program_record_starts_at_its_own_header() -> None:
+    """The header line before ``(job ID)`` belongs to its program, not to the one before."""
+    core = GrblCore()
+    first = ["(crown-edge toolpath v1)", "(job A)", "G21 G90", "M5"]
+    second = ["(crown-edge toolpath v1)", "(job B)", "G21 G90", "G0 X1 Y1", "M5"]
+    for line in [*first, *second, "(job C)", "G0 X0 Y0"]:
+        assert core.execute(line)[-1] == "ok"
+    records = {r.job_id: r for r in core.programs}
+    assert records["A"].received == first and records["B"].received == second
+    assert records["C"].received == ["(job C)", "G0 X0 Y0"]  # no header: starts at the job

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -39,11 +39,15 @@ class IdleMachine:
         on_progress: Callable[[int, int], None],
         *,
         cylinder: bool = False,
+        on_reserve: Callable[[int], Awaitable[None]] | None = None,
     ) -> RunReport:
         return RunReport("completed", len(lines) - start_line, len(lines), len(lines))
 
     async def stop(self) -> None:
         pass
+
+    def work_position(self) -> dict[str, float] | None:
+        return None
 
     def state(self) -> MachineState:
         return MachineState(self.machine_id, Availability.AVAILABLE, Execution.READY)

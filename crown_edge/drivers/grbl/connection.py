@@ -49,6 +49,8 @@ class Connection:
         self.feedback: deque[p.Event] = deque(maxlen=256)
         self.status: p.Status | None = None
         self.status_seq = 0
+        self.wco: tuple[float, ...] | None = None
+        """The work coordinate offset from the last report that carried ``WCO:``."""
         self.alarm: p.Alarm | None = None
         self.resets = 0
         self.reset_pending = False
@@ -159,6 +161,8 @@ class Connection:
                 self.answers.append(event)
         elif isinstance(event, p.Status):
             self.status = event
+            if event.wco is not None:
+                self.wco = event.wco
             self.status_seq += 1
             if event.state != "Alarm":
                 self.alarm = None

@@ -188,6 +188,20 @@ class GrblDriver:
         return self._conn.status if self.connected and self._conn is not None else None
 
     @property
+    def work_position(self) -> dict[str, float] | None:
+        """The head's work position by axis letter (WPos, or MPos less WCO), if known."""
+        conn, status = self._conn, self.status
+        if conn is None or status is None:
+            return None
+        if status.wpos is not None:
+            where = status.wpos
+        elif status.mpos is not None and conn.wco is not None:
+            where = tuple(m - o for m, o in zip(status.mpos, conn.wco, strict=False))
+        else:
+            return None
+        return dict(zip("XYZA", where, strict=False))
+
+    @property
     def rx_buffer(self) -> int:
         """The controller's RX buffer size (from ``$I``)."""
         return self._conn.rx_buffer if self._conn is not None else p.DEFAULT_RX_BUFFER

@@ -145,6 +145,21 @@ class Streamer:
         return [number for number, _ in self._in_flight]
 
 
+def position_after(lines: Sequence[str], count: int) -> dict[str, float]:
+    """Where lines 1..``count`` leave the head, on the axes they moved (work coordinates)."""
+    absolute = True
+    pos: dict[str, float] = {}
+    for line in lines[:count]:
+        parsed = words_of(line)
+        for letter, value in parsed:
+            if letter == "G" and value in (90.0, 91.0):
+                absolute = value == 90.0
+        for letter, value in parsed:
+            if letter in "XYZA":
+                pos[letter] = value if absolute else pos.get(letter, 0.0) + value
+    return pos
+
+
 def resume_preamble(lines: Sequence[str], start_line: int) -> list[str]:
     """Lines that restore the machine before continuing after ``start_line``.
 
@@ -159,10 +174,8 @@ def resume_preamble(lines: Sequence[str], start_line: int) -> list[str]:
     header = [line.strip() for line in lines[: min(start_line, 3)] if line.strip().startswith("(")]
     units, absolute, feed, spindle = "G21", True, 0.0, "M5"
     power = 0.0
-    pos: dict[str, float] = {}  # only the axes the program itself has moved
     for line in lines[:start_line]:
-        parsed = words_of(line)
-        for letter, value in parsed:
+        for letter, value in words_of(line):
             if letter == "G" and value in (20.0, 21.0):
                 units = f"G{int(value)}"
             elif letter == "G" and value in (90.0, 91.0):
@@ -173,9 +186,7 @@ def resume_preamble(lines: Sequence[str], start_line: int) -> list[str]:
                 power = value
             elif letter == "M" and value in (3.0, 4.0, 5.0):
                 spindle = f"M{int(value)}"
-        for letter, value in parsed:
-            if letter in "XYZA":
-                pos[letter] = value if absolute else pos.get(letter, 0.0) + value
+    pos = position_after(lines, start_line)  # only the axes the program itself has moved
     out = [*header, "M5", units, "G90"]
     if pos:
         out.append("G0" + "".join(f"{axis}{pos[axis]:.3f}" for axis in "XYZA" if axis in pos))
