@@ -366,8 +366,10 @@ class GrblCore:
         if job is None:
             return
         record = self.record
-        if record is not None and record.job_id is None and not any(
-            not line.startswith("(") for line in record.received
+        if (
+            record is not None
+            and record.job_id is None
+            and not any(not line.startswith("(") for line in record.received)
         ):
             record.job_id = job  # only header comments so far: this is their program
         else:
