@@ -27,6 +27,17 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def config_path(ctx: typer.Context | None, config: Path | None = None) -> Path:
+    """The edge config: ``--config`` (on the command or before it), $CROWN_EDGE_CONFIG, or
+    /etc/crown-edge/edge.toml."""
+    if config is None and ctx is not None:
+        config = (ctx.find_root().obj or {}).get("config")
+    if config is not None:
+        return config
+    env = os.environ.get("CROWN_EDGE_CONFIG")
+    return Path(env) if env else DEFAULT_CONFIG
+
+
 def socket_path(config: Path | None, socket: Path | None) -> Path:
     """The control socket: --socket, $CROWN_EDGE_SOCKET, the config's, or ./var/crown-edge.sock."""
     if socket is not None:

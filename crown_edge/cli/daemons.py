@@ -3,45 +3,66 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-import shutil
-import sys
+import socket
+import ssl
+import stat
+import textwrap
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from crown_edge.cli.common import emit, fail
-from crown_edge.config import load_config
+from crown_edge import logs
+from crown_edge.cli.common import config_path, emit, fail
+from crown_edge.config import MqttConfig, load_config
+from crown_edge.control import call
 from crown_edge.errors import CrownEdgeError
+from crown_edge.sync.mqtt_auth import tls_of
 
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Edge config (TOML).")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Edge config (TOML); default $CROWN_EDGE_CONFIG or /etc/crown-edge/edge.toml.",
+    ),
+]
 
 
-def setup_logging(verbose: bool) -> None:
-    """Plain logs to stderr (journald adds time stamps under systemd)."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # pymodbus logs every timeout with frame dumps at ERROR; our DeviceError already says it
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+LogFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format",
+        help="auto (journal under systemd, else text), text, journal or json; "
+        "default $CROWN_EDGE_LOG_FORMAT or auto.",
+    ),
+]
+
+
+def setup_logging(verbose: bool, log_format: str | None = None) -> None:
+    """Logs on stderr in the chosen format (:mod:`crown_edge.logs`); a bad choice is one line."""
+    try:
+        logs.setup_logging(verbose, log_format)
+    except ValueError as exc:
+        fail(str(exc), 2)
 
 
 def run(
-    config: ConfigOpt,
+    ctx: typer.Context,
+    config: ConfigOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    log_format: LogFormatOpt = None,
 ) -> None:
     """Run the edge daemon (systemd: Type=notify)."""
     from crown_edge.daemon.app import EdgeDaemon
 
     try:
-        cfg = load_config(config)
+        cfg = load_config(config_path(ctx, config))
     except CrownEdgeError as exc:
         fail(str(exc))
-    setup_logging(verbose)
+    setup_logging(verbose, log_format)
+    logs.bind(shop_id=cfg.shop_id)  # every line of this daemon names its workshop
     try:
         asyncio.run(EdgeDaemon(cfg).run())
     except CrownEdgeError as exc:
@@ -59,51 +80,139 @@ def fail_from_group(group: ExceptionGroup[Exception]) -> None:
 
 
 def doctor(
-    config: ConfigOpt,
+    ctx: typer.Context,
+    config: ConfigOpt = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds per network check.")] = 3.0,
 ) -> None:
-    """Check the config, the store, the control socket, serial ports and tools."""
+    """Check the config, directories, the daemon, serial ports, MQTT and Temporal for real."""
     checks: list[dict[str, Any]] = []
 
     def check(name: str, ok: bool, detail: str) -> None:
         checks.append({"check": name, "ok": ok, "detail": detail})
 
+    path = config_path(ctx, config)
     try:
-        cfg = load_config(config)
-        check("config", True, f"shop {cfg.shop_id}, {len(cfg.machines)} machines")
+        cfg = load_config(path)
+        check("config", True, f"{path}: shop {cfg.shop_id}, {len(cfg.machines)} machines")
     except CrownEdgeError as exc:
         check("config", False, str(exc))
         cfg = None
     if cfg is not None:
-        parent = cfg.store_path.parent
-        check(
-            "store directory",
-            (parent.exists() and os.access(parent, os.W_OK)) or not parent.exists(),
-            str(parent),
-        )
-        from crown_edge.control import call
-
+        for name, directory in (
+            ("store dir", cfg.store_path.parent),
+            ("socket dir", cfg.control_socket.parent),
+        ):
+            check(name, *directory_problem(directory))
         try:
-            result = asyncio.run(call(cfg.control_socket, "ping", timeout=3.0))
+            result = asyncio.run(call(cfg.control_socket, "ping", timeout=timeout))
             check("daemon", True, f"answering on {cfg.control_socket} ({result['shop_id']})")
         except CrownEdgeError as exc:
             check("daemon", False, str(exc))
         for m in cfg.machines:
             if m.driver == "grbl" and m.port.startswith("/"):
-                check(f"port {m.id}", os.path.exists(m.port), m.port)
-    temporal = Path(sys.executable).parent / "temporal"
-    check("temporal cli", temporal.exists() or bool(shutil.which("temporal")), str(temporal))
-    broker = shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None
-    )
-    # only `up` runs a local broker; a workshop PC talks to a remote one and needs none
-    check(
-        "mqtt broker", True, broker or "mosquitto not found: `up` needs it (apt install mosquitto)"
-    )
+                problem = port_problem(m.port)
+                check(f"port {m.id}", problem is None, f"{m.port}: {problem or 'read/write'}")
+        if cfg.mqtt.enabled:
+            check("mqtt", *mqtt_problem(cfg.mqtt, timeout))
+        else:
+            check("mqtt", True, "disabled in [mqtt]: no events leave this workshop")
+        if cfg.temporal.enabled:
+            ok, detail = tcp_problem(cfg.temporal.target, timeout)
+            check("temporal", ok, detail)
+        else:
+            check("temporal", True, "disabled in [temporal]: standalone mode")
+    ok = all(c["ok"] for c in checks)
     if json_out:
-        emit({"ok": all(c["ok"] for c in checks), "checks": checks}, True)
+        emit({"ok": ok, "checks": checks}, True)
     else:
+        pad = max(len(c["check"]) for c in checks)
         for c in checks:
-            print(f"{'ok  ' if c['ok'] else 'FAIL'} {c['check']:18s} {c['detail']}")
-    if not all(c["ok"] for c in checks):
+            head = f"{'ok  ' if c['ok'] else 'FAIL'} {c['check']:<{pad}} "
+            print(
+                textwrap.fill(
+                    c["detail"],
+                    80,
+                    initial_indent=head,
+                    subsequent_indent=" " * 7,
+                    break_on_hyphens=False,
+                    break_long_words=False,
+                )
+            )
+    if not ok:
         raise typer.Exit(1)
+
+
+def directory_problem(directory: Path) -> tuple[bool, str]:
+    """(ok, detail) for a directory the daemon writes in: it must exist and be writable."""
+    if not directory.exists():
+        return False, f"{directory}: missing (create it, owned by the service user)"
+    if not directory.is_dir():
+        return False, f"{directory}: not a directory"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return False, f"{directory}: not writable by this user"
+    return True, str(directory)
+
+
+def port_problem(port: str) -> str | None:
+    """Why a serial port cannot be used, or None when it can be opened for reading and writing."""
+    try:
+        mode = os.stat(port).st_mode
+    except FileNotFoundError:
+        return "no such device (unplugged, or another name: see /dev/serial/by-id)"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if not stat.S_ISCHR(mode):
+        return "not a character device"
+    if not os.access(port, os.R_OK | os.W_OK):
+        return "permission denied (add the user to the device's group, e.g. dialout)"
+    return None
+
+
+def _split_target(target: str, default_port: int) -> tuple[str, int]:
+    host, sep, port = target.rpartition(":")
+    if not sep:
+        return target, default_port
+    return host.strip("[]"), int(port)
+
+
+def tcp_problem(target: str, timeout: float) -> tuple[bool, str]:
+    """(ok, detail) of a TCP connect to ``host:port``."""
+    try:
+        host, port = _split_target(target, 7233)
+    except ValueError:
+        return False, f"{target}: not host:port"
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True, f"{target}: accepting connections"
+    except TimeoutError:
+        return False, f"{target}: no answer within {timeout:g} s"
+    except OSError as exc:
+        return False, f"{target}: {exc.strerror or exc}"
+
+
+def mqtt_problem(mqtt: MqttConfig, timeout: float) -> tuple[bool, str]:
+    """(ok, detail) of the configured broker: a TCP connect, then a TLS handshake when ``tls``
+    is on, with the configured CA (and client certificate)."""
+    target = f"{mqtt.host}:{mqtt.port}"
+    tls = tls_of(mqtt)
+    context: ssl.SSLContext | None = None
+    if tls is not None:
+        try:
+            context = tls.context()
+        except CrownEdgeError as exc:
+            return False, str(exc)
+    try:
+        with socket.create_connection((mqtt.host, mqtt.port), timeout=timeout) as sock:
+            if context is None:
+                return True, f"{target}: accepting connections (no TLS)"
+            with context.wrap_socket(sock, server_hostname=mqtt.host) as tls_sock:
+                return True, f"{target}: TLS handshake ok ({tls_sock.version()})"
+    except ssl.SSLCertVerificationError as exc:
+        return False, f"{target}: broker certificate refused: {exc.verify_message}"
+    except ssl.SSLError as exc:
+        return False, f"{target}: TLS handshake failed: {exc.reason or exc}"
+    except TimeoutError:
+        return False, f"{target}: no answer within {timeout:g} s"
+    except OSError as exc:
+        return False, f"{target}: {exc.strerror or exc}"

@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from crown_edge import logs
 from crown_edge.daemon.resume import check_to_qa, choose_from_line
 from crown_edge.errors import IllegalTransition, NoInventory, ValidationError
 from crown_edge.lifecycle import JobEvent
@@ -24,6 +25,7 @@ def _job_id(args: dict[str, Any]) -> str:
     job_id = args.get("job_id")
     if not isinstance(job_id, str) or not job_id:
         raise ValidationError("a job id is required")
+    logs.bind(job_id=job_id)  # this command's log lines name the job (one task per connection)
     return job_id
 
 

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from crown_edge import logs
 from crown_edge.catalog import Catalog
 from crown_edge.config import MachineConfig
 from crown_edge.daemon.programs import render_program
@@ -157,6 +158,7 @@ class MachineWorker:
 
     async def run_forever(self) -> None:
         """Claim and run jobs until cancelled."""
+        logs.bind(machine_id=self.config.id)  # this worker's log lines name its machine
         await self.publish_state(force=True)
         while True:
             await self.publish_state()
@@ -176,6 +178,7 @@ class MachineWorker:
     async def run_job(self, job: Job) -> None:
         """Run one claimed job to an outcome and record it."""
         self.current = job
+        logs.bind(job_id=job.job_id)
         log.info("job %s: engraving on %s (attempt %s)", job.job_id, self.config.id, job.attempt)
         try:
             try:
@@ -214,6 +217,7 @@ class MachineWorker:
             raise
         finally:
             self.current = None
+            logs.unbind("job_id")
             if self.on_change:
                 self.on_change()
 
