@@ -255,22 +255,32 @@ class FullStack:
         )
 
     async def result(self, job_id: str, timeout: float = 600.0) -> dict[str, Any]:
-        """Wait for the job's workflow to finish; its JobResult as a dict."""
-        from temporalio.service import RPCError, RPCStatusCode
+        """Wait until the job has settled; its JobResult (or settled JobView) as a dict.
+
+        Settled: the workflow closed, or its view says the job ended (``complete``,
+        ``escalated``, ``cancelled``, ``failed``) or waits on the customer while ``blocked``
+        (a complete job's workflow stays open for the rating, a blocked one for an alternative).
+        ``attempts`` is set from the view's ``attempt`` then.
+        """
+        from temporalio.client import WorkflowExecutionStatus
 
         from crown_edge.workflow import names
 
         handle = self.client.get_workflow_handle(names.workflow_id(job_id))
         async with asyncio.timeout(timeout):
             while True:  # the dispatcher starts the workflow a moment after the order
-                try:
-                    res = await handle.result()
-                    break
-                except RPCError as exc:
-                    if exc.status is not RPCStatusCode.NOT_FOUND:
-                        raise
-                    await asyncio.sleep(0.2)
-        return _as_dict(res)
+                view = await self.job_view(job_id)
+                if view is not None:
+                    described = await handle.describe()
+                    if described.status is not WorkflowExecutionStatus.RUNNING:
+                        return _as_dict(await handle.result())
+                    if view.get("status") in SETTLED or view.get("status") == "blocked":
+                        return {**view, "attempts": view.get("attempt", 0)}
+                await asyncio.sleep(0.2)
+
+
+#: Job statuses after which ``FullStack.result`` stops waiting.
+SETTLED = frozenset({"complete", "escalated", "cancelled", "failed"})
 
 
 def _as_dict(value: Any) -> dict[str, Any]:
