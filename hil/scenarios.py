@@ -142,8 +142,10 @@ async def alarm_mid_job_waits_for_technician(rig: Rig) -> None:
         assert shown["status"] == "interrupted" and len(shown["runs"]) == 1, shown
         line = shown["last_acked_line"]
         assert line and line > 0, shown
+        mark = shown["resume"]["default_from_line"]
+        assert mark is not None and mark >= line, shown  # nothing after the mark was sent
         await rig.machine("laser-1").unlock()
-        await rig.ctl("jobs.resume", job_id=job, mode="from_line", line=line)
+        await rig.ctl("jobs.resume", job_id=job, mode="from_line")  # --continue: after the mark
         result = await rig.result(job)
         assert result["status"] == "complete", result
     finally:
