@@ -46,11 +46,19 @@ async def test_outage_longer_than_backoff_bridge_back_last(
     assert figures.in_order
 
 
-class SlowQueue(OrderQueue):
-    """SQS that takes a moment per request, so a bridge can be killed mid-relay."""
+class StuckQueue(OrderQueue):
+    """SQS that takes ``limit`` events, then hangs inside the next request: the bridge is
+    killed while relaying, with events in its queue and in flight."""
+
+    def __init__(self, client: Any, urls: dict[str, str], limit: int) -> None:
+        super().__init__(client, urls)
+        self.limit = limit
+        self.taken = 0
 
     async def send_events(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        await asyncio.sleep(0.05)
+        if self.taken >= self.limit:
+            await asyncio.Event().wait()
+        self.taken += len(events)
         return await super().send_events(events)
 
 
@@ -65,7 +73,7 @@ async def test_bridge_killed_while_relaying_loses_nothing(
     )
     async with Store.from_path(tmp_path / "edge.db") as store, MqttLink(settings, store) as link:
         store.on_commit.append(link.wake)
-        first = Bridge(bridge_settings(mqtt_broker, identity), SlowQueue(sqs, sqs_queues))
+        first = Bridge(bridge_settings(mqtt_broker, identity), StuckQueue(sqs, sqs_queues, 20))
         async with first:
             for job in jobs:
                 first.jobs.learn(job, shop)
@@ -73,8 +81,8 @@ async def test_bridge_killed_while_relaying_loses_nothing(
                 await first.wait_connected()
             for job in jobs:
                 await produce(store, job, 6, time.time())
-            await until(lambda: first.relayed >= 20)
-        # killed: its relay queue and the acks it had not sent are gone
+            await until(lambda: first.relayed >= 20 and first.relay_backlog > 0)
+        # killed mid-request: its relay queue and the acks it had not sent are gone
         assert first.relayed < 72
         second = Bridge(bridge_settings(mqtt_broker, identity), OrderQueue(sqs, sqs_queues))
         async with second:

@@ -115,9 +115,16 @@ def test_acl_grants_each_workshop_its_own_topics_and_only_the_cloud_commands() -
         "topic write crown/v1/leeds/machines/+/state",
         "topic write crown/v1/leeds/events",
         "topic read crown/v1/leeds/commands/#",
+        "topic read crown/v1/leeds/acks",
+        "topic read crown/v1/leeds/replay",
     ]
-    writes = [line for line in acl.splitlines() if "commands" in line and "write" in line]
-    assert writes == ["topic write crown/v1/+/commands/#"]
+    down = ("commands", "acks", "replay")
+    writes = [line for line in acl.splitlines() if any(d in line for d in down) and "write" in line]
+    assert writes == [
+        "topic write crown/v1/+/commands/#",
+        "topic write crown/v1/+/acks",
+        "topic write crown/v1/+/replay",
+    ]
 
 
 @pytest.mark.parametrize("bad", ["a\nuser crown-cloud", "a/b", "+", "#", "", "x" * 65])
