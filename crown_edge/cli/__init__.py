@@ -15,6 +15,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from crown_edge import __version__
 from crown_edge.errors import CrownEdgeError
 
 app = typer.Typer(
@@ -22,7 +23,7 @@ app = typer.Typer(
     help="Shop-floor controller for Crown Trophy engraving workshops.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 
 # Commands contributed by other packages: group -> command -> "module:function". The function is a
@@ -45,6 +46,12 @@ BENCHMARKS: dict[str, str] = {
 }
 
 
+def _version(value: bool) -> None:
+    if value:
+        print(f"crown-edge {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
@@ -54,6 +61,12 @@ def _root(
     socket: Annotated[
         Path | None, typer.Option("--socket", help="The daemon's control socket.")
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_version
+        ),
+    ] = False,
 ) -> None:
     """Shop-floor controller for Crown Trophy engraving workshops."""
     ctx.obj = {"config": config, "socket": socket}
@@ -81,7 +94,7 @@ def bench(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object last.")] = False,
     quick: Annotated[bool, typer.Option("--quick", help="A smaller run (smoke test).")] = False,
 ) -> None:
-    """Run a benchmark and print its figures (DESIGN.md §9)."""
+    """Run a benchmark and print its figures."""
     module_name = BENCHMARKS.get(name)
     if module_name is None:
         fail(f"unknown benchmark {name!r} (choose from: {', '.join(BENCHMARKS)})")

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.console import RenderableType
+from rich.live import Live
 
-from crown_edge.cli.common import emit, fail, pct, rpc, ts
+from crown_edge.cli import views
+from crown_edge.cli.common import console, emit, fail, pct, rpc, ts
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+IntervalOpt = Annotated[float, typer.Option(help="Seconds between refreshes.")]
+RefreshesOpt = Annotated[
+    int | None, typer.Option(hidden=True, help="Stop after this many refreshes (tests).")
+]
 
 jobs_app = typer.Typer(help="Jobs on this workshop.", no_args_is_help=True)
 machines_app = typer.Typer(help="Lasers on this workshop.", no_args_is_help=True)
@@ -17,25 +25,70 @@ inventory_app = typer.Typer(help="Stock of engravable items.", no_args_is_help=T
 qa_app = typer.Typer(help="Quality-check verdicts.", no_args_is_help=True)
 
 
-def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
-    """Daemon, links, machines and job counts at a glance."""
+def status(
+    ctx: typer.Context,
+    json_out: JsonOpt = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Live view with progress bars; Ctrl-C leaves.")
+    ] = False,
+    interval: IntervalOpt = 1.0,
+    refreshes: RefreshesOpt = None,
+) -> None:
+    """Daemon, links, machines and job counts at a glance (--watch: live)."""
+    if watch:
+        _watch(
+            lambda now: (
+                views.live_status(
+                    rpc(ctx, "status"),
+                    rpc(ctx, "jobs.list", {"status": "engraving"}),
+                    now,
+                    views.terminal_width(),
+                ),
+                False,
+            ),
+            interval,
+            refreshes,
+        )
+        return
     data = rpc(ctx, "status")
     if json_out:
         emit(data, True)
         return
-    links = ", ".join(f"{k}={'up' if v else 'down'}" for k, v in data["links"].items()) or "-"
     print(
         f"shop {data['shop_id']}  version {data['version']}  mode {data['mode']}  "
-        f"up {data['uptime_s']}s  queue {data['queue_depth']}  outbox {data['outbox_pending']}  "
-        f"links {links}"
+        f"up {views.duration(data['uptime_s'])}"
+    )
+    print(
+        f"queue {data['queue_depth']}  outbox {data['outbox_pending']}  "
+        + (views.links_text(data["links"]) or "no links")
     )
     for alert in data.get("alerts", []):
         print(f"ALERT {alert['name']} ({alert['action']}): {alert['detail']}")
-    emit(None, False, _machines_table(data["machines"]))
-    counts = Table("status", "jobs", title="Jobs")
+    emit(None, False, views.machines_table(data["machines"]))
+    counts = views.table("status", "jobs", title="Jobs")
     for name, count in sorted(data["jobs"].items()):
         counts.add_row(name, str(count))
     emit(None, False, counts)
+
+
+def _watch(
+    screen: Callable[[float], tuple[RenderableType, bool]], interval: float, refreshes: int | None
+) -> None:
+    """Redraw ``screen(now)`` -> (view, final) every ``interval`` seconds until Ctrl-C (exit 0)
+    or a final view."""
+    if interval <= 0:
+        fail("--interval must be > 0", 2)
+    count = 0
+    try:
+        view, final = screen(time.time())
+        with Live(view, console=console, auto_refresh=False) as live:
+            while not final and (refreshes is None or count < refreshes):
+                count += 1
+                time.sleep(interval)
+                view, final = screen(time.time())
+                live.update(view, refresh=True)
+    except KeyboardInterrupt:
+        pass
 
 
 def queue(
@@ -43,18 +96,18 @@ def queue(
     json_out: JsonOpt = False,
     limit: Annotated[int, typer.Option(help="Show at most this many.")] = 50,
 ) -> None:
-    """The queue in order (1 = next) with planned machine and ETA."""
+    """The queue in order (1 = next) with planned machine and ETA, or why none."""
     rows = rpc(ctx, "queue", {"limit": limit})
-    table = Table("pos", "job", "item", "rush", "due", "machine", "eta", title="Queue")
+    now = time.time()
+    table = views.table("#", "job", "item", "due", "machine", "eta", title="Queue")
     for r in rows:
         table.add_row(
-            str(r["position"]),
+            f"{r['position']}{' rush' if r['rush'] else ''}",
             r["job_id"],
             r["item_id"],
-            "RUSH" if r["rush"] else "",
-            ts(r["due_at"]),
-            r["machine_id"] or "(no eligible machine)",
-            ts(r["eta"]),
+            ts(r["due_at"])[:10],
+            r["machine_id"] or f"none: {r.get('why') or 'no eligible machine'}",
+            views.short_time(r["eta"], now),
         )
     emit(rows, json_out, table)
 
@@ -67,7 +120,7 @@ def jobs_list(
 ) -> None:
     """Recent jobs, newest first."""
     rows = rpc(ctx, "jobs.list", {"status": status} if status else {})
-    table = Table("job", "status", "reason", "item", "machine", "progress", "retries", title="Jobs")
+    table = views.table("job", "status", "why", "item", "machine", "done", "retry", title="Jobs")
     for r in rows:
         table.add_row(
             r["job_id"],
@@ -83,23 +136,25 @@ def jobs_list(
 
 @jobs_app.command("show")
 def jobs_show(ctx: typer.Context, job_id: str, json_out: JsonOpt = False) -> None:
-    """One job with its history and machine runs."""
+    """One job: text, item, artwork, the design drawn here, history and machine runs."""
     data = rpc(ctx, "jobs.show", {"job_id": job_id})
+    program = rpc(ctx, "jobs.program", {"job_id": job_id})
     if json_out:
-        emit(data, True)
+        emit({**data, "design": program}, True)
         return
     print(
         f"{data['job_id']}: {data['status']}"
         + (f" ({data['reason']})" if data["reason"] else "")
-        + f"  item {data['item_id']}  attempt {data['attempt']}  retries {data['retry_count']}"
-        + (f"  queue position {data['queue_position']}" if data["queue_position"] else "")
+        + f"  attempt {data['attempt']}  retries {data['retry_count']}"
+        + (f"  queue #{data['queue_position']}" if data["queue_position"] else "")
     )
-    history = Table("seq", "at", "event", "status", title="History")
+    _print_design(program)
+    history = views.table("#", "at", "event", "status", title="History")
     for e in data["events"]:
         history.add_row(str(e["seq"]), ts(e["at"]), e.get("event", ""), e["status"])
     emit(None, False, history)
     if data["runs"]:
-        runs = Table("attempt", "machine", "outcome", "acked", "sent", title="Runs")
+        runs = views.table("try", "machine", "outcome", "acked", "sent", title="Runs")
         for r in data["runs"]:
             last = r["last_acked_line"]
             sent = r.get("sent_line")
@@ -113,6 +168,27 @@ def jobs_show(ctx: typer.Context, job_id: str, json_out: JsonOpt = False) -> Non
         emit(None, False, runs)
     if resume := data.get("resume"):
         print(f"Resume: {resume['hint'].replace('JOB', data['job_id'])}")
+
+
+def _print_design(program: dict[str, Any]) -> None:
+    for line in views.design_text(program, min(views.terminal_width(), 200)):
+        print(line)
+
+
+@jobs_app.command("watch")
+def jobs_watch(
+    ctx: typer.Context,
+    job_id: str,
+    interval: IntervalOpt = 1.0,
+    refreshes: RefreshesOpt = None,
+) -> None:
+    """Follow one job live (progress bar and ETA while it engraves); Ctrl-C leaves."""
+
+    def screen(now: float) -> tuple[RenderableType, bool]:
+        job = rpc(ctx, "jobs.show", {"job_id": job_id})
+        return views.live_job(job, now, views.terminal_width()), job["status"] in views.FINAL
+
+    _watch(screen, interval, refreshes)
 
 
 @jobs_app.command("cancel")
@@ -209,16 +285,29 @@ def _decision(approved: bool) -> Any:
         ctx: typer.Context,
         job_id: str,
         comment: Annotated[str, typer.Option(help="Why (sent to the customer).")] = "",
+        yes: Annotated[
+            bool, typer.Option("--yes", "-y", help="Answer without showing and asking.")
+        ] = False,
         json_out: JsonOpt = False,
     ) -> None:
+        verb = "approve" if approved else "reject"
+        if not yes:
+            _print_design(rpc(ctx, "jobs.program", {"job_id": job_id}))
+            try:
+                sure = typer.confirm(f"{verb.capitalize()} the design of {job_id}?", err=True)
+            except typer.Abort:
+                sure = False
+            if not sure:
+                past = "approved" if approved else "rejected"
+                fail(f"{job_id}: design not {past}, nothing sent (--yes answers unasked)")
         cmd = "jobs.approve" if approved else "jobs.reject"
         data = rpc(ctx, cmd, {"job_id": job_id, "comment": comment})
-        done(data, json_out, f"{job_id}: {data['status']}")
+        done(data, json_out, data.get("message") or f"{job_id}: {data['status']}")
 
     command.__doc__ = (
-        "Approve the job's design on the customer's behalf."
+        "Show the job's design and approve it on the customer's behalf."
         if approved
-        else "Reject the job's design (revision requested)."
+        else "Show the job's design and reject it (a revision is requested)."
     )
     return command
 
@@ -235,35 +324,11 @@ def done(data: Any, json_out: bool, line: str) -> None:
         print(line)
 
 
-def _machines_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(
-        "machine",
-        "availability",
-        "execution",
-        "paused",
-        "alarm",
-        "job",
-        "progress",
-        title="Machines",
-    )
-    for r in rows:
-        table.add_row(
-            r["machine_id"],
-            r["availability"],
-            r["execution"],
-            "yes" if r["paused"] else "",
-            r["alarm"] or "",
-            r["job_id"] or "",
-            pct(r["progress"]),
-        )
-    return table
-
-
 @machines_app.command("list")
 def machines_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Machines with their live state."""
     rows = rpc(ctx, "machines.list")
-    emit(rows, json_out, _machines_table(rows))
+    emit(rows, json_out, views.machines_table(rows))
 
 
 @machines_app.command("pause")
@@ -301,7 +366,7 @@ for _name in ("home", "unlock", "frame"):
 def inventory_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Stock per item."""
     rows = rpc(ctx, "inventory.list")
-    table = Table("item", "available", "reserved", "consumed", title="Inventory")
+    table = views.table("item", "free", "held", "used", title="Inventory")
     for r in rows:
         table.add_row(r["item_id"], str(r["available"]), str(r["reserved"]), str(r["consumed"]))
     emit(rows, json_out, table)
@@ -326,6 +391,8 @@ def _verdict(passed: bool) -> Any:
         by: Annotated[str, typer.Option(help="Who checked.")] = "technician",
         json_out: JsonOpt = False,
     ) -> None:
+        if not json_out:
+            _print_design(rpc(ctx, "jobs.program", {"job_id": job_id}))
         data = rpc(
             ctx, "qa.verdict", {"job_id": job_id, "passed": passed, "notes": notes, "by": by}
         )

@@ -29,6 +29,7 @@ from crown_edge.daemon.machines import Machine, MachineWorker
 from crown_edge.daemon.notify import Notifier
 from crown_edge.daemon.programs import render_program
 from crown_edge.daemon.resume import ResumeAdvice, at_program_end
+from crown_edge.daemon.words import decision_done, decision_refused
 from crown_edge.drivers.grbl.streamer import position_after
 from crown_edge.errors import CrownEdgeError, IllegalTransition, StoreError, UnknownMachine
 from crown_edge.lifecycle import JobEvent
@@ -209,22 +210,71 @@ class EdgeDaemon:
         return job
 
     async def decide_design(self, job_id: str, approved: bool, comment: str) -> dict[str, Any]:
-        """Answer a design for the customer (``jobs approve|reject``) via the workflow."""
+        """Answer a design for the customer (``jobs approve|reject``) via the workflow.
+
+        Every refusal is one line saying why (walk-in or text-only job, already answered, no
+        Temporal); the workflow's errors are translated here, at the daemon's boundary.
+        """
+        from temporalio.client import WorkflowUpdateFailedError
+        from temporalio.exceptions import ApplicationError
+        from temporalio.service import RPCError, RPCStatusCode
+
         from crown_edge.errors import SyncError
         from crown_edge.workflow import names
-        from crown_edge.workflow.data import ApprovalDecision
+        from crown_edge.workflow.data import ApprovalDecision, JobView
 
+        job = await self.store.get_job(job_id)  # UnknownJob: "unknown job: J-1"
+        requires_design = job.intake.requires_design
+        verb = "approve" if approved else "reject"
+        if job.message.get("origin") == "local":
+            raise SyncError(f"job {job_id} is a walk-in job: it has no design to {verb}")
         client = self.temporal_client
         if client is None:
+            if self.mode == "standalone":
+                raise SyncError(
+                    f"job {job_id}: designs are answered through the order workflow, and this "
+                    "workshop runs without Temporal"
+                )
             raise SyncError("Temporal is not reachable now: try again when `status` shows it up")
         handle = client.get_workflow_handle(names.workflow_id(job_id))
         try:
             view = await handle.execute_update(
-                names.APPROVE_DESIGN, ApprovalDecision(approved, comment, "technician")
+                names.APPROVE_DESIGN,
+                ApprovalDecision(approved, comment, "technician"),
+                result_type=JobView,
             )
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            refusal = (cause.type or "") if isinstance(cause, ApplicationError) else ""
+            status: str | None = None
+            with contextlib.suppress(Exception):
+                status = (await handle.query(names.STATUS_QUERY, result_type=JobView)).status
+            line = decision_refused(
+                job_id,
+                approved,
+                refusal=refusal,
+                detail=str(getattr(cause, "message", None) or cause or exc),
+                status=status,
+                requires_design=requires_design,
+            )
+            raise SyncError(line) from exc
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                raise SyncError(
+                    f"job {job_id} has no open order workflow: nothing to {verb}"
+                ) from exc
+            raise SyncError(f"job {job_id}: Temporal refused the answer: {exc.message}") from exc
         except Exception as exc:
             raise SyncError(f"job {job_id}: the design could not be answered: {exc}") from exc
-        return {"job_id": job_id, "approved": approved, "status": getattr(view, "status", None)}
+        status_now = str(getattr(view, "status", "") or "")
+        revision = int(getattr(view, "design_revision", 0) or 0)
+        return {
+            "job_id": job_id,
+            "approved": approved,
+            "status": status_now,
+            "design_revision": revision,
+            "message": decision_done(job_id, approved, status_now, revision),
+        }
 
     async def machine_action(self, machine_id: str, action: str) -> dict[str, Any]:
         """Technician actions on a machine: home, unlock, frame."""

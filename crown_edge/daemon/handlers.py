@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import glob
 import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crown_edge import logs
+from crown_edge.daemon.programs import render_program
 from crown_edge.daemon.resume import check_to_qa, choose_from_line
-from crown_edge.errors import IllegalTransition, NoInventory, ValidationError
+from crown_edge.daemon.words import no_machine_reason
+from crown_edge.errors import CrownEdgeError, IllegalTransition, NoInventory, ValidationError
 from crown_edge.lifecycle import JobEvent
-from crown_edge.models import IntakeMessage, JobStatus
+from crown_edge.models import IntakeMessage, JobStatus, Surface
 from crown_edge.store.store import _get_job, _reserve, _settle, _transition
 from crown_edge.sync.edge_restock import signal_restock
+from crown_edge.toolpath.braille import cut_paths
 
 if TYPE_CHECKING:
     from crown_edge.daemon.app import EdgeDaemon
@@ -27,6 +34,21 @@ def _job_id(args: dict[str, Any]) -> str:
         raise ValidationError("a job id is required")
     logs.bind(job_id=job_id)  # this command's log lines name the job (one task per connection)
     return job_id
+
+
+def design_preview(state_dir: Path, job_id: str) -> str | None:
+    """The newest design preview of a job next to the store (``designs/{job}[-rN].svg``, where
+    ``crown-edge up`` keeps the cloud's designs), or None."""
+    designs = state_dir / "designs"
+    found: list[tuple[int, Path]] = []
+    with contextlib.suppress(OSError):
+        for path in designs.glob(f"{glob.escape(job_id)}*.svg"):
+            rest = path.stem[len(job_id) :]
+            if rest == "":
+                found.append((0, path))
+            elif rest.startswith("-r") and rest[2:].isdigit():
+                found.append((int(rest[2:]), path))
+    return str(max(found)[1]) if found else None
 
 
 def build_handlers(d: EdgeDaemon) -> dict[str, Callable[[dict[str, Any]], Any]]:
@@ -70,6 +92,8 @@ def build_handlers(d: EdgeDaemon) -> dict[str, Callable[[dict[str, Any]], Any]]:
     async def queue(args: dict[str, Any]) -> list[dict[str, Any]]:
         limit = int(args.get("limit", 100))
         snap = await sched.snapshot(d.clock(), limit=limit)
+        rows = {r["machine_id"]: r for r in await sched.machine_rows()}
+        ids = [m.id for m in d.config.machines]
         return [
             {
                 "position": p.position,
@@ -80,6 +104,7 @@ def build_handlers(d: EdgeDaemon) -> dict[str, Callable[[dict[str, Any]], Any]]:
                 "estimate_s": j.estimate_s,
                 "machine_id": p.machine_id,
                 "eta": p.finish_at,
+                "why": None if p.machine_id else no_machine_reason(j.eligible_mask, ids, rows),
             }
             for j, p in snap
         ]
@@ -98,6 +123,38 @@ def build_handlers(d: EdgeDaemon) -> dict[str, Callable[[dict[str, Any]], Any]]:
         out["runs"] = [dataclasses.asdict(r) for r in await store.runs(job_id)]
         if job.status is JobStatus.INTERRUPTED:
             out["resume"] = (await d.resume_advice(job)).to_dict()
+        return out
+
+    async def jobs_program(args: dict[str, Any]) -> dict[str, Any]:
+        """The job's design as the machine will cut it: cut paths (mm, rapids left out), the
+        item's area, the text and artwork, and the design preview file when one exists."""
+        job = await store.get_job(_job_id(args))
+        msg = job.intake
+        out: dict[str, Any] = {
+            "job_id": job.job_id,
+            "item_id": job.item_id,
+            "text": list(msg.text),
+            "artwork_url": msg.artwork_url,
+            "preview": design_preview(d.config.store_path.parent, job.job_id),
+            "area_mm": None,
+            "paths": [],
+            "program_lines": 0,
+            "estimate_s": None,
+            "error": None,
+        }
+        item = d.catalog.items.get(job.item_id)
+        if item is not None and item.surface is Surface.FLAT:
+            out["area_mm"] = [item.area.width_mm, item.area.height_mm]
+        try:
+            program = await asyncio.to_thread(render_program, job, d.catalog)
+        except CrownEdgeError as exc:
+            out["error"] = str(exc)
+            return out
+        out["paths"] = [
+            [[round(x, 2), round(y, 2)] for x, y in path] for path in cut_paths(program.lines)
+        ]
+        out["program_lines"] = len(program.lines)
+        out["estimate_s"] = round(program.estimate_s, 1)
         return out
 
     async def jobs_submit(args: dict[str, Any]) -> dict[str, Any]:
@@ -217,6 +274,7 @@ def build_handlers(d: EdgeDaemon) -> dict[str, Callable[[dict[str, Any]], Any]]:
         "queue": queue,
         "jobs.list": jobs_list,
         "jobs.show": jobs_show,
+        "jobs.program": jobs_program,
         "jobs.submit": jobs_submit,
         "jobs.cancel": jobs_cancel,
         "jobs.top": jobs_top,
