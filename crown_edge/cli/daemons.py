@@ -136,7 +136,7 @@ def doctor(
                     initial_indent=head,
                     subsequent_indent=" " * 7,
                     break_on_hyphens=False,
-                    break_long_words=False,
+                    break_long_words=True,
                 )
             )
     if not ok:

@@ -80,15 +80,6 @@ class Running:
         return runner.invoke(app, [*self.args, *argv], input=input)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def commands() -> None:
-    from crown_edge.cli import _attach_subapps, _register
-
-    if not any(c.name == "status" for c in app.registered_commands):
-        _register()
-        _attach_subapps()
-
-
 @pytest.fixture
 def edge(tmp_path: Path) -> Iterator[Running]:
     config = EdgeConfig(
