@@ -254,7 +254,7 @@ def status_page(job_id: str, view: Mapping[str, Any] | None, token: str) -> str:
         else f"Your item is number {queue} in the queue."
     )
     plate = "".join(f"<span>{esc(line)}</span>" for line in lines)
-    rated_words = f"You gave this order {rating['stars']} of 5 stars. Thank you!" if rating else ""
+    rated_words = f"You gave this order {rating['stars']} of 5 stars." if rating else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

@@ -204,7 +204,7 @@
     show("rating", st === "complete" && !view.rating);
     show("rated", st === "complete" && !!view.rating);
     if (view.rating) {
-      text("rated-text", "You gave this order " + view.rating.stars + " of 5 stars. Thank you!");
+      text("rated-text", "You gave this order " + view.rating.stars + " of 5 stars.");
     }
   }
 
