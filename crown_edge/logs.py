@@ -192,6 +192,31 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class ExpectedFailureFilter(logging.Filter):
+    """An activity that ends with a non-retryable business error (``NoInventory``,
+    ``TextDoesNotFit``...) is an expected outcome: one line with the error, no traceback.
+
+    Temporal's worker logs every failed activity with ``exc_info``; the workflow handles these
+    errors (an out-of-stock order waits for a choice), so a traceback on the console misleads.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Always True: it shortens records, it never drops one."""
+        exc = record.exc_info[1] if record.exc_info else None
+        if (
+            exc is not None
+            and getattr(record, "__temporal_error_identifier", None) == "ActivityFailure"
+            and getattr(exc, "non_retryable", False)
+            and isinstance(getattr(exc, "type", None), str)
+        ):
+            kind = getattr(exc, "type", "")
+            record.msg = f"{record.getMessage()}: {kind}: {getattr(exc, 'message', exc)}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def _activity_job_id() -> str | None:
     """The job of the Temporal activity running in this task or thread, if any."""
     activity = sys.modules.get("temporalio.activity")
@@ -225,6 +250,7 @@ def setup_logging(
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(FORMATTERS[chosen]())
     handler.addFilter(ContextFilter())
+    handler.addFilter(ExpectedFailureFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         if getattr(old, "_crown_edge", False):

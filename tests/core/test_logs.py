@@ -132,3 +132,28 @@ def test_setup_writes_through_the_chosen_formatter() -> None:
         root.setLevel(before[1])
     assert chosen == "journal"
     assert stream.getvalue() == "<4>crown_edge.x: careful job_id=J-2\n"
+
+
+def test_an_expected_activity_failure_is_one_line() -> None:
+    from temporalio.exceptions import ApplicationError
+
+    from crown_edge.logs import ExpectedFailureFilter
+
+    def failed(exc: BaseException) -> logging.LogRecord:
+        try:
+            raise exc
+        except BaseException:
+            rec = record(logging.WARNING, "Completing activity as failed", exc_info=sys.exc_info())
+        rec.__dict__["__temporal_error_identifier"] = "ActivityFailure"
+        rec.args = None
+        ExpectedFailureFilter().filter(rec)
+        return rec
+
+    stock = failed(ApplicationError("no stock of mug-1", type="NoInventory", non_retryable=True))
+    line = JournalFormatter().format(stock)
+    assert (
+        line == "<4>crown_edge.test: Completing activity as failed: NoInventory: no stock of mug-1"
+    )
+    # a bug keeps its traceback
+    bug = failed(RuntimeError("boom"))
+    assert "Traceback" in TextFormatter().format(bug)
