@@ -24,12 +24,24 @@ from crown_edge.config import mqtt_toml
 from crown_edge.control import call
 from crown_edge.embedded import MqttBroker, TemporalDevServer
 from crown_edge.models import IntakeMessage
-from crown_edge.stack import FullStack, StackSettings
+from crown_edge.stack import SETTLED, FullStack, StackSettings
 from crown_edge.sync.cloud_activities import CloudActivities
 from crown_edge.sync.starter import start_job, workflow_worker
 from crown_edge.workflow import names
 
 pytestmark = pytest.mark.integration
+
+
+async def _settled(handle: Any, timeout: float) -> dict[str, Any]:
+    """The job's view once it has settled: a complete job's workflow stays open for the rating,
+    so waiting on ``handle.result()`` would wait out the rating window."""
+
+    async def done() -> Any:
+        view = await handle.query(names.STATUS_QUERY)
+        return view if view.get("status") in SETTLED else None
+
+    result: dict[str, Any] = await _until(done, timeout=timeout, what="a settled job")
+    return result
 
 
 async def _until(predicate: Any, timeout: float = 90.0, what: str = "condition") -> Any:
@@ -146,8 +158,8 @@ async def test_daemon_killed_mid_job_then_resumed_workflow_completes(
 
         await _until(qa_pending, timeout=120, what="the second run")
         await edge.ctl("qa.verdict", job_id=job_id, passed=True, notes="fresh item ok")
-        result = await asyncio.wait_for(handle.result(), 120)
-        assert result.status == "complete"
+        result = await _settled(handle, 120)
+        assert result["status"] == "complete"
         job = await edge.ctl("jobs.show", job_id=job_id)
         assert [r["outcome"] for r in job["runs"]] == ["interrupted", "completed"]
     finally:
@@ -186,5 +198,5 @@ async def test_qa_verdict_while_temporal_is_down_is_delivered_after(tmp_path: Pa
             await stack.services.temporal.astart()
         client = await Client.connect(stack.services.temporal.target)
         handle = client.get_workflow_handle(names.workflow_id("QA-OFF-1"))
-        result = await asyncio.wait_for(handle.result(), 180)
+        result = await _settled(handle, 180)
         assert result["status"] == "complete"
