@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import tomllib
@@ -17,6 +18,7 @@ import typer
 
 from crown_edge.cli.common import fail
 from crown_edge.config import MQTT_KEYS, MqttConfig, known_keys, parse_mqtt
+from crown_edge.daemon.notify import Notifier
 from crown_edge.errors import ConfigError, CrownEdgeError
 from crown_edge.sync.mqtt_auth import tls_of
 
@@ -206,11 +208,28 @@ async def _serve(cfg: CloudConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    notifier = Notifier()
     async with CloudServices(settings, start, temporal=client) as services:
         activities = CloudActivities(cfg.designs_dir, load_catalog(), services.bridge.cloud_sink)
         async with workflow_worker(client, activities):
             print(f"crown-edge cloud: Order API on {services.api.url}", flush=True)
-            await stop.wait()
+            notifier.send(f"READY=1\nSTATUS=Order API on {services.api.url}")
+            watchdog = asyncio.create_task(_watchdog(notifier), name="cloud-watchdog")
+            try:
+                await stop.wait()
+            finally:
+                notifier.send("STOPPING=1")
+                watchdog.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watchdog
+
+
+async def _watchdog(notifier: Notifier) -> None:
+    """``WATCHDOG=1`` while the event loop turns (systemd restarts a wedged cloud process)."""
+    interval = min(notifier.watchdog_interval() or 5.0, 5.0)
+    while True:
+        notifier.send("WATCHDOG=1")
+        await asyncio.sleep(interval)
 
 
 @order_app.command("create")

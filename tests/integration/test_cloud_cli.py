@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -83,7 +84,16 @@ def test_cloud_process_starts_workflows_from_orders(
         f'[sqs]\nendpoint_url = "{moto_server.endpoint_url}"\n'
         f"{mqtt_toml(mqtt_broker.cloud_config())}\n"
     )
-    env = {**os.environ, "CROWN_API_KEY": KEY}
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # systemd's side of sd_notify
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(0.2)
+    env = {
+        **os.environ,
+        "CROWN_API_KEY": KEY,
+        "NOTIFY_SOCKET": str(tmp_path / "notify.sock"),
+        "WATCHDOG_USEC": "1000000",
+    }
+    env.pop("WATCHDOG_PID", None)
     with open(tmp_path / "cloud.log", "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "crown_edge", "cloud", "--config", str(config)],
@@ -125,9 +135,25 @@ def test_cloud_process_starts_workflows_from_orders(
         assert asyncio.run(_workflow_type(temporal_dev_server.target, job_id)) == (
             names.WORKFLOW_NAME
         )
+        states = _notified(notify, until="WATCHDOG=1")
+        assert any(s.startswith("READY=1") for s in states) and "WATCHDOG=1" in states
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+    assert "STOPPING=1" in _notified(notify, until="STOPPING=1")
+    notify.close()
+
+
+def _notified(sock: socket.socket, until: str, timeout: float = 30.0) -> list[str]:
+    """sd_notify datagrams received until ``until`` (or the timeout)."""
+    states: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and until not in states:
+        try:
+            states.extend(sock.recv(4096).decode().split("\n"))
+        except TimeoutError:
+            continue
+    return states
 
 
 async def _workflow_type(target: str, job_id: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[2]
-UNITS = ["crown-edge.service"]
+UNITS = ["crown-edge.service", "crown-edge-cloud.service"]
 MAX_EXPOSURE = 3.0
 
 analyze = shutil.which("systemd-analyze")
