@@ -754,6 +754,11 @@ def overlay(last: Mapping[str, Any], event: Mapping[str, Any]) -> dict[str, Any]
     return out
 
 
+LIVE_STATUSES = frozenset({"queued", "engraving", "blocked"})
+"""Statuses whose view changes between status events (progress, queue, offers)."""
+LIVE_REFRESH_S = 2.0
+
+
 async def _pump(
     ws: WebSocket,
     sub: Subscription,
@@ -768,23 +773,37 @@ async def _pump(
     already showed it, so it is skipped. A new status re-reads the durable view (``refresh``) so
     the steps and timeline move on too; the event is laid over it (:func:`overlay`). Only
     :func:`~crown_edge.cloud.words.customer_view` of it is sent. Pings are uvicorn's.
+
+    Progress, queue position and offered alternatives change without a new status event, so
+    while a job is queued, engraving or blocked the view is also re-read every
+    :data:`LIVE_REFRESH_S` and sent when what the customer sees changed.
     """
     reader = asyncio.create_task(_drain_client(ws))
     stop = asyncio.create_task(closing.wait())
     update: asyncio.Task[dict[str, Any]] | None = None
+    tick: asyncio.Task[None] | None = None
     try:
         while True:
             if update is None:
                 update = asyncio.create_task(sub.get())
-            done, _ = await asyncio.wait(
-                {update, reader, stop}, return_when=asyncio.FIRST_COMPLETED
-            )
+            if tick is None and last.get("status") in LIVE_STATUSES:
+                tick = asyncio.create_task(asyncio.sleep(LIVE_REFRESH_S))
+            waits = {update, reader, stop} | ({tick} if tick is not None else set())
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             if reader in done:
                 return
             if stop in done:
                 with contextlib.suppress(Exception):
                     await ws.close(CLOSE_GOING_AWAY)
                 return
+            if tick is not None and tick in done:
+                tick = None
+                fresh = await refresh()
+                if fresh is not None and customer_view(fresh) != customer_view(last):
+                    last = fresh
+                    await ws.send_text(json.dumps(customer_view(last), sort_keys=True))
+                if update not in done:
+                    continue
             event = update.result()
             update = None
             if event is initial:
@@ -796,7 +815,7 @@ async def _pump(
             last = overlay(last, event)
             await ws.send_text(json.dumps(customer_view(last), sort_keys=True))
     finally:
-        pending = [t for t in (reader, stop, update) if t is not None]
+        pending = [t for t in (reader, stop, update, tick) if t is not None]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
