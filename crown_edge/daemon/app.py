@@ -68,7 +68,7 @@ class EdgeDaemon:
         self.scheduler = Scheduler(self.store, config.machines, self.catalog)
         self.machines: dict[str, Machine] = {}
         self.workers: dict[str, MachineWorker] = {}
-        self.metrics = EdgeMetrics(self.store)
+        self.metrics = EdgeMetrics(self.store, links=self.links, version=self.version)
         self.stop_event = asyncio.Event()
         self.ready = asyncio.Event()
         self._links: dict[str, Callable[[], bool]] = {}

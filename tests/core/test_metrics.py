@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from prometheus_client import generate_latest
+import sqlite3
 
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from crown_edge import __version__
 from crown_edge.lifecycle import JobEvent
 from crown_edge.metrics import EdgeMetrics, Snapshot
 from crown_edge.scheduler import Scheduler
@@ -24,7 +28,6 @@ def snap(**kw: object) -> Snapshot:
         "rush_order_percentage": None,
         "machine_utilization": {},
         "heartbeat_age_s": {},
-        "completions": (),
     }
     base.update(kw)
     return Snapshot(**base)  # type: ignore[arg-type]
@@ -60,12 +63,87 @@ async def test_figures_from_the_store(store: Store, scheduler: Scheduler) -> Non
     metrics = EdgeMetrics(store)
     s = await metrics.refresh(now=300.0)
     assert s.jobs_in_queue == 1 and s.jobs_completed_today == 1
-    assert s.average_completion_s == 160.0 and s.completions == (160.0,)
+    assert s.average_completion_s == 160.0
     assert s.qa_pass_rate == 1.0 and s.rush_order_percentage == 50.0
-    assert s.revenue_today_cents == (2500 if job.job_id == "J-1" else 0)
+    price = 2500 if job.job_id == "J-1" else 0
+    assert s.revenue_today_cents == price
     assert 0.0 < s.machine_utilization["flat-1"] <= 1.0
+    values = samples(metrics.registry)
+    assert values[("crown_jobs_completed_total", ())] == 1
+    assert values[("crown_revenue_cents_total", ())] == price
+    assert values[("crown_jobs_received_total", (("rush", "true"),))] == 1
+    assert values[("crown_jobs_received_total", (("rush", "false"),))] == 1
+    assert values[("crown_job_completion_seconds_count", ())] == 1
+    assert values[("crown_job_completion_seconds_sum", ())] == 160.0
+    assert values[("crown_job_completion_seconds_bucket", (("le", "60.0"),))] == 0
+    assert values[("crown_job_completion_seconds_bucket", (("le", "300.0"),))] == 1
     again = await metrics.refresh(now=301.0)
-    assert again.completions == ()  # each completion observed once
+    assert again.totals == s.totals  # counted from the store, not observed twice
     text = generate_latest(metrics.registry).decode()
     assert "crown_jobs_in_queue 1.0" in text
-    assert 'crown_machine_utilization{machine_id="flat-1"}' in text
+    assert 'crown_machine_utilization_ratio{machine_id="flat-1"}' in text
+    assert 'crown_machine_utilization{machine_id="flat-1"}' in text  # deprecated alias
+
+
+def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every exposed sample, parsed back from the text format as Prometheus would scrape it."""
+    text = generate_latest(registry).decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def test_fresh_start_exposes_no_rate_and_no_alert(store: Store) -> None:
+    metrics = EdgeMetrics(store)
+    before = samples(metrics.registry)
+    assert not any(name.startswith("crown_qa") for name, _ in before)  # absent, not a false 0
+    assert before[("crown_build_info", (("version", __version__),))] == 1
+    snap = await metrics.refresh(now=1000.0)
+    assert snap.alerts() == []
+    values = samples(metrics.registry)
+    assert values[("crown_qa_verdicts_total", (("result", "pass"),))] == 0
+    assert values[("crown_qa_verdicts_total", (("result", "fail"),))] == 0
+    assert values[("crown_jobs_completed_total", ())] == 0
+    assert not any(name == "crown_qa_pass_rate" for name, _ in values)  # no 0.0 before verdicts
+    assert any(name.startswith("process_") for name, _ in values)  # the process collector
+
+
+async def test_verdicts_count_by_result_and_survive_a_restart(
+    store: Store, scheduler: Scheduler
+) -> None:
+    for n in range(3):
+        await queued(store, scheduler, f"J-{n}", now=100.0)
+
+    def verdicts(c: sqlite3.Connection) -> None:
+        for n, passed in enumerate((1, 0, 0)):
+            c.execute(
+                "INSERT INTO qa_verdicts (job_id, attempt, passed, at) VALUES (?, 1, ?, 200)",
+                (f"J-{n}", passed),
+            )
+
+    await store.run_sql(verdicts)
+    first = EdgeMetrics(store)
+    await first.refresh(now=300.0)
+    restarted = EdgeMetrics(store)  # a new process: same counters, no reset
+    await restarted.refresh(now=400.0)
+    for metrics in (first, restarted):
+        values = samples(metrics.registry)
+        assert values[("crown_qa_verdicts_total", (("result", "pass"),))] == 1
+        assert values[("crown_qa_verdicts_total", (("result", "fail"),))] == 2
+        assert values[("crown_qa_pass_rate", ())] == 1 / 3  # deprecated alias, 0-1
+
+
+async def test_link_state_and_build_info(store: Store) -> None:
+    links = {"mqtt": True, "temporal": False}
+    metrics = EdgeMetrics(store, links=lambda: links, version="9.8.7", process=False)
+    await metrics.refresh(now=10.0)
+    values = samples(metrics.registry)
+    assert values[("crown_link_up", (("link", "mqtt"),))] == 1
+    assert values[("crown_link_up", (("link", "temporal"),))] == 0
+    assert values[("crown_build_info", (("version", "9.8.7"),))] == 1
+    assert not any(name.startswith("process_") for name, _ in values)
+    links["temporal"] = True
+    await metrics.refresh(now=20.0)
+    assert samples(metrics.registry)[("crown_link_up", (("link", "temporal"),))] == 1
