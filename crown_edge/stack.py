@@ -121,11 +121,12 @@ class FullStack:
         from crown_edge.cloud.service import CloudServices, CloudSettings
         from crown_edge.embedded.stack import EmbeddedServices
         from crown_edge.sim.modbus import ModbusSimulator
+        from crown_edge.store.files import private_dir
         from crown_edge.sync.cloud_activities import CloudActivities
         from crown_edge.sync.starter import start_job, workflow_worker
 
         s = self.settings
-        s.workdir.mkdir(parents=True, exist_ok=True)
+        private_dir(s.workdir)  # keys, logins, the database: the user's own (0700)
         log.info("starting Temporal dev server, MQTT broker and SQS endpoint")
         self.services = await self._stack.enter_async_context(
             EmbeddedServices(
