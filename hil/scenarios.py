@@ -37,6 +37,12 @@ async def design_approval_flow(rig: Rig) -> None:
     assert view["design_url"], view
     status, _ = await rig.stack.get_order(job)
     assert status == 200
+    shown = await rig.ctl("jobs.show", job_id=job)  # the technician sees what the job waits for
+    assert shown["status"] == "validated", shown
+    assert shown["order"]["status"] == "pending_approval", shown
+    assert "approval" in shown["order"]["words"], shown
+    steps = [s["status"] for s in shown["order"]["design_steps"]]
+    assert steps[:2] == ["designing", "pending_approval"], shown
     await rig.ctl("jobs.approve", job_id=job, comment="lovely")
     result = await rig.result(job)
     assert result["status"] == "complete", result

@@ -148,10 +148,14 @@ def jobs_show(ctx: typer.Context, job_id: str, json_out: JsonOpt = False) -> Non
         + f"  attempt {data['attempt']}  retries {data['retry_count']}"
         + (f"  queue #{data['queue_position']}" if data["queue_position"] else "")
     )
+    if order := data.get("order"):
+        print(f"Order:   {order['status']}: {order['words']}")
     _print_design(program)
     history = views.table("#", "at", "event", "status", title="History")
     for e in data["events"]:
         history.add_row(str(e["seq"]), ts(e["at"]), e.get("event", ""), e["status"])
+    for step in (order or {}).get("design_steps", ()):
+        history.add_row("cloud", str(step["at"] or "")[:16].replace("T", " "), "", step["status"])
     emit(None, False, history)
     if data["runs"]:
         runs = views.table("try", "machine", "outcome", "acked", "sent", title="Runs")

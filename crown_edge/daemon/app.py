@@ -209,6 +209,28 @@ class EdgeDaemon:
         self.wake_machines()
         return job
 
+    async def order_view(self, job_id: str, timeout: float = 2.0) -> dict[str, Any] | None:
+        """The order workflow's own view of a job (its ``status`` query), or None when there is
+        no Temporal link, no workflow or no answer within ``timeout``.
+
+        The workshop sees a job only from validation and engraving on; design and approval
+        happen in the cloud. ``jobs show`` lays this over a job the workshop still has as
+        ``validated`` so a technician sees that it waits for the customer's approval.
+        """
+        from crown_edge.workflow import names
+
+        client = self.temporal_client
+        if client is None:
+            return None
+        handle = client.get_workflow_handle(names.workflow_id(job_id))
+        try:
+            async with asyncio.timeout(timeout):
+                view = await handle.query(names.STATUS_QUERY)
+        except Exception as exc:  # no workflow, no server: the local view stands alone
+            log.debug("job %s: no order view (%s)", job_id, exc)
+            return None
+        return view if isinstance(view, dict) else None
+
     async def decide_design(self, job_id: str, approved: bool, comment: str) -> dict[str, Any]:
         """Answer a design for the customer (``jobs approve|reject``) via the workflow.
 

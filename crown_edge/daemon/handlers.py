@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from crown_edge import logs
 from crown_edge.daemon.programs import render_program
 from crown_edge.daemon.resume import check_to_qa, choose_from_line
-from crown_edge.daemon.words import no_machine_reason
+from crown_edge.daemon.words import no_machine_reason, order_summary
 from crown_edge.errors import CrownEdgeError, IllegalTransition, NoInventory, ValidationError
 from crown_edge.lifecycle import JobEvent
 from crown_edge.models import IntakeMessage, JobStatus, Surface
@@ -123,6 +123,10 @@ def build_handlers(d: EdgeDaemon) -> dict[str, Callable[[dict[str, Any]], Any]]:
         out["runs"] = [dataclasses.asdict(r) for r in await store.runs(job_id)]
         if job.status is JobStatus.INTERRUPTED:
             out["resume"] = (await d.resume_advice(job)).to_dict()
+        if job.status is JobStatus.VALIDATED and job.message.get("origin") != "local":
+            order = await d.order_view(job_id)
+            if order is not None:
+                out["order"] = order_summary(order)
         return out
 
     async def jobs_program(args: dict[str, Any]) -> dict[str, Any]:

@@ -94,3 +94,35 @@ def decision_done(job_id: str, approved: bool, status: str, revision: int) -> st
     if status == "escalated":
         return f"{job_id}: changes requested once too often; the job went to a manager"
     return f"{job_id}: changes requested (revision {revision}); the job is {status} now"
+
+
+#: What the order workflow's statuses before the workshop's part mean to a technician.
+_ORDER_WORDS = {
+    "designing": "the design is being drawn",
+    "pending_approval": "waiting for the customer's approval of the design",
+    "revision_requested": "the customer asked for changes; a revised design follows",
+    "approved": "design approved; about to be queued here",
+}
+#: Timeline statuses that happen in the cloud, not on the workshop.
+_DESIGN_STEPS = frozenset({"designing", "pending_approval", "revision_requested", "approved"})
+
+
+def order_summary(view: Mapping[str, Any]) -> dict[str, Any]:
+    """The order workflow's view of a job the workshop still holds as ``validated``.
+
+    ``status`` and ``words`` say where the order is (e.g. waiting for the customer's approval);
+    ``design_steps`` are the cloud-side timeline entries (design, approval, revisions) with
+    their times, for the job's history.
+    """
+    status = str(view.get("status") or "")
+    timeline = view.get("timeline") or ()
+    steps = [
+        {"status": str(e.get("status")), "at": e.get("at")}
+        for e in timeline
+        if isinstance(e, Mapping) and e.get("status") in _DESIGN_STEPS
+    ]
+    words = _ORDER_WORDS.get(status, status.replace("_", " "))
+    revision = view.get("design_revision") or 0
+    if status == "pending_approval" and isinstance(revision, int) and revision > 0:
+        words += f" (revision {revision})"
+    return {"status": status, "words": words, "design_steps": steps}
