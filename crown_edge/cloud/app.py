@@ -36,7 +36,7 @@ import json
 import logging
 import re
 from collections import Counter as CounterOf
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -53,6 +53,8 @@ from prometheus_client import (
     Gauge,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticError
 from starlette.exceptions import HTTPException
@@ -269,18 +271,30 @@ class _Metrics:
             "crown_customer_actions", "Customer actions", ["action", "outcome"], registry=registry
         )
         self.ws_clients = Gauge("crown_ws_clients", "Open status WebSockets", registry=registry)
-        relayed = Gauge("crown_bridge_relayed", "Events relayed to SQS", registry=registry)
-        relayed.set_function(lambda: bridge.relayed)
         backlog = Gauge("crown_bridge_relay_backlog", "Events waiting", registry=registry)
         backlog.set_function(lambda: bridge.relay_backlog)
-        rejected = Gauge(
+        registry.register(_BridgeCounters(bridge))
+
+
+class _BridgeCounters(Collector):
+    """The bridge's own running counts as Prometheus counters (``…_total``): they only grow,
+    so dashboards take ``increase()`` of them."""
+
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+
+    def collect(self) -> Iterator[Metric]:
+        relayed = CounterMetricFamily("crown_bridge_relayed", "Events relayed to SQS")
+        relayed.add_metric([], self.bridge.relayed)
+        yield relayed
+        rejected = CounterMetricFamily(
             "crown_bridge_rejected",
             "Workshop messages the bridge rejected (forged, malformed, implausible)",
-            ["reason"],
-            registry=registry,
+            labels=["reason"],
         )
         for reason in REJECT_REASONS:
-            rejected.labels(reason).set_function(functools.partial(_count, bridge.rejected, reason))
+            rejected.add_metric([reason], _count(self.bridge.rejected, reason))
+        yield rejected
 
 
 class _Door:

@@ -67,7 +67,7 @@ async def test_order_flows_from_api_to_dispatcher_and_back_from_the_workshop(
         assert status.json()["source"] == "edge:s1"
         metrics = (await request(f"{cloud.api.url}/metrics", headers=AUTH)).body.decode()
         assert 'crown_dispatcher_messages{outcome="started"} 1.0' in metrics
-        assert 'crown_bridge_rejected{reason="wrong_shop"} 0.0' in metrics
+        assert 'crown_bridge_rejected_total{reason="wrong_shop"} 0.0' in metrics
         assert (await request(f"{cloud.api.url}/metrics")).status == 401
         assert cloud.metrics_server is not None  # its own, private address: no key
         private = await request(f"{cloud.metrics_server.url}/metrics")
