@@ -66,7 +66,7 @@ from crown_edge.drivers.grbl.run import (
     ReserveCallback,
     halt,
 )
-from crown_edge.drivers.grbl.runstate import RunTimeouts
+from crown_edge.drivers.grbl.runstate import RunTimeouts, decelerating
 from crown_edge.drivers.grbl.streamer import Streamer, resume_preamble
 from crown_edge.drivers.grbl.transport import SerialLink
 from crown_edge.errors import ControllerAlarm, DriverError, InterlockOpen, LinkLost
@@ -456,15 +456,14 @@ class GrblDriver:
         """Real-time cycle start ``~``: continue after a feed hold or a closed door.
 
         grbl 1.1h ignores ``~`` while a hold is still braking (``Hold:1``), which would leave the
-        machine held; so a resume waits (at most ``hold_timeout``) for the hold to come to rest.
+        machine held; so a resume waits (at most 5 s, or ``hold_timeout`` if longer) for a report
+        from after the hold that says it has come to rest.
         """
         conn = self._live()
         deadline = time.monotonic() + max(5.0, self.hold_timeout)
         while time.monotonic() < deadline and not conn.lost.is_set():
-            status = conn.status
             fresh = conn.status_seq > self._hold_seq  # a report from after our own '!'
-            braking = status is not None and status.state == "Hold" and status.substate == 1
-            if fresh and not braking:
+            if fresh and not decelerating(conn.status):
                 break
             await conn.wait(0.05)
         self._live().realtime(p.RealTime.CYCLE_START)

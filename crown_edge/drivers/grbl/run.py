@@ -117,16 +117,14 @@ class ProgramRun:
             self._progress(force=True)
             while machine.end is None:
                 now = time.monotonic()
-                if conn.reset_pending:  # a raw 0x18 on this port: nothing more is fed
-                    machine.on_reset_pending(now)
+                self._guard_reset(now)
                 # Reports first, then answers: a report read before an answer can then never
                 # count as "after the last ok" (completion waits for a later one).
                 if conn.status_seq != seen_reports and conn.status is not None:
                     seen_reports = conn.status_seq
                     self._apply(machine.on_status(conn.status, now))
                 while conn.answers and machine.end is None:
-                    if conn.reset_pending:
-                        machine.on_reset_pending(now)
+                    self._guard_reset(now)  # a progress callback may have reset the port
                     acked = streamer.acked_lines
                     self._apply(machine.on_answer(conn.answers.popleft(), now))
                     if streamer.acked_lines != acked:
@@ -183,6 +181,13 @@ class ProgramRun:
                 self.machine.on_link_lost("link_lost", time.monotonic())
                 return
 
+    def _guard_reset(self, now: float) -> None:
+        """A raw 0x18 went out on this port (not through :meth:`stop`): nothing more is fed.
+
+        Checked before every input that may feed lines (an answer, a saved mark)."""
+        if self.conn.reset_pending:
+            self.machine.on_reset_pending(now)
+
     def _reserve_answered(self, now: float) -> None:
         task = self._reserve_task
         if task is None or not task.done():
@@ -196,6 +201,7 @@ class ProgramRun:
             )
             self._apply(self.machine.reserve_failed(str(exc), now))
         else:
+            self._guard_reset(now)
             self._apply(self.machine.reserved(self._reserve_line, now))
 
     async def _settle_reserve(self) -> None:

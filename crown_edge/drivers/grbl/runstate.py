@@ -116,7 +116,8 @@ def hold_complete(status: p.Status) -> bool:
     return status.state in ("Idle", "Alarm", "Check", "Sleep")
 
 
-def _decelerating(status: p.Status | None) -> bool:
+def decelerating(status: p.Status | None) -> bool:
+    """True when a report says a hold is still braking (``Hold:1``, ``Door:2``)."""
     if status is None:
         return False
     return (status.state == "Hold" and status.substate == 1) or (
@@ -290,7 +291,7 @@ class RunMachine:
         if self.phase is Phase.STREAMING:
             return self._check_lost_ack(now)
         if self.phase is Phase.HOLDING and now - self._phase_since >= self.timeouts.hold:
-            if self._status is None or _decelerating(self._status):
+            if self._status is None or decelerating(self._status):
                 state = "not confirmed at rest" if self._status is None else "still decelerating"
                 self._stop_detail = self._join(
                     self._stop_detail,
