@@ -142,11 +142,14 @@ class EdgeDaemon:
 
         return await self.store.run_sql(fn)
 
-    async def resume_advice(self, job: Job) -> ResumeAdvice:
+    async def resume_advice(self, job: Job, *, locate: bool = True) -> ResumeAdvice:
         """The resume facts of an interrupted job: its mark, and whether the machine stands
-        idle where the program ends (rendered again: the program is a pure function of the job)."""
+        idle where the program ends (rendered again: the program is a pure function of the job).
+
+        ``locate`` False skips that last check (and the rendering it needs) where only the
+        mark matters."""
         at_end: bool | None = None
-        machine = self.machines.get(job.machine_id or "")
+        machine = self.machines.get(job.machine_id or "") if locate else None
         cfg = next((m for m in self.config.machines if m.id == job.machine_id), None)
         if machine is not None and cfg is not None and job.total_lines:
             position = machine.work_position()

@@ -198,7 +198,7 @@ def build_handlers(d: EdgeDaemon) -> dict[str, Callable[[dict[str, Any]], Any]]:
             line = args.get("line")
             if line is not None and not isinstance(line, int):
                 raise ValidationError("--from-line needs a line number >= 0")
-            advice = await d.resume_advice(job)
+            advice = await d.resume_advice(job, locate=False)
             start = choose_from_line(advice, line, force=bool(args.get("force")))
             job = await sched.enqueue(
                 job_id, now, event=JobEvent.RESUME_FROM_LINE, start_line=start
