@@ -22,6 +22,7 @@ the point the measurement assumes (setup, not measured).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import sqlite3
 import tempfile
@@ -109,37 +110,41 @@ class _MarkFile:
         await asyncio.to_thread(self._write, line)
         self.saved += 1
 
+    def close(self) -> None:
+        """Close the database (``contextlib.closing``)."""
+        self.db.close()
+
 
 async def _run(quick: bool) -> dict[str, Any]:
     text = text_program(quick)
     dense = dense_program(1000 if quick else 3000)
     ideal = motion_time(text, MotionSettings.from_grbl(DEFAULT_SETTINGS))
-    tmp = tempfile.TemporaryDirectory(prefix="crown-bench-")
-    marks = _MarkFile(Path(tmp.name) / "marks.db")
-    async with (
-        GrblSimulator(baud=BAUD, time_scale=1.0) as sim,
-        GrblDriver.from_config("bench", sim.device_path, BAUD) as driver,
+    with (
+        tempfile.TemporaryDirectory(prefix="crown-bench-") as tmp,
+        contextlib.closing(_MarkFile(Path(tmp) / "marks.db")) as marks,
     ):
-        await driver.wait_ready(timeout=10)
-        runs: dict[str, RunResult] = {}
-        for name, program in (("text", text), ("dense", dense)):
-            for mode in ("cc", "sr"):
-                # Setup, not measured: the text run starts at the origin like its ideal; the
-                # dense run at its first point, so that it measures the link, not a rapid.
-                start = "G0 X0.000 Y0.000" if name == "text" else program_start(program)
-                await driver.run_program("bench-position", [start])
-                result = await driver.run_program(
-                    f"bench-{name}-{mode}",
-                    program,
-                    send_response=mode == "sr",
-                    on_reserve=marks.save if mode == "cc" else None,
-                )
-                if result.outcome is not RunOutcome.COMPLETED:
-                    raise RuntimeError(f"bench run {name}/{mode} ended {result.outcome}")
-                runs[f"{name}_{mode}"] = result
-        overflows = sim.stats.rx_overflows
-    marks.db.close()
-    tmp.cleanup()
+        async with (
+            GrblSimulator(baud=BAUD, time_scale=1.0) as sim,
+            GrblDriver.from_config("bench", sim.device_path, BAUD) as driver,
+        ):
+            await driver.wait_ready(timeout=10)
+            runs: dict[str, RunResult] = {}
+            for name, program in (("text", text), ("dense", dense)):
+                for mode in ("cc", "sr"):
+                    # Setup, not measured: the text run starts at the origin like its ideal; the
+                    # dense run at its first point, so that it measures the link, not a rapid.
+                    start = "G0 X0.000 Y0.000" if name == "text" else program_start(program)
+                    await driver.run_program("bench-position", [start])
+                    result = await driver.run_program(
+                        f"bench-{name}-{mode}",
+                        program,
+                        send_response=mode == "sr",
+                        on_reserve=marks.save if mode == "cc" else None,
+                    )
+                    if result.outcome is not RunOutcome.COMPLETED:
+                        raise RuntimeError(f"bench run {name}/{mode} ended {result.outcome}")
+                    runs[f"{name}_{mode}"] = result
+            overflows = sim.stats.rx_overflows
     physics_sr = sum(
         (len(line) + 1 + 4) / LINK_BYTES_PER_S + DEFAULT_RESPONSE_LATENCY_S for line in dense
     )
