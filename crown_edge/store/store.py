@@ -202,21 +202,27 @@ class Store:
         """Run ``fn`` inside one ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction.
 
         ``notify`` False skips :attr:`on_commit` (the link's own delivery bookkeeping must not
-        wake it again).
+        wake it again). A transaction that changed no row notifies nobody either: a machine
+        worker's claim that found nothing must not wake the other workers, or idle workers wake
+        each other in a loop and spin the CPU.
         """
+        changed = False
 
         def body(conn: sqlite3.Connection) -> T:
+            nonlocal changed
             conn.execute("BEGIN IMMEDIATE")
+            before = conn.total_changes
             try:
                 result = fn(conn)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            changed = conn.total_changes != before
             conn.execute("COMMIT")
             return result
 
         result = await self._run(body)
-        if notify:
+        if notify and changed:
             for callback in self.on_commit:
                 callback()
         return result

@@ -359,3 +359,24 @@ async def test_metrics_endpoint_serves_the_figures(tmp_path: Path) -> None:
         await asyncio.wait_for(task, 30)
     assert "crown_jobs_in_queue 0.0" in text
     assert 'crown_machine_utilization{machine_id="m1"}' in text
+
+
+async def test_idle_workers_do_not_wake_each_other(
+    daemon: tuple[EdgeDaemon, dict[str, FakeMachine]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Idle machine workers look at the queue on their poll, not in a loop: before the fix
+    every empty claim woke the other workers, two idle lasers made ~10,000 claims a second."""
+    d, _ = daemon
+    claims = 0
+    real = d.scheduler.claim_next
+
+    async def counted(machine_id: str, now: float) -> Any:
+        nonlocal claims
+        claims += 1
+        return await real(machine_id, now)
+
+    monkeypatch.setattr(d.scheduler, "claim_next", counted)
+    d.wake_machines()  # one wake: each idle worker looks once, then sleeps until its poll
+    await asyncio.sleep(0.3)
+    # two workers, a 0.5 s poll: one look each for the wake, at most one more for the poll
+    assert claims <= 2 * 2, claims

@@ -160,3 +160,23 @@ async def test_send_to_qa_marks_the_run_for_a_person(store: Store, scheduler: Sc
     assert run.detail["to_qa"] == "ana" and run.detail["reason"] == "daemon_restart"
     with pytest.raises(IllegalTransition):
         await store.send_to_qa("M-2", now=5.0, by="ana")
+
+
+async def test_only_a_commit_that_changed_rows_wakes_the_listeners(
+    store: Store, scheduler: Scheduler
+) -> None:
+    """A claim that finds nothing must not wake the other machine workers (they would wake
+    each other back in a loop and spin the CPU while the workshop is idle)."""
+    woken: list[int] = []
+    store.on_commit.append(lambda: woken.append(1))
+    assert await scheduler.claim_next("flat-1", now=1.0) is None
+    assert woken == []
+    await queued(store, scheduler, "J-WAKE")
+    assert woken, "queueing a job wakes the workers"
+    woken.clear()
+    claimed = await scheduler.claim_next("flat-1", now=2.0)
+    assert claimed is not None and claimed.job_id == "J-WAKE"
+    assert woken == [1]
+    woken.clear()
+    assert await scheduler.claim_next("flat-2", now=3.0) is None
+    assert woken == []
