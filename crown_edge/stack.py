@@ -118,12 +118,12 @@ class FullStack:
     async def _start(self) -> None:
         from temporalio.client import Client
 
+        from crown_edge.cloud.activities import CloudActivities
         from crown_edge.cloud.service import CloudServices, CloudSettings
+        from crown_edge.cloud.starter import start_job, workflow_worker
         from crown_edge.embedded.stack import EmbeddedServices
         from crown_edge.sim.modbus import ModbusSimulator
         from crown_edge.store.files import private_dir
-        from crown_edge.sync.cloud_activities import CloudActivities
-        from crown_edge.sync.starter import start_job, workflow_worker
 
         s = self.settings
         private_dir(s.workdir)  # keys, logins, the database: the user's own (0700)

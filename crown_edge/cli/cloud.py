@@ -173,11 +173,11 @@ async def _serve(cfg: CloudConfig) -> None:
     from temporalio.client import Client
 
     from crown_edge.catalog import load_catalog
+    from crown_edge.cloud.activities import CloudActivities
     from crown_edge.cloud.auth import Credentials
     from crown_edge.cloud.service import CloudServices, CloudSettings
+    from crown_edge.cloud.starter import start_job, workflow_worker
     from crown_edge.models import IntakeMessage
-    from crown_edge.sync.cloud_activities import CloudActivities
-    from crown_edge.sync.starter import start_job, workflow_worker
 
     client = await Client.connect(cfg.temporal_target, namespace=cfg.temporal_namespace)
 

@@ -62,6 +62,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crown_edge.cloud import pages
 from crown_edge.cloud.auth import Credentials, KeyCheck
+from crown_edge.cloud.bridge import REJECT_REASONS, Bridge, Subscription
 from crown_edge.cloud.jobs import (
     APPROVE_DESIGN,
     CHOOSE_ALTERNATIVE,
@@ -75,7 +76,6 @@ from crown_edge.cloud.words import customer_view
 from crown_edge.errors import MessageInvalid, SyncError
 from crown_edge.models import IntakeMessage
 from crown_edge.sync import queues, wire
-from crown_edge.sync.bridge import REJECT_REASONS, Bridge, Subscription
 from crown_edge.toolpath.gcode import JOB_ID
 from crown_edge.workflow.data import ApprovalDecision
 

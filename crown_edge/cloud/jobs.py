@@ -26,7 +26,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from crown_edge.sync.board import StatusBoard
+from crown_edge.cloud.board import StatusBoard
 from crown_edge.workflow import names
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
 """The cloud side assembled: Order API + SQS dispatcher + bridge, one async context manager.
 
 ``crown-edge cloud`` and ``crown-edge up`` build :class:`CloudServices` from their settings and a
-``start_job`` (:func:`crown_edge.sync.starter.start_job` bound to a Temporal client); the Temporal
-worker for ``crown-orders`` runs beside it, with :meth:`~crown_edge.sync.bridge.Bridge.cloud_sink`
+``start_job`` (:func:`crown_edge.cloud.starter.start_job` bound to a Temporal client); the Temporal
+worker for ``crown-orders`` runs beside it, with :meth:`~crown_edge.cloud.bridge.Bridge.cloud_sink`
 as the cloud activities' sink.
 """
 
@@ -20,12 +20,12 @@ from prometheus_client import Gauge
 
 from crown_edge.cloud.app import ApiSettings, OrderApi, create_app, metrics_app
 from crown_edge.cloud.auth import Credentials
+from crown_edge.cloud.bridge import Bridge, BridgeSettings
+from crown_edge.cloud.dispatcher import Dispatcher, StartJob
+from crown_edge.cloud.jobdir import JobDirectory, TemporalShopLookup
 from crown_edge.cloud.jobs import Jobs
 from crown_edge.cloud.server import AsgiServer
 from crown_edge.embedded.sqs import DEFAULT_REGION, sqs_client
-from crown_edge.sync.bridge import Bridge, BridgeSettings
-from crown_edge.sync.dispatcher import Dispatcher, StartJob
-from crown_edge.sync.jobdir import JobDirectory, TemporalShopLookup
 from crown_edge.sync.mqtt_auth import MqttTls
 from crown_edge.sync.sqs import OrderQueue
 

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from crown_edge import logs
 from crown_edge.daemon.programs import render_program
+from crown_edge.daemon.restock import signal_restock
 from crown_edge.daemon.resume import check_to_qa, choose_from_line
 from crown_edge.daemon.words import no_machine_reason, order_summary
 from crown_edge.errors import CrownEdgeError, IllegalTransition, NoInventory, ValidationError
 from crown_edge.lifecycle import JobEvent
 from crown_edge.models import IntakeMessage, JobStatus, Surface
 from crown_edge.store.store import _get_job, _reserve, _settle, _transition
-from crown_edge.sync.edge_restock import signal_restock
 from crown_edge.toolpath.braille import cut_paths
 
 if TYPE_CHECKING:

@@ -76,7 +76,7 @@ async def _temporal_worker(d: EdgeDaemon, state: dict[str, bool]) -> AsyncIterat
 async def _serve_temporal(d: EdgeDaemon, state: dict[str, bool]) -> None:
     from temporalio.client import Client
 
-    from crown_edge.sync.edge_activities import EdgeActivities, edge_worker
+    from crown_edge.daemon.activities import EdgeActivities, edge_worker
 
     cfg = d.config.temporal
     activities = EdgeActivities(d.store, d.scheduler, d.catalog, qa_mode=d.config.qa_mode)

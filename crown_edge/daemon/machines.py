@@ -7,7 +7,7 @@ The worker is the only writer of a machine's runs. Outcomes map onto the lifecyc
   the job waits for a technician (``jobs resume``) and is never re-run automatically
 - ``failed`` (``error:n``: the controller refused a line) -> ``machine_error`` (``failed``)
 - ``cancelled`` (a cancel request from the Temporal activity, see
-  :mod:`crown_edge.sync.edge_store`) -> the machine is stopped and the job is cancelled
+  :mod:`crown_edge.store.workshop`) -> the machine is stopped and the job is cancelled
 - a fault before the first line was acknowledged -> ``requeue`` so another eligible machine
   takes it (the seed's MACHINE_ERROR handler), and this machine goes UNAVAILABLE.
 """
@@ -32,7 +32,7 @@ from crown_edge.lifecycle import JobEvent
 from crown_edge.models import Availability, Execution, JobStatus, MachineState, Surface
 from crown_edge.scheduler import Scheduler
 from crown_edge.store import Job, Store
-from crown_edge.sync.edge_store import cancel_requested, clear_cancel_request
+from crown_edge.store.workshop import cancel_requested, clear_cancel_request
 
 log = logging.getLogger(__name__)
 

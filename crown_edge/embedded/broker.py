@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 import aiomqtt
 
+from crown_edge.cloud.bridge import BridgeSettings
 from crown_edge.config import MqttConfig
 from crown_edge.embedded import mosquitto_files as files
 from crown_edge.embedded._proc import (
@@ -50,7 +51,6 @@ from crown_edge.embedded._proc import (
 from crown_edge.embedded._service import LocalService
 from crown_edge.embedded.pki import LocalCa, write_private
 from crown_edge.errors import SyncError
-from crown_edge.sync.bridge import BridgeSettings
 from crown_edge.sync.mqtt import MqttSettings
 from crown_edge.sync.mqtt_auth import MqttTls, mqtt_client
 

@@ -103,7 +103,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX runs_job ON runs (job_id, attempt);
     """,
     # 2: cancel requests for running jobs (written by the Temporal activity, acted on by the
-    # machine worker; see crown_edge.sync.edge_store)
+    # machine worker; see crown_edge.store.workshop)
     """
     CREATE TABLE IF NOT EXISTS edge_cancel_requests (
         job_id TEXT PRIMARY KEY,

@@ -1,1 +1,1 @@
-"""Links between the workshop and the cloud: MQTT, SQS, Temporal workers and activities."""
+"""Links between the workshop and the cloud: the MQTT link and its wire formats, SQS, back-off."""

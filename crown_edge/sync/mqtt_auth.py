@@ -1,7 +1,7 @@
 """How a crown-edge MQTT client proves who it is and checks who the broker is.
 
 Both MQTT clients — the workshop's link (:mod:`crown_edge.sync.mqtt`) and the cloud's bridge
-(:mod:`crown_edge.sync.bridge`) — connect through :func:`mqtt_client`, so TLS and credentials are
+(:mod:`crown_edge.cloud.bridge`) — connect through :func:`mqtt_client`, so TLS and credentials are
 set up in one place:
 
 - **TLS** (:class:`MqttTls`): the broker's certificate is verified against ``ca_file`` (or the

@@ -33,7 +33,7 @@ A job cancelled on the workshop (technician ``jobs cancel``) is reported as such
 ``quality_check`` raise a non-retryable ``ApplicationError`` of type ``JobCancelled`` (message:
 the reason). The workflow ends the job ``cancelled`` with that reason, not ``failed``.
 
-Cloud activities (``crown_edge.sync.cloud_activities.CloudActivities``, on ``crown-orders``):
+Cloud activities (``crown_edge.cloud.activities.CloudActivities``, on ``crown-orders``):
 ``create_design``, ``request_revision``, ``notify_customer``, ``offer_alternatives``, ``escalate``,
 ``publish_status``, ``record_rating``. Their data types live in :mod:`crown_edge.workflow.data`.
 

@@ -12,8 +12,8 @@ import pytest
 from websockets.frames import Opcode
 
 from crown_edge.cloud import ApiSettings, Credentials, OrderApi, create_app
+from crown_edge.cloud.bridge import Bridge
 from crown_edge.sync import queues
-from crown_edge.sync.bridge import Bridge
 from crown_edge.sync.sqs import OrderQueue
 from tests.cloud.client import WsClient, WsRefused, parse_reply, post_json, request
 

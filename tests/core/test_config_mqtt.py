@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from crown_edge import __version__
+from crown_edge.cloud.bridge import BridgeSettings
 from crown_edge.config import load_config, mqtt_toml, parse_config
 from crown_edge.errors import ConfigError
-from crown_edge.sync.bridge import BridgeSettings
 from crown_edge.sync.mqtt import MqttLink, MqttSettings
 from crown_edge.sync.mqtt_auth import MqttTls
 

@@ -9,10 +9,10 @@ import pytest
 
 from crown_edge.catalog import Catalog, load_catalog
 from crown_edge.config import MachineConfig
+from crown_edge.daemon.activities import EdgeActivities
 from crown_edge.models import Availability, Execution, MachineState
 from crown_edge.scheduler import Scheduler
 from crown_edge.store import Store
-from crown_edge.sync.edge_activities import EdgeActivities
 
 MACHINES = (MachineConfig(id="laser-1", driver="sim"),)
 

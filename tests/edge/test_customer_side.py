@@ -8,11 +8,11 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from crown_edge.daemon.activities import EdgeActivities
+from crown_edge.daemon.restock import signal_restock, waiting_for
 from crown_edge.lifecycle import JobEvent
 from crown_edge.models import JobStatus
 from crown_edge.store import Store
-from crown_edge.sync.edge_activities import EdgeActivities
-from crown_edge.sync.edge_restock import signal_restock, waiting_for
 from crown_edge.workflow import names as n
 from tests.edge.support import qa_input, run_input, validate_input
 

@@ -21,13 +21,13 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from crown_edge.catalog import Catalog
+from crown_edge.cloud.activities import CloudActivities
+from crown_edge.cloud.starter import start_job, workflow_worker
+from crown_edge.daemon.activities import EdgeActivities, edge_worker
 from crown_edge.lifecycle import JobEvent
 from crown_edge.models import IntakeMessage, JobStatus
 from crown_edge.scheduler import Scheduler
 from crown_edge.store import Store
-from crown_edge.sync.cloud_activities import CloudActivities
-from crown_edge.sync.edge_activities import EdgeActivities, edge_worker
-from crown_edge.sync.starter import start_job, workflow_worker
 from crown_edge.workflow import names as n
 from tests.edge.support import FakeMachine, wait_status
 

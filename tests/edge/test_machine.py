@@ -11,12 +11,12 @@ from temporalio.activity import ActivityCancellationDetails
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from crown_edge.daemon.activities import EdgeActivities
 from crown_edge.lifecycle import JobEvent
 from crown_edge.models import JobStatus
 from crown_edge.scheduler import Scheduler
 from crown_edge.store import Store
-from crown_edge.sync import edge_store as es
-from crown_edge.sync.edge_activities import EdgeActivities
+from crown_edge.store import workshop as es
 from crown_edge.workflow import names as n
 from tests.edge.support import (
     FakeMachine,

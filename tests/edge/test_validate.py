@@ -9,9 +9,9 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from crown_edge.daemon.activities import EdgeActivities
 from crown_edge.models import JobStatus
 from crown_edge.store import Store
-from crown_edge.sync.edge_activities import EdgeActivities
 from crown_edge.workflow import names as n
 from tests.edge.support import validate_input
 

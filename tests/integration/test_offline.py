@@ -20,13 +20,13 @@ import pytest
 from temporalio.client import Client
 
 from crown_edge.catalog import load_catalog
+from crown_edge.cloud.activities import CloudActivities
+from crown_edge.cloud.starter import start_job, workflow_worker
 from crown_edge.config import mqtt_toml
 from crown_edge.control import call
 from crown_edge.embedded import MqttBroker, TemporalDevServer
 from crown_edge.models import IntakeMessage
 from crown_edge.stack import SETTLED, FullStack, StackSettings
-from crown_edge.sync.cloud_activities import CloudActivities
-from crown_edge.sync.starter import start_job, workflow_worker
 from crown_edge.workflow import names
 
 pytestmark = pytest.mark.integration

@@ -24,12 +24,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from crown_edge.cloud.bridge import Bridge, BridgeSettings
 from crown_edge.embedded import MotoServer, MqttBroker
 from crown_edge.lifecycle import JobEvent
 from crown_edge.models import IntakeMessage
 from crown_edge.store import Store
 from crown_edge.sync import queues
-from crown_edge.sync.bridge import Bridge, BridgeSettings
 from crown_edge.sync.mqtt import MqttLink
 from crown_edge.sync.sqs import OrderQueue
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from crown_edge.cloud.board import Applied, StatusBoard, event_problem, event_time
 from crown_edge.sync import topics
 from crown_edge.sync.backoff import Backoff
-from crown_edge.sync.board import Applied, StatusBoard, event_problem, event_time
 
 
 def _ev(seq: int, status: str = "queued", job: str = "J-1") -> dict[str, Any]:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from crown_edge.cloud.bridge import Bridge
 from crown_edge.embedded import MqttBroker
 from crown_edge.sync import queues
-from crown_edge.sync.bridge import Bridge
 from crown_edge.sync.mqtt import MqttLink
 from crown_edge.sync.sqs import OrderQueue
 from tests.sync.fakes import MemoryOutbox, until

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from crown_edge.cloud.board import MAX_SEQ_JUMP, TERMINAL_STATUSES, Applied, StatusBoard
+from crown_edge.cloud.bridge import Bridge
+from crown_edge.cloud.jobdir import JobDirectory, TemporalShopLookup
 from crown_edge.embedded import MqttBroker, TemporalDevServer
 from crown_edge.models import IntakeMessage, JobStatus
-from crown_edge.sync.board import MAX_SEQ_JUMP, TERMINAL_STATUSES, Applied, StatusBoard
-from crown_edge.sync.bridge import Bridge
-from crown_edge.sync.jobdir import JobDirectory, TemporalShopLookup
 from crown_edge.sync.mqtt import MqttLink
 from tests.brokers import needs_mosquitto
 from tests.sync.fakes import MemoryOutbox, until
@@ -313,7 +313,7 @@ async def test_temporal_lookup_reads_the_workflow_input(
 ) -> None:
     from temporalio.client import Client
 
-    from crown_edge.sync.starter import start_job
+    from crown_edge.cloud.starter import start_job
 
     client = await Client.connect(temporal_dev_server.target)
     base = {"customer_id": "C", "item_id": "plaque-a5", "due_date": "2026-12-01"}

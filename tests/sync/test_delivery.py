@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from crown_edge.cloud.bridge import Bridge
 from crown_edge.embedded import MotoServer, MqttBroker
 from crown_edge.store import Store
-from crown_edge.sync.bridge import Bridge
 from crown_edge.sync.mqtt import MqttLink
 from crown_edge.sync.sqs import OrderQueue
 from tests.brokers import needs_mosquitto

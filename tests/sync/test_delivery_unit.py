@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from crown_edge.cloud.sequencer import Sequencer
 from crown_edge.sync import delivery
 from crown_edge.sync.delivery import ReplayRequest, RetransmitSchedule
-from crown_edge.sync.sequencer import Sequencer
 from crown_edge.sync.wire import Rejected
 
 SRC = "edge:s1"

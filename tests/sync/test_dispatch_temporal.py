@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from crown_edge.cloud.dispatcher import Dispatcher
 from crown_edge.embedded import TemporalDevServer
 from crown_edge.models import IntakeMessage
-from crown_edge.sync.dispatcher import Dispatcher
 from crown_edge.sync.sqs import OrderQueue
 
 pytestmark = pytest.mark.integration
@@ -20,7 +20,7 @@ async def test_redelivered_intake_never_starts_a_second_workflow(
 ) -> None:
     from temporalio.client import Client
 
-    from crown_edge.sync.starter import start_job
+    from crown_edge.cloud.starter import start_job
     from crown_edge.workflow.names import workflow_id
 
     client = await Client.connect(temporal_dev_server.target)

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from crown_edge.cloud.dispatcher import Dispatcher
 from crown_edge.models import IntakeMessage
 from crown_edge.sync import queues
-from crown_edge.sync.dispatcher import Dispatcher
 from crown_edge.sync.sqs import OrderQueue
 
 pytestmark = pytest.mark.integration

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from crown_edge.cloud.dispatcher import Dispatcher, SeenJobs, classify
 from crown_edge.errors import SyncError
 from crown_edge.models import IntakeMessage
 from crown_edge.sync import queues
-from crown_edge.sync.dispatcher import Dispatcher, SeenJobs, classify
 from crown_edge.sync.sqs import OrderQueue, ReceivedMessage, dead_letter_body
 from tests.sync.fakes import until
 

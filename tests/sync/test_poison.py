@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from crown_edge.cloud.dispatcher import Dispatcher, SeenJobs, classify
 from crown_edge.embedded import MqttBroker
 from crown_edge.models import IntakeMessage
 from crown_edge.sync import queues
 from crown_edge.sync.commands import parse_command
-from crown_edge.sync.dispatcher import Dispatcher, SeenJobs, classify
 from crown_edge.sync.mqtt import MqttLink
 from crown_edge.sync.sqs import (
     MAX_DLQ_BYTES,

@@ -21,8 +21,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from crown_edge.catalog import load_catalog
-from crown_edge.sync.cloud_activities import CloudActivities
-from crown_edge.sync.starter import workflow_worker
+from crown_edge.cloud.activities import CloudActivities
+from crown_edge.cloud.starter import workflow_worker
 from crown_edge.toolpath import ArtworkLimits
 from tests.workflow.fakes import TASK_QUEUE, FakeWorkshop
 from tests.workflow.support import CloudEvents, Harness

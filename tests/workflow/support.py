@@ -12,8 +12,8 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from crown_edge.cloud.starter import start_job
 from crown_edge.models import IntakeMessage
-from crown_edge.sync.starter import start_job
 from crown_edge.workflow.data import JobResult, JobView
 from crown_edge.workflow.workflow import EngravingWorkflow
 from tests.workflow.fakes import SHOP_ID, FakeWorkshop

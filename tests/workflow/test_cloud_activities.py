@@ -10,7 +10,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from crown_edge.catalog import load_catalog
-from crown_edge.sync.cloud_activities import CloudActivities
+from crown_edge.cloud.activities import CloudActivities
 from crown_edge.toolpath import ArtworkLimits
 from crown_edge.workflow.data import DesignInput, JobStatusEvent, Notification
 from crown_edge.workflow.names import ERR_UNKNOWN_ITEM

@@ -26,7 +26,7 @@ MIN_HISTORIES = 54
 def replayer() -> Replayer:
     """A Replayer set up like the real ``crown-orders`` worker.
 
-    ``crown_edge.sync.starter.workflow_worker`` builds its ``Worker`` with the default sandbox
+    ``crown_edge.cloud.starter.workflow_worker`` builds its ``Worker`` with the default sandbox
     runner and interceptors, on a client from ``Client.connect`` with the default data converter.
     Should the worker ever get a codec, a converter or sandbox passthroughs, pass the same here.
     """

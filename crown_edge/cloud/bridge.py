@@ -1,7 +1,7 @@
 """The bridge (cloud side): workshop MQTT → job-events SQS queue + live WebSocket subscribers.
 
 Subscribes to every workshop's ``events``, ``machines/+/state`` and ``edge/state``. A new event
-(by per-job ``seq``, see :class:`~crown_edge.sync.board.StatusBoard`) is
+(by per-job ``seq``, see :class:`~crown_edge.cloud.board.StatusBoard`) is
 
 - relayed to ``crown-trophy-job-events.fifo`` (group = job id, deduplication id = event id) by a
   relay task that retries with back-off while SQS is unreachable, and
@@ -9,7 +9,7 @@ Subscribes to every workshop's ``events``, ``machines/+/state`` and ``edge/state
   its oldest pending updates rather than slowing the bridge (status is latest-wins).
 
 Delivery is end to end (:mod:`crown_edge.sync.delivery`): workshop events pass the
-:class:`~crown_edge.sync.sequencer.Sequencer` first — each job's events once and in ``seq``
+:class:`~crown_edge.cloud.sequencer.Sequencer` first — each job's events once and in ``seq``
 order, later ones held behind a gap, a gap that stays open answered with a ``replay`` request to
 the workshop — and only once SQS has taken an event (or the board, when there is no SQS sink) does
 the bridge publish its id on the workshop's ``acks`` topic; the workshop keeps and resends every
@@ -22,15 +22,15 @@ back-off is capped at ``reconnect_max`` (seconds, not half a minute). Several br
 events with ``share_group`` (``$share/{group}/…``): each event goes to one of them, so a job's
 events may reach different bridges; each relays an event only after its predecessors and asks for
 a replay of what went elsewhere, and SQS drops the second relay by its deduplication id (see
-:mod:`crown_edge.sync.sequencer`) — correct, but slower than one bridge per set of workshops.
+:mod:`crown_edge.cloud.sequencer`) — correct, but slower than one bridge per set of workshops.
 
 Cloud-side code (workflow activities, the Order API) feeds statuses that never crossed MQTT
 through :meth:`Bridge.publish` (the cloud activities' sink is :meth:`Bridge.cloud_sink`).
-Each source has its own ``seq`` per job; see :mod:`crown_edge.sync.board` for how they are merged.
+Each source has its own ``seq`` per job; see :mod:`crown_edge.cloud.board` for how they are merged.
 
 Workshop events are untrusted input (defence in depth behind the broker's ACLs): every payload
 is decoded totally (:mod:`crown_edge.sync.wire`), and an event counts only when the workshop of
-its topic is the workshop that makes the job, as the :class:`~crown_edge.sync.jobdir.JobDirectory`
+its topic is the workshop that makes the job, as the :class:`~crown_edge.cloud.jobdir.JobDirectory`
 knows it from the workflow — never from the message. Anything else (malformed, unknown job,
 another shop's job, an implausible ``seq``) is logged with the topic's shop and the job id,
 counted in :attr:`Bridge.rejected` by reason, and changes nothing. The directory looks unknown
@@ -54,13 +54,13 @@ from typing import Any, Protocol, Self
 import aiomqtt
 from temporalio import activity
 
+from crown_edge.cloud.board import EDGE_SOURCE, StatusBoard, event_problem
+from crown_edge.cloud.jobdir import JobDirectory, TemporalShopLookup
+from crown_edge.cloud.sequencer import Sequencer
 from crown_edge.errors import SyncError
 from crown_edge.sync import delivery, topics, wire
 from crown_edge.sync.backoff import Backoff
-from crown_edge.sync.board import EDGE_SOURCE, StatusBoard, event_problem
-from crown_edge.sync.jobdir import JobDirectory, TemporalShopLookup
 from crown_edge.sync.mqtt_auth import MqttTls, mqtt_client
-from crown_edge.sync.sequencer import Sequencer
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ roll back a status the workflow has moved past. An event's time is ``min(at, rec
 workshop whose clock runs fast cannot claim to be newer than it is.
 
 Two rules keep a forged or corrupt event from doing lasting harm (the bridge also checks that a
-workshop reports only its own jobs, see :mod:`crown_edge.sync.jobdir`):
+workshop reports only its own jobs, see :mod:`crown_edge.cloud.jobdir`):
 
 - **A plausible seq.** An event whose ``seq`` jumps more than ``MAX_SEQ_JUMP`` past the last one
   of its source (or past 0 for the first one seen) is rejected and changes nothing: a job has a

@@ -44,6 +44,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from crown_edge.catalog import Catalog
+from crown_edge.daemon.fit import alternative_items, estimate_seconds, fit_text
+from crown_edge.daemon.report import RunReporter
+from crown_edge.daemon.runs import auto_verdict, run_result
 from crown_edge.errors import (
     ConfigError,
     IllegalTransition,
@@ -55,10 +58,7 @@ from crown_edge.lifecycle import TERMINAL, JobEvent
 from crown_edge.models import IntakeMessage, JobStatus
 from crown_edge.scheduler import Scheduler
 from crown_edge.store import Job, Store
-from crown_edge.sync import edge_store as es
-from crown_edge.sync.edge_fit import alternative_items, estimate_seconds, fit_text
-from crown_edge.sync.edge_report import RunReporter
-from crown_edge.sync.edge_runs import auto_verdict, run_result
+from crown_edge.store import workshop as es
 from crown_edge.workflow import names as n
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReus
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import Worker
 
+from crown_edge.cloud.activities import CloudActivities
 from crown_edge.models import IntakeMessage
-from crown_edge.sync.cloud_activities import CloudActivities
 from crown_edge.workflow.data import EngravingJob, JobResult
 from crown_edge.workflow.names import ORDERS_TASK_QUEUE, workflow_id
 from crown_edge.workflow.workflow import EngravingWorkflow

@@ -6,7 +6,7 @@ the job. That answer never comes from the message itself (a forged event would s
 right shop); it comes from the workflow, the job's durable record:
 
 1. **Workflow statuses.** Every status the workflow publishes (``publish_status`` → the cloud
-   activities' sink → :meth:`~crown_edge.sync.bridge.Bridge.publish` with source ``workflow``)
+   activities' sink → :meth:`~crown_edge.cloud.bridge.Bridge.publish` with source ``workflow``)
    carries the workflow input's workshop (``EngravingJob.workshop``); the bridge
    :meth:`learns <JobDirectory.learn>` it. The first one, ``received``, is queued as the workflow
    starts, so in steady state the directory knows a job before its workshop does.
