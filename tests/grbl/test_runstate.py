@@ -14,6 +14,7 @@ from crown_edge.drivers.grbl import protocol as p
 from crown_edge.drivers.grbl.codes import alarm_info, error_info
 from crown_edge.drivers.grbl.runstate import (
     Action,
+    Answer,
     Phase,
     Realtime,
     Reserve,
@@ -483,3 +484,25 @@ def test_a_reset_sent_past_the_run_stops_feeding_and_the_alarm_ends_it() -> None
     h.run([alarm(3), OK, BANNER])
     end = h.machine.end
     assert end is not None and end.reason == "alarm" and end.alarm_code == 3
+
+
+# --- feed: one entry for everything the controller says -----------------------------------------
+
+FEED_SCRIPTS = [
+    [OK, OK, status("Run"), OK, OK, status("Idle")],
+    [OK, error(20), OK, status("Hold", 0), BANNER],
+    [OK, alarm(1), status("Alarm")],
+    [status("Idle"), OK, OK, OK, OK, status("Idle"), status("Idle")],
+]
+
+
+@pytest.mark.parametrize("script", FEED_SCRIPTS)
+def test_feed_is_on_answer_or_on_status_by_what_came(script: list[Answer | p.Status]) -> None:
+    by_kind = Harness()
+    fed = Harness()
+    for item in script:
+        by_kind.feed(item)
+        fed.actions += fed.machine.feed(item, fed.now)
+    assert fed.actions == by_kind.actions
+    assert fed.machine.phase is by_kind.machine.phase
+    assert fed.machine.end == by_kind.machine.end

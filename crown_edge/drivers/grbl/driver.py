@@ -60,6 +60,7 @@ from typing import Any
 from crown_edge.drivers.base import ProgressCallback, RunOutcome, RunProgress, RunResult
 from crown_edge.drivers.grbl import protocol as p
 from crown_edge.drivers.grbl.connection import Connection
+from crown_edge.drivers.grbl.machine_state import machine_state, not_ready
 from crown_edge.drivers.grbl.run import (
     DEFAULT_RESERVE_WINDOW,
     ProgramRun,
@@ -69,22 +70,11 @@ from crown_edge.drivers.grbl.run import (
 from crown_edge.drivers.grbl.runstate import RunTimeouts, decelerating
 from crown_edge.drivers.grbl.streamer import Streamer, resume_preamble
 from crown_edge.drivers.grbl.transport import SerialLink
-from crown_edge.errors import ControllerAlarm, DriverError, InterlockOpen, LinkLost
+from crown_edge.errors import DriverError, LinkLost
 from crown_edge.models import Availability, Execution, MachineState
+from crown_edge.sync.backoff import Backoff
 
 log = logging.getLogger(__name__)
-
-_EXECUTION = {
-    "Idle": Execution.READY,
-    "Check": Execution.READY,
-    "Run": Execution.ACTIVE,
-    "Jog": Execution.ACTIVE,
-    "Home": Execution.ACTIVE,
-    "Hold": Execution.FEED_HOLD,
-    "Door": Execution.FEED_HOLD,
-    "Sleep": Execution.STOPPED,
-    "Tool": Execution.FEED_HOLD,
-}
 
 
 class GrblDriver:
@@ -97,7 +87,7 @@ class GrblDriver:
     ``open_timeout``        bound on opening the port and on each handshake step;
     ``banner_wait``         how long to wait for a power-up banner before causing one with a
                             soft reset (boards that reset on open, e.g. Arduino DTR, ~2.5 s);
-    ``backoff``             (first, max) seconds between reopen attempts, doubling;
+    ``backoff``             (first, max) seconds between reopen attempts, doubling, jittered;
     ``lost_ack_timeout``    Idle with a line unanswered for this long -> ``lost_ack``;
     ``hold_timeout``        bound on waiting for a feed hold to come to rest before the reset
                             (a hold still decelerating then is reported in the result's detail);
@@ -228,42 +218,14 @@ class GrblDriver:
             progress = RunProgress(
                 run.job_id, streamer.acked_lines, streamer.total, streamer.start_line
             ).fraction
-        stopped = Execution.INTERRUPTED if self._interrupted else Execution.STOPPED
-        heartbeat = conn.heard_at if conn is not None else None
-        status = self.status
-        if status is None:
-            return MachineState(
-                self._machine_id,
-                Availability.UNAVAILABLE,
-                stopped,
-                heartbeat_at=heartbeat,
-                job_id=job,
-                progress=progress,
-            )
-        if status.state == "Alarm" or (conn is not None and conn.alarm is not None):
-            alarm = (conn.alarm if conn is not None else None) or self._alarm
-            text = f"ALARM:{alarm.code} {alarm.name}" if alarm else "ALARM"
-            return MachineState(
-                self._machine_id,
-                Availability.UNAVAILABLE,
-                stopped,
-                alarm=text,
-                heartbeat_at=heartbeat,
-                job_id=job,
-                progress=progress,
-            )
-        execution = _EXECUTION.get(status.state, Execution.STOPPED)
-        if execution is Execution.READY and run is not None:
-            execution = Execution.ACTIVE  # a program is running, grbl is between blocks
-        elif execution is Execution.READY and self._interrupted:
-            execution = Execution.INTERRUPTED
-        return MachineState(
+        return machine_state(
             self._machine_id,
-            Availability.AVAILABLE,
-            execution,
-            alarm="door open" if status.state == "Door" and status.substate != 0 else None,
-            heartbeat_at=heartbeat,
-            paused=execution is Execution.FEED_HOLD,
+            self.status,
+            alarm=(conn.alarm if conn is not None else None) or self._alarm,
+            alarm_latched=conn is not None and conn.alarm is not None,
+            running=run is not None,
+            interrupted=self._interrupted,
+            heartbeat_at=conn.heard_at if conn is not None else None,
             job_id=job,
             progress=progress,
         )
@@ -297,36 +259,21 @@ class GrblDriver:
 
     def _check_ready(self) -> Connection:
         conn = self._conn
-        status = self.status
-        if conn is None or status is None:
-            raise LinkLost(
-                f"machine {self._machine_id} is not connected",
-                machine_id=self._machine_id,
-                url=self.url,
-            )
-        if status.state == "Alarm" or conn.alarm is not None:
-            code = self._alarm.code if self._alarm else None
-            raise ControllerAlarm(
-                f"machine {self._machine_id} is in alarm", machine_id=self._machine_id, code=code
-            )
-        if status.state == "Door":
-            raise InterlockOpen(
-                f"machine {self._machine_id}: safety door open",
-                machine_id=self._machine_id,
-                interlock="door",
-            )
-        if status.state not in ("Idle", "Check"):
-            raise DriverError(
-                f"machine {self._machine_id} is busy ({status.state})",
-                machine_id=self._machine_id,
-                state=status.state,
-            )
-        return conn
+        problem = not_ready(
+            self._machine_id,
+            self.status,
+            alarm=self._alarm,
+            alarm_latched=conn is not None and conn.alarm is not None,
+            url=self.url,
+        )
+        if problem is not None:
+            raise problem
+        return self._live()
 
     # --- connection supervision ------------------------------------------------------------------
 
     async def _supervise(self) -> None:
-        delay = self.backoff[0]
+        backoff = Backoff(*self.backoff)
         while True:
             conn: Connection | None = None
             try:
@@ -350,20 +297,19 @@ class GrblDriver:
                 self._conn = conn
                 self._hold_seq = 0
                 self._alarm = conn.alarm
-                delay = self.backoff[0]
+                backoff.reset()
                 self._notify()
                 await conn.lost.wait()
                 log.warning("machine %s: link down (%s)", self._machine_id, conn.lost_reason)
             except LinkLost as exc:
-                log.info("machine %s: %s; retrying in %.1f s", self._machine_id, exc, delay)
+                log.info("machine %s: %s; reopening", self._machine_id, exc)
             finally:
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await asyncio.shield(conn.close())
                 self._conn = None
                 self._notify()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.backoff[1])
+            await asyncio.sleep(backoff.next())
 
     # --- programs --------------------------------------------------------------------------------
 

@@ -192,6 +192,12 @@ class RunMachine:
         """The first lines to send."""
         return self._pump(now)
 
+    def feed(self, reading: Answer | p.Status, now: float) -> list[Action]:
+        """One thing the controller said, in wire order: an answer or a fresh status report."""
+        if isinstance(reading, p.Status):
+            return self.on_status(reading, now)
+        return self.on_answer(reading, now)
+
     def on_answer(self, answer: Answer, now: float) -> list[Action]:
         """An ``ok`` / ``error:N`` / ``ALARM:N`` / banner, in wire order."""
         if self.end is not None:
