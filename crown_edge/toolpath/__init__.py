@@ -1,7 +1,8 @@
 """Engraving content → G-code: layout, surfaces, artwork, stroke order, emission, preview, estimate.
 
-Everything here is pure (values in, values out) except :mod:`crown_edge.toolpath.artwork`'s
-fetchers. The public API other components (scheduler, Temporal activities, the CLI) call::
+Everything here is pure (values in, values out); artwork is fetched by
+:mod:`crown_edge.daemon.artwork`. The public API other components (scheduler, Temporal
+activities, the CLI) call::
 
     from crown_edge.toolpath import render_job, check_fit
 
@@ -13,7 +14,7 @@ fetchers. The public API other components (scheduler, Temporal activities, the C
         material,                  # crown_edge.models.MaterialProfile (power, feed, passes, air)
         job_id="J-123",            # [A-Za-z0-9._-]{1,64}; the only outside text in the G-code
         font=None,                 # one of available_fonts(), default "futural"
-        artwork=None,              # Artwork from load_artwork()/load_artwork_async()
+        artwork=None,              # Artwork from parse_svg() or daemon.artwork.load_artwork()
         rotary=None,               # RotaryConfig for cylinders (axis "Y" or "A", per_rotation)
         machine=None,              # MachineParams for the estimate (accel, rapid, junction dev.)
     )
@@ -31,7 +32,7 @@ few milliseconds (``crown-edge bench toolpath``), so callers may run it inline o
 
 Errors (all :class:`~crown_edge.errors.ValidationError`): ``GlyphMissing`` (a character the
 font lacks, named), ``TextDoesNotFit`` (fields: reason ``lines``/``width``/``height``, line,
-needed and available mm, min cap height), ``ArtworkError`` (fetch/parse; field ``reason``),
+needed and available mm, min cap height), ``ArtworkError`` (parse; field ``reason``),
 and plain ``ValidationError`` for an unknown font, a bad job id or material values. Bad
 ``MachineParams`` raise ``ConfigError``.
 
@@ -45,9 +46,6 @@ from __future__ import annotations
 from crown_edge.toolpath.artwork import (
     Artwork,
     ArtworkLimits,
-    fetch_artwork_bytes,
-    load_artwork,
-    load_artwork_async,
     parse_svg,
 )
 from crown_edge.toolpath.estimate import Estimate, MachineParams, estimate_gcode
@@ -69,11 +67,8 @@ __all__ = [
     "available_fonts",
     "check_fit",
     "estimate_gcode",
-    "fetch_artwork_bytes",
     "grammar_violations",
     "is_grammar_line",
-    "load_artwork",
-    "load_artwork_async",
     "parse_svg",
     "render_job",
 ]

@@ -1,41 +1,25 @@
-"""Artwork: fetch an SVG within limits, turn its shapes into polylines, fit them into a region.
+"""Artwork: turn an SVG's shapes into polylines and fit them into a region. Pure: bytes in.
 
-This is the one module of the toolpath package that does I/O (:func:`fetch_artwork_bytes`,
-:func:`load_artwork`, :func:`load_artwork_async`). Every failure — bad scheme, private address,
-refused connection, wrong content type, too large, too slow, not an SVG — is an
-:class:`~crown_edge.errors.ArtworkError` with a ``reason`` field, never a crash or a hang.
-
-Only ``https://`` to public addresses is fetched by default, which is what customer-supplied
-URLs get. ``allow_file`` adds ``file://`` (the CLI, the technician's own files) and
-``allow_insecure`` adds ``http://`` and loopback/private addresses (tests).
+Fetching the bytes (sockets, files, limits on time and size) is the daemon's part,
+:mod:`crown_edge.daemon.artwork`; :class:`ArtworkLimits` is here because it also bounds parsing
+(``max_points``). A document that is not an SVG, does not parse or has nothing to draw is an
+:class:`~crown_edge.errors.ArtworkError` with a ``reason`` field, never a crash.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import io
-import ipaddress
 import math
-import socket
-import threading
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from http.client import HTTPMessage
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from crown_edge.errors import ArtworkError
 from crown_edge.toolpath.fonts import Polyline
 from crown_edge.toolpath.layout import Region
 
 DEFAULT_MAX_BYTES = 2 * 1024 * 1024
-_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,165 +46,10 @@ class Artwork:
     height: float
 
 
-def _fail(url: str, reason: str, detail: str) -> ArtworkError:
+def artwork_error(url: str, reason: str, detail: str) -> ArtworkError:
+    """An :class:`ArtworkError` naming the (shortened) URL, with its ``reason`` field."""
     shown = url if len(url) <= 120 else url[:117] + "..."
     return ArtworkError(f"artwork {shown}: {detail}", url=url, reason=reason)
-
-
-def _check_host(url: str, host: str | None, port: int | None, limits: ArtworkLimits) -> None:
-    if not host:
-        raise _fail(url, "url", "no host in URL")
-    try:
-        infos = socket.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
-        raise _fail(url, "unreachable", f"cannot resolve host: {exc}") from exc
-    if limits.allow_insecure:
-        return
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if not address.is_global:
-            raise _fail(url, "address", f"host resolves to a non-public address {address}")
-
-
-class _Redirects(urllib.request.HTTPRedirectHandler):
-    def __init__(self, url: str, limits: ArtworkLimits) -> None:
-        super().__init__()
-        self.url = url
-        self.limits = limits
-        self.max_redirections = limits.max_redirects  # type: ignore[misc]
-
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: IO[bytes],
-        code: int,
-        msg: str,
-        headers: HTTPMessage,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        parts = urllib.parse.urlsplit(newurl)
-        if parts.scheme != "https" and not (parts.scheme == "http" and self.limits.allow_insecure):
-            fp.close()
-            raise _fail(self.url, "url", f"redirect to a {parts.scheme or 'relative'} URL refused")
-        try:
-            _check_host(self.url, parts.hostname, parts.port, self.limits)
-        except (ArtworkError, ValueError):
-            fp.close()
-            raise
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-def _fetch_http(url: str, limits: ArtworkLimits, deadline: float, holder: dict[str, Any]) -> bytes:
-    parts = urllib.parse.urlsplit(url)
-    _check_host(url, parts.hostname, parts.port, limits)
-    opener = urllib.request.build_opener(_Redirects(url, limits))
-    request = urllib.request.Request(
-        url, headers={"Accept": ", ".join(limits.content_types), "User-Agent": "crown-edge"}
-    )
-    remaining = max(0.05, deadline - time.monotonic())
-    try:
-        response = opener.open(request, timeout=remaining)
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        if 300 <= exc.code < 400:
-            raise _fail(url, "url", f"redirect refused (HTTP {exc.code})") from None
-        raise _fail(url, "status", f"server answered HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        if isinstance(reason, TimeoutError | socket.timeout):
-            raise _fail(url, "timeout", "no answer in time") from exc
-        raise _fail(url, "unreachable", f"cannot connect: {reason}") from exc
-    with response:
-        holder["response"] = response
-        ctype = (response.headers.get_content_type() or "").lower()
-        if ctype not in limits.content_types:
-            raise _fail(url, "content_type", f"content type {ctype!r} is not accepted")
-        declared = response.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > limits.max_bytes:
-            raise _fail(url, "size", f"{declared} bytes exceeds the {limits.max_bytes} limit")
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            if time.monotonic() > deadline:
-                raise _fail(url, "timeout", f"not complete within {limits.timeout_s:g} s")
-            try:
-                chunk = response.read1(_CHUNK)
-            except (OSError, ValueError) as exc:
-                if isinstance(exc, TimeoutError | socket.timeout):
-                    raise _fail(url, "timeout", "server stopped sending") from exc
-                raise _fail(url, "unreachable", f"read failed: {exc}") from exc
-            if not chunk:
-                break
-            total += len(chunk)
-            if total > limits.max_bytes:
-                raise _fail(url, "size", f"more than the {limits.max_bytes} byte limit")
-            chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _fetch_file(url: str, limits: ArtworkLimits) -> bytes:
-    if not limits.allow_file:
-        raise _fail(url, "url", "file URLs are not allowed here")
-    parts = urllib.parse.urlsplit(url)
-    if parts.netloc not in ("", "localhost"):
-        raise _fail(url, "url", "file URL with a remote host")
-    path = Path(urllib.request.url2pathname(parts.path))
-    if path.suffix.lower() != ".svg":
-        raise _fail(url, "content_type", "only .svg files are accepted")
-    try:
-        with path.open("rb") as fh:
-            data = fh.read(limits.max_bytes + 1)
-    except OSError as exc:
-        raise _fail(url, "unreachable", f"cannot read file: {exc.strerror}") from exc
-    if len(data) > limits.max_bytes:
-        raise _fail(url, "size", f"more than the {limits.max_bytes} byte limit")
-    return data
-
-
-def fetch_artwork_bytes(url: str, limits: ArtworkLimits | None = None) -> bytes:
-    """Fetch the artwork's bytes from a ``file://`` or ``https://`` URL within ``limits``.
-
-    The whole fetch (name lookup, connect, redirects, body) runs against one deadline in a
-    worker thread, so a slow or silent server costs at most ``timeout_s``.
-    """
-    lim = limits or ArtworkLimits()
-    if not isinstance(url, str) or len(url) > 2048:
-        raise _fail(str(url)[:120], "url", "not a usable URL")
-    try:
-        split = urllib.parse.urlsplit(url)
-        scheme = split.scheme.lower()
-        _ = split.port  # raises for a malformed port
-    except ValueError as exc:
-        raise _fail(url, "url", f"malformed URL: {exc}") from exc
-    if scheme == "file":
-        return _fetch_file(url, lim)
-    if scheme != "https" and not (scheme == "http" and lim.allow_insecure):
-        raise _fail(url, "url", f"scheme {scheme or '(none)'!r} is not allowed")
-    deadline = time.monotonic() + lim.timeout_s
-    holder: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            holder["data"] = _fetch_http(url, lim, deadline, holder)
-        except ArtworkError as exc:
-            holder["error"] = exc
-        except Exception as exc:  # translated at the boundary, never a crash
-            holder["error"] = _fail(url, "unreachable", f"{type(exc).__name__}: {exc}")
-
-    worker = threading.Thread(target=work, name="artwork-fetch", daemon=True)
-    worker.start()
-    worker.join(lim.timeout_s + 0.5)
-    if worker.is_alive():
-        response = holder.get("response")
-        if response is not None:
-            with contextlib.suppress(Exception):  # best effort to wake the worker
-                response.close()
-        raise _fail(url, "timeout", f"not complete within {lim.timeout_s:g} s")
-    error = holder.get("error")
-    if isinstance(error, ArtworkError):
-        raise error
-    data: bytes = holder["data"]
-    return data
 
 
 def _flatten(segment: Any, step: float) -> list[tuple[float, float]]:
@@ -245,7 +74,7 @@ def parse_svg(data: bytes, *, max_points: int = 200_000, url: str = "") -> Artwo
 
     head = data[:4096].lower()
     if b"<svg" not in data[:65536].lower() or b"<!entity" in head:
-        raise _fail(url, "content", "not an SVG document")
+        raise artwork_error(url, "content", "not an SVG document")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -260,16 +89,16 @@ def parse_svg(data: bytes, *, max_points: int = 200_000, url: str = "") -> Artwo
     except ArtworkError:
         raise
     except Exception as exc:
-        raise _fail(url, "parse", f"SVG does not parse: {type(exc).__name__}") from exc
+        raise artwork_error(url, "parse", f"SVG does not parse: {type(exc).__name__}") from exc
     boxes = [b for b in boxes if b is not None]
     if not boxes:
-        raise _fail(url, "empty", "the SVG has no drawable shapes")
+        raise artwork_error(url, "empty", "the SVG has no drawable shapes")
     x0 = min(b[0] for b in boxes)
     y0 = min(b[1] for b in boxes)
     x1 = max(b[2] for b in boxes)
     y1 = max(b[3] for b in boxes)
     if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
-        raise _fail(url, "parse", "the SVG has non-finite coordinates")
+        raise artwork_error(url, "parse", "the SVG has non-finite coordinates")
     step = max(x1 - x0, y1 - y0, 1e-9) / 500
     polylines: list[Polyline] = []
     total = 0
@@ -287,28 +116,17 @@ def parse_svg(data: bytes, *, max_points: int = 200_000, url: str = "") -> Artwo
                     pts.extend(_flatten(seg, step))
                 total += 1
                 if len(pts) + total > max_points:
-                    raise _fail(url, "size", f"more than {max_points} points")
+                    raise artwork_error(url, "size", f"more than {max_points} points")
             if len(pts) >= 2:
                 total += len(pts)
                 polylines.append(tuple((x - x0, y1 - y) for x, y in pts))
     except ArtworkError:
         raise
     except Exception as exc:
-        raise _fail(url, "parse", f"SVG geometry failed: {type(exc).__name__}") from exc
+        raise artwork_error(url, "parse", f"SVG geometry failed: {type(exc).__name__}") from exc
     if not polylines:
-        raise _fail(url, "empty", "the SVG has no drawable shapes")
+        raise artwork_error(url, "empty", "the SVG has no drawable shapes")
     return Artwork(tuple(polylines), x1 - x0, y1 - y0)
-
-
-def load_artwork(url: str, limits: ArtworkLimits | None = None) -> Artwork:
-    """Fetch and parse artwork (blocking; see :func:`load_artwork_async`)."""
-    lim = limits or ArtworkLimits()
-    return parse_svg(fetch_artwork_bytes(url, lim), max_points=lim.max_points, url=url)
-
-
-async def load_artwork_async(url: str, limits: ArtworkLimits | None = None) -> Artwork:
-    """Fetch and parse artwork without blocking the event loop."""
-    return await asyncio.to_thread(load_artwork, url, limits)
 
 
 def fit_artwork(art: Artwork, region: Region) -> tuple[Polyline, ...]:

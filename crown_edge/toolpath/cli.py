@@ -11,9 +11,10 @@ from typing import Annotated, NoReturn
 import typer
 
 from crown_edge.catalog import load_catalog
+from crown_edge.daemon.artwork import load_artwork
 from crown_edge.errors import CrownEdgeError
 from crown_edge.models import EngravingArea, Item
-from crown_edge.toolpath.artwork import ArtworkLimits, load_artwork
+from crown_edge.toolpath.artwork import ArtworkLimits
 from crown_edge.toolpath.render import render_job
 from crown_edge.toolpath.surface import RotaryConfig
 
