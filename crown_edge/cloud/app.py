@@ -30,39 +30,44 @@ HTTP/1.1 and RFC 6455 implementation that replaces the hand-written one, with th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
-import re
-from collections import Counter as CounterOf
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self, TypeVar
+from typing import Any, Protocol, Self
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    generate_latest,
-)
-from prometheus_client.core import CounterMetricFamily, Metric
-from prometheus_client.registry import Collector
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic import ValidationError as PydanticError
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crown_edge.cloud import pages
 from crown_edge.cloud.auth import Credentials, KeyCheck
-from crown_edge.cloud.bridge import REJECT_REASONS, Bridge, Subscription
+from crown_edge.cloud.bodies import (
+    ERRORS,
+    AlternativeIn,
+    ApprovalIn,
+    JobViewOut,
+    OrderAccepted,
+    OrderIn,
+    RatingIn,
+    body_of,
+)
+from crown_edge.cloud.bridge import Bridge
+from crown_edge.cloud.door import Door, Metrics, door_reasons, metrics_app
+from crown_edge.cloud.errors import (
+    ApiError,
+    error_response,
+    on_api_error,
+    on_http_error,
+    on_validation_error,
+    parse_body,
+    read_json,
+)
 from crown_edge.cloud.jobs import (
     APPROVE_DESIGN,
     CHOOSE_ALTERNATIVE,
@@ -71,24 +76,21 @@ from crown_edge.cloud.jobs import (
     Refused,
     Unavailable,
 )
-from crown_edge.cloud.server import MAX_HEAD, AsgiServer
+from crown_edge.cloud.live import overlay, pump
+from crown_edge.cloud.server import AsgiServer
 from crown_edge.cloud.words import customer_view
 from crown_edge.errors import MessageInvalid, SyncError
 from crown_edge.models import IntakeMessage
-from crown_edge.sync import queues, wire
+from crown_edge.sync import queues
 from crown_edge.toolpath.gcode import JOB_ID
 from crown_edge.workflow.data import ApprovalDecision
 
+__all__ = ["ApiSettings", "OrderApi", "OrderSender", "create_app", "metrics_app", "overlay"]
+
 log = logging.getLogger(__name__)
 
-MAX_BODY = 256 * 1024
-#: Deepest JSON nesting a body may have (an order is 2 deep: object → text array).
-MAX_DEPTH = 8
 MAX_SVG = 5 * 1024 * 1024
-MAX_COMMENT = 1000
 SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
-#: WebSocket close codes: server going away; policy violation (bad Origin).
-CLOSE_GOING_AWAY, CLOSE_POLICY = 1001, 1008
 
 
 class OrderSender(Protocol):
@@ -97,249 +99,6 @@ class OrderSender(Protocol):
     async def send_order(self, message: IntakeMessage) -> str:
         """Queue the message; return the queue's message id."""
         ...
-
-
-# --- bodies (they are the OpenAPI document) ---------------------------------------------------
-
-
-class OrderIn(BaseModel):
-    """An intake message (the seed's schema); unknown fields are kept."""
-
-    model_config = ConfigDict(extra="allow")
-
-    job_id: str = Field(pattern=JOB_ID.pattern, max_length=64)
-    customer_id: str
-    item_id: str
-    due_date: str = Field(description="ISO 8601 date or date-time")
-    text: list[str] = Field(default_factory=list, max_length=20)
-    artwork_url: str | None = None
-    rush: bool = False
-    font: str | None = None
-    material: str | None = None
-    price_cents: int | None = Field(default=None, ge=0)
-    shop_id: str | None = Field(default=None, description="a workshop this service knows")
-    requires_design: bool = False
-
-
-class OrderAccepted(BaseModel):
-    """The 202 answer: where the customer (``status_url``) and tools follow the order."""
-
-    job_id: str
-    status: str
-    queue: str
-    status_url: str = Field(description="the customer's page, with its signed token")
-    order_url: str = Field(description="the JSON view, with the token")
-    ws_url: str
-
-
-class ApprovalIn(BaseModel):
-    """The customer's answer to a design."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    approved: bool
-    comment: str = Field(default="", max_length=MAX_COMMENT)
-
-
-class AlternativeIn(BaseModel):
-    """One of the offered items, or ``{"cancel": true}``."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    item_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,128}$")
-    cancel: bool = False
-
-
-class RatingIn(BaseModel):
-    """1-5 stars and an optional comment, once the job is complete."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    stars: int = Field(ge=1, le=5)
-    comment: str = Field(default="", max_length=MAX_COMMENT)
-
-
-class JobViewOut(BaseModel):
-    """What the customer sees of a job (more fields may appear)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    job_id: str
-    status: str
-    label: str
-    detail: str
-    reason: str | None = None
-    reason_text: str | None = None
-    progress: float | None = None
-    queue_position: int | None = None
-
-
-class ErrorOut(BaseModel):
-    """Every error answer."""
-
-    error: str
-    reasons: list[str] = Field(default_factory=list)
-
-
-def _body(model: type[BaseModel]) -> dict[str, Any]:
-    """``openapi_extra`` declaring ``model`` as the JSON body (parsed by :func:`_read_json`)."""
-    schema = model.model_json_schema()
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
-
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 415, 503)
-}
-
-
-# --- errors ------------------------------------------------------------------------------------
-
-
-class ApiError(Exception):
-    """An error answer: status, error word, reasons, extra headers."""
-
-    def __init__(
-        self,
-        status: int,
-        error: str,
-        reasons: Iterable[str] = (),
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(error)
-        self.status = status
-        self.error = error
-        self.reasons = list(reasons)
-        self.headers = dict(headers or {})
-
-
-def _error(status: int, error: str, reasons: Iterable[str] = (), **headers: str) -> JSONResponse:
-    return JSONResponse({"error": error, "reasons": list(reasons)}, status, headers=headers or None)
-
-
-_HTTP_WORDS = {
-    400: "bad_request",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "body_too_large",
-    415: "unsupported_media_type",
-}
-
-
-async def _on_api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    return _error(exc.status, exc.error, exc.reasons, **exc.headers)
-
-
-async def _on_http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    word = _HTTP_WORDS.get(exc.status_code, "error")
-    return _error(exc.status_code, word, **(exc.headers or {}))
-
-
-async def _on_validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    return _error(400, "invalid_request", _reasons(exc.errors()))
-
-
-def _reasons(errors: Iterable[Any]) -> list[str]:
-    out = []
-    for err in errors:
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-        out.append(f"{where}: {err.get('msg', 'invalid')}")
-    return out
-
-
-# --- metrics -----------------------------------------------------------------------------------
-
-
-def _count(counter: CounterOf[str], key: str) -> float:
-    return float(counter[key])
-
-
-class _Metrics:
-    def __init__(self, registry: CollectorRegistry, bridge: Bridge) -> None:
-        self.accepted = Counter(
-            "crown_orders_accepted", "Orders queued", ["queue"], registry=registry
-        )
-        self.rejected = Counter(
-            "crown_orders_rejected", "Orders refused at intake", ["reason"], registry=registry
-        )
-        self.requests = Counter(
-            "crown_http_requests", "HTTP requests", ["route", "code"], registry=registry
-        )
-        self.actions = Counter(
-            "crown_customer_actions", "Customer actions", ["action", "outcome"], registry=registry
-        )
-        self.ws_clients = Gauge("crown_ws_clients", "Open status WebSockets", registry=registry)
-        backlog = Gauge("crown_bridge_relay_backlog", "Events waiting", registry=registry)
-        backlog.set_function(lambda: bridge.relay_backlog)
-        registry.register(_BridgeCounters(bridge))
-
-
-class _BridgeCounters(Collector):
-    """The bridge's own running counts as Prometheus counters (``…_total``): they only grow,
-    so dashboards take ``increase()`` of them."""
-
-    def __init__(self, bridge: Bridge) -> None:
-        self.bridge = bridge
-
-    def collect(self) -> Iterator[Metric]:
-        relayed = CounterMetricFamily("crown_bridge_relayed", "Events relayed to SQS")
-        relayed.add_metric([], self.bridge.relayed)
-        yield relayed
-        rejected = CounterMetricFamily(
-            "crown_bridge_rejected",
-            "Workshop messages the bridge rejected (forged, malformed, implausible)",
-            labels=["reason"],
-        )
-        for reason in REJECT_REASONS:
-            rejected.add_metric([reason], _count(self.bridge.rejected, reason))
-        yield rejected
-
-
-class _Door:
-    """ASGI middleware: ``nosniff`` on every answer, and requests counted by route and code."""
-
-    def __init__(self, app: ASGIApp, metrics: _Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        route = _route_name(scope.get("path", ""))
-        head = sum(len(k) + len(v) + 4 for k, v in scope.get("headers", ()))
-        if head + len(scope.get("raw_path", b"")) > MAX_HEAD:
-            self.metrics.requests.labels(route, "431").inc()
-            response = _error(431, "request_head_too_large", [f"at most {MAX_HEAD} bytes"])
-            await response(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.append((b"x-content-type-options", b"nosniff"))
-                message = {**message, "headers": headers}
-                self.metrics.requests.labels(route, str(message["status"])).inc()
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-def _route_name(path: str) -> str:
-    parts = [p for p in path.split("/") if p]
-    if not parts:
-        return "root"
-    if parts[0] == "orders" and len(parts) == 3:
-        return parts[2] if parts[2] in ("approval", "alternative", "rating") else "other"
-    if parts[0] == "orders":
-        return "orders" if len(parts) == 1 else "order"
-    return (
-        parts[0]
-        if parts[0] in ("status", "designs", "ws", "static", "healthz", "metrics")
-        else ("other")
-    )
 
 
 # --- the service -------------------------------------------------------------------------------
@@ -385,11 +144,11 @@ class OrderApi:
         self.credentials = settings.credentials
         self.jobs = jobs if jobs is not None else Jobs(bridge.board)
         self.registry = registry or CollectorRegistry()
-        self.metrics = _Metrics(self.registry, bridge)
+        self.metrics = Metrics(self.registry, bridge)
         self._closing = asyncio.Event()
         self.app = self._build()
         self.server = AsgiServer(
-            _Door(self.app, self.metrics),
+            Door(self.app, self.metrics),
             host,
             port,
             max_connections=max_connections,
@@ -460,9 +219,9 @@ class OrderApi:
             docs_url=None,
             redoc_url=None,
             exception_handlers={
-                ApiError: _on_api_error,
-                HTTPException: _on_http_error,
-                RequestValidationError: _on_validation_error,
+                ApiError: on_api_error,
+                HTTPException: on_http_error,
+                RequestValidationError: on_validation_error,
             },
         )
         r = self._routes
@@ -472,8 +231,8 @@ class OrderApi:
             methods=["POST"],
             status_code=202,
             response_model=OrderAccepted,
-            responses=_ERRORS,
-            openapi_extra=_body(OrderIn),
+            responses=ERRORS,
+            openapi_extra=body_of(OrderIn),
             summary="Place an order (API key)",
         )
         app.add_api_route(
@@ -481,7 +240,7 @@ class OrderApi:
             r.get_order,
             methods=["GET"],
             response_model=JobViewOut,
-            responses=_ERRORS,
+            responses=ERRORS,
             summary="The order's view (order token or API key)",
         )
         for path, handler, model in (
@@ -494,8 +253,8 @@ class OrderApi:
                 handler,
                 methods=["POST"],
                 response_model=JobViewOut,
-                responses=_ERRORS,
-                openapi_extra=_body(model),
+                responses=ERRORS,
+                openapi_extra=body_of(model),
                 summary=f"Customer action: {path} (order token)",
             )
         app.add_api_route(
@@ -526,11 +285,11 @@ class _Routes:
         api = self.api
         api._require_key(request)
         try:
-            data = await _read_json(request)
+            data = await read_json(request)
         except ApiError as exc:
             api.metrics.rejected.labels(exc.error).inc()
             raise
-        reasons = _door_reasons(data, api.settings.shops)
+        reasons = door_reasons(data, api.settings.shops)
         try:
             message = IntakeMessage.parse(data)
         except MessageInvalid as exc:
@@ -594,13 +353,13 @@ class _Routes:
 
     async def approval(self, request: Request, job_id: str) -> Response:
         self.api._require_token(request, job_id)
-        body = _model(ApprovalIn, await _read_json(request))
+        body = parse_body(ApprovalIn, await read_json(request))
         decision = ApprovalDecision(approved=body.approved, comment=body.comment)
         return await self._act(request, job_id, "approval", APPROVE_DESIGN, decision)
 
     async def alternative(self, request: Request, job_id: str) -> Response:
         self.api._require_token(request, job_id)
-        body = _model(AlternativeIn, await _read_json(request))
+        body = parse_body(AlternativeIn, await read_json(request))
         if (body.item_id is None) == (not body.cancel):
             raise ApiError(400, "invalid_request", ["give either item_id or cancel: true"])
         arg = {"item_id": body.item_id, "cancel": body.cancel, "by": "customer"}
@@ -608,7 +367,7 @@ class _Routes:
 
     async def rating(self, request: Request, job_id: str) -> Response:
         self.api._require_token(request, job_id)
-        body = _model(RatingIn, await _read_json(request))
+        body = parse_body(RatingIn, await read_json(request))
         arg = {"stars": body.stars, "comment": body.comment}
         return await self._act(request, job_id, "rating", RATE, arg)
 
@@ -673,10 +432,10 @@ class _Routes:
         if not JOB_ID.fullmatch(job_id) or not api.credentials.check_token(
             job_id, api._token_of(ws)
         ):
-            await ws.send_denial_response(_error(404, "not_found"))
+            await ws.send_denial_response(error_response(404, "not_found"))
             return
         if not api._origin_ok(ws):
-            await ws.send_denial_response(_error(403, "forbidden", ["origin not allowed"]))
+            await ws.send_denial_response(error_response(403, "forbidden", ["origin not allowed"]))
             return
         await ws.accept()
         api.metrics.ws_clients.inc()
@@ -686,172 +445,11 @@ class _Routes:
                 first = await self._view(job_id, True) or {"job_id": job_id}
                 await ws.send_text(json.dumps(customer_view(first), sort_keys=True))
                 refresh = functools.partial(self._view, job_id, True)
-                await _pump(ws, sub, initial, first, refresh, api._closing)
+                await pump(ws, sub, initial, first, refresh, api._closing)
         except (WebSocketDisconnect, ConnectionError):
             pass
         finally:
             api.metrics.ws_clients.dec()
-
-
-# --- helpers -----------------------------------------------------------------------------------
-
-
-#: the rest of a refused body is not read: the connection cannot be reused
-_CLOSE = {"Connection": "close"}
-
-
-async def _read_json(request: Request) -> dict[str, Any]:
-    """The body as a JSON object: size-limited, depth-limited, never a parser exception."""
-    ctype = request.headers.get("content-type", "application/json")
-    if "json" not in ctype:
-        raise ApiError(415, "unsupported_media_type", ["send application/json"])
-    declared = request.headers.get("content-length")
-    too_large = ApiError(413, "body_too_large", [f"at most {MAX_BODY} bytes"], _CLOSE)
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise too_large
-        chunks.append(chunk)
-    decoded = wire.decode_object(b"".join(chunks), max_bytes=MAX_BODY, max_depth=MAX_DEPTH)
-    if isinstance(decoded, wire.Rejected):
-        raise ApiError(400, "invalid_json", [decoded.reason])
-    return decoded
-
-
-_M = TypeVar("_M", bound=BaseModel)
-
-
-def _model(model: type[_M], data: dict[str, Any]) -> _M:
-    try:
-        return model.model_validate(data)
-    except PydanticError as exc:
-        raise ApiError(400, "invalid_request", _reasons(exc.errors())) from exc
-
-
-_IDENT = re.compile(wire.IDENT_PATTERN)
-
-
-def _door_reasons(data: dict[str, Any], shops: frozenset[str] | None) -> list[str]:
-    """What would fail later and so fails here: the job id's G-code charset, the workshop."""
-    reasons = []
-    job_id = data.get("job_id")
-    if isinstance(job_id, str) and job_id and not JOB_ID.fullmatch(job_id):
-        reasons.append("job_id: at most 64 letters, digits, '.', '_' or '-'")
-    shop = data.get("shop_id")
-    if isinstance(shop, str) and shop:
-        if not _IDENT.fullmatch(shop):
-            reasons.append("shop_id: at most 64 letters, digits, '_' or '-'")
-        elif shops is not None and shop not in shops:
-            reasons.append(f"shop_id: unknown workshop {shop!r}")
-    return reasons
-
-
-#: What a live event changes of the view last sent (the rest - steps, timeline, item - stays).
-_LIVE_OVERLAY = ("status", "reason", "progress", "queue_position", "retry_count", "design_url")
-
-
-def overlay(last: Mapping[str, Any], event: Mapping[str, Any]) -> dict[str, Any]:
-    """The view after a live ``event``: ``last`` with the event's status and live details.
-
-    The bridge fans out only an event that is the job's latest, so it wins over ``last``; a
-    new status also drops the old status' details.
-    """
-    out = dict(last)
-    if event.get("status") != last.get("status"):
-        for key in ("reason", "progress", "queue_position"):
-            out.pop(key, None)
-    out.update({k: event[k] for k in _LIVE_OVERLAY if event.get(k) is not None})
-    return out
-
-
-LIVE_STATUSES = frozenset({"queued", "engraving", "blocked"})
-"""Statuses whose view changes between status events (progress, queue, offers)."""
-LIVE_REFRESH_S = 2.0
-
-
-async def _pump(
-    ws: WebSocket,
-    sub: Subscription,
-    initial: dict[str, Any] | None,
-    last: dict[str, Any],
-    refresh: Callable[[], Awaitable[dict[str, Any] | None]],
-    closing: asyncio.Event,
-) -> None:
-    """Send the view after every update of ``sub`` until the client or the server goes.
-
-    ``initial`` is the board's event the subscription starts with: the first message (``last``)
-    already showed it, so it is skipped. A new status re-reads the durable view (``refresh``) so
-    the steps and timeline move on too; the event is laid over it (:func:`overlay`). Only
-    :func:`~crown_edge.cloud.words.customer_view` of it is sent. Pings are uvicorn's.
-
-    Progress, queue position and offered alternatives change without a new status event, so
-    while a job is queued, engraving or blocked the view is also re-read every
-    :data:`LIVE_REFRESH_S` and sent when what the customer sees changed.
-    """
-    reader = asyncio.create_task(_drain_client(ws))
-    stop = asyncio.create_task(closing.wait())
-    update: asyncio.Task[dict[str, Any]] | None = None
-    tick: asyncio.Task[None] | None = None
-    try:
-        while True:
-            if update is None:
-                update = asyncio.create_task(sub.get())
-            if tick is None and last.get("status") in LIVE_STATUSES:
-                tick = asyncio.create_task(asyncio.sleep(LIVE_REFRESH_S))
-            waits = {update, reader, stop} | ({tick} if tick is not None else set())
-            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            if reader in done:
-                return
-            if stop in done:
-                with contextlib.suppress(Exception):
-                    await ws.close(CLOSE_GOING_AWAY)
-                return
-            if tick is not None and tick in done:
-                tick = None
-                fresh = await refresh()
-                if fresh is not None and customer_view(fresh) != customer_view(last):
-                    last = fresh
-                    await ws.send_text(json.dumps(customer_view(last), sort_keys=True))
-                if update not in done:
-                    continue
-            event = update.result()
-            update = None
-            if event is initial:
-                initial = None
-                continue
-            initial = None
-            if event.get("status") != last.get("status"):
-                last = await refresh() or last
-            last = overlay(last, event)
-            await ws.send_text(json.dumps(customer_view(last), sort_keys=True))
-    finally:
-        pending = [t for t in (reader, stop, update, tick) if t is not None]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-
-
-async def _drain_client(ws: WebSocket) -> None:
-    """Read (and ignore) client messages until it closes."""
-    while True:
-        message = await ws.receive()
-        if message["type"] == "websocket.disconnect":
-            return
-
-
-def metrics_app(registry: CollectorRegistry) -> FastAPI:
-    """``GET /metrics`` alone, without a key: serve it only on a private address."""
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-
-    async def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-    app.add_api_route("/metrics", metrics, methods=["GET"])
-    return app
 
 
 def create_app(

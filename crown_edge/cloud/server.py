@@ -12,7 +12,7 @@ keep its own signal handling:
   ``ws_ping_interval`` seconds so a vanished client is noticed;
 - no access log (customer links carry their token in the query string) and no ``Server`` header.
 
-The body limit is the app's (see :mod:`crown_edge.cloud.app`): h11 has none.
+The body limit is the app's (see :mod:`crown_edge.cloud.errors`): h11 has none.
 """
 
 from __future__ import annotations

@@ -82,7 +82,7 @@ def test_merge_takes_only_fresher_live_details_of_the_same_status() -> None:
 
 
 def test_overlay_moves_status_and_keeps_the_rest() -> None:
-    from crown_edge.cloud.app import overlay
+    from crown_edge.cloud.live import overlay
 
     last = {"job_id": "J", "status": "queued", "queue_position": 2, "steps": ["s"], "text": ["Hi"]}
     moved = overlay(last, {"job_id": "J", "status": "engraving", "progress": 0.3, "notes": "n"})

@@ -6,11 +6,11 @@ import asyncio
 import json
 from typing import Any
 
-from crown_edge.cloud import app as cloud_app
+from crown_edge.cloud import live
 
 
 class FakeSocket:
-    """What ``_pump`` uses of a Starlette WebSocket: receive (never, here), send_text, close."""
+    """What ``pump`` uses of a Starlette WebSocket: receive (never, here), send_text, close."""
 
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
@@ -42,7 +42,7 @@ def view(progress: float, status: str = "engraving") -> dict[str, Any]:
 async def test_progress_is_pushed_while_engraving_and_the_pump_settles_after(
     monkeypatch: Any,
 ) -> None:
-    monkeypatch.setattr(cloud_app, "LIVE_REFRESH_S", 0.01)
+    monkeypatch.setattr(live, "LIVE_REFRESH_S", 0.01)
     views = iter([view(0.2), view(0.2), view(0.5), view(1.0, "qa_pending")])
     reads = 0
 
@@ -53,7 +53,7 @@ async def test_progress_is_pushed_while_engraving_and_the_pump_settles_after(
 
     ws, closing = FakeSocket(), asyncio.Event()
     pump = asyncio.create_task(
-        cloud_app._pump(ws, QuietSubscription(), None, view(0.0), refresh, closing)  # type: ignore[arg-type]
+        live.pump(ws, QuietSubscription(), None, view(0.0), refresh, closing)  # type: ignore[arg-type]
     )
     for _ in range(500):
         if len(ws.sent) == 3:
