@@ -3,11 +3,10 @@
 ``async with GrblSimulator(baud=115200, time_scale=0.01) as sim:`` opens a pty and serves grbl
 on it; open ``sim.device_path`` with any serial library. What it models:
 
-* the wire: bytes travel at ``baud`` 8N1 (10 bits a byte) in each direction, and each response
-  leaves after ``response_latency_s`` (a USB-serial adapter's turn-around);
-* grbl's 128-byte RX ring (127 usable): bytes beyond it are dropped and counted in
-  ``stats.rx_overflows`` — a correct character-counting host never causes one;
-* real-time bytes (``?`` ``!`` ``~`` 0x18 0x85…) taken out of the stream on arrival;
+* the wire, grbl's 128-byte RX ring (127 usable) and its real-time bytes
+  (:mod:`crown_edge.sim.grbl_serial`); each response leaves after ``response_latency_s`` (a
+  USB-serial adapter's turn-around), and ``stats.rx_overflows`` counts bytes dropped by a full
+  ring — a correct character-counting host never causes one;
 * the main loop: one line at a time, waiting while the 15-block planner is full, answering
   ``ok`` / ``error:N`` (:mod:`crown_edge.sim.grbl_core`);
 * motion: each block takes the time of :mod:`crown_edge.sim.motion` for the blocks the planner
@@ -42,67 +41,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
-import os
-import shutil
-import tempfile
-import tty
-from collections import deque
-from dataclasses import dataclass
 from types import TracebackType
 
 from crown_edge.sim.grbl_core import Entry, GrblCore, ProgramRecord
-from crown_edge.sim.motion import Trapezoid, block_profile
-
-log = logging.getLogger(__name__)
+from crown_edge.sim.grbl_serial import SerialPort, SimStats
+from crown_edge.sim.motion import RunningBlock, block_profile
 
 DEFAULT_RESPONSE_LATENCY_S = 0.001
 """A USB-serial adapter's turn-around before a response reaches the host (one USB frame)."""
 
 DEFAULT_RESET_SILENCE_S = 0.5
 """How long grbl 1.1h stays silent after ``ALARM:3`` before the trailing ``ok`` and the banner."""
-
-_REALTIME = frozenset(b"?!~\x18") | frozenset(range(0x80, 0x100))
-
-
-@dataclass(slots=True)
-class _Running:
-    """The block the steppers execute: where it started, its profile, and its pauses."""
-
-    entry: Entry
-    profile: Trapezoid
-    origin: list[float]
-    start: float
-    paused: float = 0.0
-    """Loop seconds spent paused so far."""
-    paused_since: float | None = None
-
-    def elapsed(self, now: float, time_scale: float) -> float:
-        """Model seconds into the block at loop time ``now``."""
-        if time_scale == 0:
-            return self.profile.duration
-        stopped = self.paused + (now - self.paused_since if self.paused_since is not None else 0)
-        return max(0.0, (now - self.start - stopped) / time_scale)
-
-    def position(self, t: float) -> list[float]:
-        """The machine position ``t`` model seconds into the block."""
-        done = self.profile.distance_at(t)
-        unit = self.entry.block.unit if self.entry.block is not None else ()
-        return [p + u * done for p, u in zip(self.origin, unit, strict=True)]
-
-
-@dataclass(slots=True)
-class SimStats:
-    """Counters a test or benchmark can check."""
-
-    rx_bytes: int = 0
-    tx_bytes: int = 0
-    rx_overflows: int = 0
-    rx_peak: int = 0
-    lines: int = 0
-    tx_dropped: int = 0
-    resets: int = 0
 
 
 class GrblSimulator:
@@ -125,7 +75,6 @@ class GrblSimulator:
         if time_scale < 0 or baud <= 0 or reset_silence_s < 0:
             raise ValueError("time_scale and reset_silence_s must be >= 0 and baud > 0")
         self.baud = baud
-        self.time_scale = time_scale
         self.response_latency_s = response_latency_s
         self.homing_time_s = homing_time_s
         self.reset_silence_s = reset_silence_s
@@ -133,28 +82,24 @@ class GrblSimulator:
             settings, planner_blocks=planner_blocks, rx_buffer=rx_buffer, axes=axes, mist=mist
         )
         self.stats = SimStats()
-        self._byte_time = 10.0 / baud
-        self._dir: str | None = None
-        self._master: int | None = None
-        self._slave: int | None = None
-        self._pty_path = ""
-        self._wire: deque[tuple[float, bytes]] = deque()
-        self._rx = bytearray()
-        self._tx: deque[tuple[float, bytes]] = deque()
-        self._rx_free_at = 0.0
-        self._tx_free_at = 0.0
-        self._wake_wire = asyncio.Event()
         self._wake_main = asyncio.Event()
-        self._wake_tx = asyncio.Event()
+        self._port = SerialPort(
+            baud=baud,
+            time_scale=time_scale,
+            rx_buffer=rx_buffer,
+            stats=self.stats,
+            on_realtime=self._realtime,
+            on_received=self._wake_main.set,
+        )
+        self._rx = self._port.rx
         self._interrupt = asyncio.Event()  # hold, reset, door, stall...: a running block reacts
         self._work = asyncio.Event()  # the motion loop has something new to look at
         self._space = asyncio.Event()  # the planner freed a block
         self._tasks: list[asyncio.Task[None]] = []
         self._epoch = 0
-        self._stalled = False
         self._motion_stalled = False
         self._moving: Entry | None = None
-        self._running: _Running | None = None
+        self._running: RunningBlock | None = None
         self._braking: tuple[float, float, float] | None = None  # (loop time, mm/s, mm/s²)
         self._hold_timer: asyncio.TimerHandle | None = None
         self._reset_timer: asyncio.TimerHandle | None = None
@@ -180,9 +125,15 @@ class GrblSimulator:
 
     async def start(self) -> None:
         """Open the pty and start serving."""
-        self._dir = tempfile.mkdtemp(prefix="grbl-sim-")
-        self._plug()
-        for coro in (self._wire_loop(), self._main_loop(), self._motion_loop(), self._tx_loop()):
+        self._port.open()
+        self._powered()
+        port = self._port
+        for coro in (
+            port.receive_loop(),
+            self._main_loop(),
+            self._motion_loop(),
+            port.transmit_loop(),
+        ):
             self._tasks.append(asyncio.create_task(coro))
 
     async def close(self) -> None:
@@ -194,22 +145,26 @@ class GrblSimulator:
         try:
             await asyncio.gather(*tasks, return_exceptions=True)
         finally:
-            self._unplug_fds()
-            if self._dir is not None:
-                shutil.rmtree(self._dir, ignore_errors=True)
-                self._dir = None
+            self._port.close()
+
+    @property
+    def time_scale(self) -> float:
+        """Every duration (wire, motion, homing, silences) is multiplied by this; 0 = instant."""
+        return self._port.time_scale
+
+    @time_scale.setter
+    def time_scale(self, value: float) -> None:
+        self._port.time_scale = value
 
     @property
     def device_path(self) -> str:
         """Stable path of the serial device (a symlink to the current pty)."""
-        if self._dir is None:
-            raise RuntimeError("simulator not started")
-        return os.path.join(self._dir, "ttyGRBL0")
+        return self._port.device_path
 
     @property
     def pty_path(self) -> str:
         """The current ``/dev/pts/N`` behind :attr:`device_path`."""
-        return self._pty_path
+        return self._port.pty_path
 
     @property
     def programs(self) -> list[ProgramRecord]:
@@ -240,7 +195,7 @@ class GrblSimulator:
     @property
     def plugged(self) -> bool:
         """False after :meth:`unplug` until :meth:`replug`."""
-        return self._master is not None
+        return self._port.plugged
 
     # --- faults and controls ---------------------------------------------------------------------
 
@@ -262,7 +217,7 @@ class GrblSimulator:
 
     def stall(self) -> None:
         """Freeze: no more responses, no status, no motion (a hung controller)."""
-        self._stalled = True
+        self._port.stalled = True
         self._kick()
 
     def stall_motion(self) -> None:
@@ -274,91 +229,43 @@ class GrblSimulator:
 
     def unstall(self) -> None:
         """Undo :meth:`stall` and :meth:`stall_motion`."""
-        self._stalled = False
+        self._port.stalled = False
         self._motion_stalled = False
         self._kick()
-        for event in (self._wake_main, self._wake_tx, self._wake_wire):
-            event.set()
+        self._wake_main.set()
+        self._port.wake()
 
     def unplug(self) -> None:
         """Pull the cable: the pty master closes, the port vanishes and the machine loses power."""
-        if self._master is None:
+        if not self._port.plugged:
             return
-        self._reset_io()
         self.core.abort()
         self._epoch += 1
         self._cancel_timers()
         self._resetting = False
         self._motion_stalled = False
-        self._unplug_fds()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.device_path)
+        self._port.unplug()
         self._kick()
 
     def replug(self) -> None:
         """Plug back in: a new pty behind the same :attr:`device_path`; grbl powers up."""
-        if self._master is None:
-            self._plug()
+        if not self._port.plugged:
+            self._port.plug()
+            self._powered()
 
     def inject_garbage(self, data: bytes) -> None:
         """Send ``data`` to the host as if line noise hit the wire."""
-        self._tx.append((0.0, data))
-        self._wake_tx.set()
+        self._port.write(data, 0.0)
 
     def drop_oks(self, count: int = 1) -> None:
         """Lose the next ``count`` ``ok`` responses on the wire."""
         self._drop_oks += count
 
-    # --- internals: pty --------------------------------------------------------------------------
+    # --- internals: grbl -------------------------------------------------------------------------
 
-    def _plug(self) -> None:
-        master, slave = os.openpty()
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        self._master, self._slave = master, slave
-        self._pty_path = os.ttyname(slave)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.device_path)
-        os.symlink(self._pty_path, self.device_path)
-        asyncio.get_running_loop().add_reader(master, self._on_readable)
-        self._reset_io()
+    def _powered(self) -> None:
+        """The cable is in: grbl powers up and prints its banner."""
         self._send(self.core.power_up())
-
-    def _unplug_fds(self) -> None:
-        if self._master is not None:
-            asyncio.get_running_loop().remove_reader(self._master)
-            os.close(self._master)
-            self._master = None
-        if self._slave is not None:
-            os.close(self._slave)
-            self._slave = None
-
-    def _reset_io(self) -> None:
-        self._wire.clear()
-        self._rx.clear()
-        self._tx.clear()
-
-    def _on_readable(self) -> None:
-        if self._master is None:
-            return
-        try:
-            data = os.read(self._master, 4096)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            return  # no slave open: nothing to read
-        now = asyncio.get_running_loop().time()
-        start = 0
-        while start < len(data):
-            end = data.find(b"\n", start)
-            end = len(data) if end < 0 else end + 1
-            piece = data[start:end]
-            self._rx_free_at = (
-                max(self._rx_free_at, now) + len(piece) * self._byte_time * self.time_scale
-            )
-            self._wire.append((self._rx_free_at, piece))
-            start = end
-        self._wake_wire.set()
 
     def _send(self, lines: list[str]) -> None:
         out = []
@@ -371,56 +278,7 @@ class GrblSimulator:
             return
         now = asyncio.get_running_loop().time()
         ready = now + self.response_latency_s * self.time_scale
-        self._tx.append((ready, "".join(out).encode("ascii")))
-        self._wake_tx.set()
-
-    async def _sleep_until(self, deadline: float) -> None:
-        delay = deadline - asyncio.get_running_loop().time()
-        await asyncio.sleep(delay if delay > 0 else 0)
-
-    async def _tx_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._tx or self._stalled:
-                self._wake_tx.clear()
-                await self._wake_tx.wait()
-                continue
-            ready, data = self._tx.popleft()
-            start = max(loop.time(), ready, self._tx_free_at)
-            self._tx_free_at = start + len(data) * self._byte_time * self.time_scale
-            await self._sleep_until(self._tx_free_at)
-            if self._master is None:
-                continue
-            try:
-                written = os.write(self._master, data)
-            except OSError:
-                written = 0
-            self.stats.tx_bytes += written
-            self.stats.tx_dropped += len(data) - written  # nobody reading: bytes fall off the wire
-
-    # --- internals: grbl -------------------------------------------------------------------------
-
-    async def _wire_loop(self) -> None:
-        while True:
-            if not self._wire or self._stalled:
-                self._wake_wire.clear()
-                await self._wake_wire.wait()
-                continue
-            arrival, piece = self._wire[0]
-            await self._sleep_until(arrival)
-            if self._stalled or not self._wire or self._wire[0][1] is not piece:
-                continue
-            self._wire.popleft()
-            for byte in piece:
-                self.stats.rx_bytes += 1
-                if byte in _REALTIME:
-                    self._realtime(byte)
-                elif len(self._rx) >= self.core.rx_buffer - 1:
-                    self.stats.rx_overflows += 1
-                else:
-                    self._rx.append(b"\n"[0] if byte == 0x0D else byte)
-                    self.stats.rx_peak = max(self.stats.rx_peak, len(self._rx))
-            self._wake_main.set()
+        self._port.write("".join(out).encode("ascii"), ready)
 
     def _realtime(self, byte: int) -> None:
         core = self.core
@@ -452,7 +310,7 @@ class GrblSimulator:
             t = running.elapsed(now, self.time_scale)
             position = running.position(t)
             if not self._stopped():  # a stalled step timer reports its frozen speed
-                entry, feed = running.entry, running.profile.speed_at(t) * 60.0
+                entry, feed = self._moving, running.profile.speed_at(t) * 60.0
         if self._braking is not None and core.decelerating:
             since, speed, accel = self._braking
             dt = (now - since) / self.time_scale if self.time_scale else math.inf
@@ -527,7 +385,11 @@ class GrblSimulator:
 
     def _stopped(self) -> bool:
         """The machine does not move by itself (hold, door, alarm, hung, unplugged)."""
-        return self._stalled or self._master is None or self.core.state in ("Hold", "Door", "Alarm")
+        return (
+            self._port.stalled
+            or not self._port.plugged
+            or self.core.state in ("Hold", "Door", "Alarm")
+        )
 
     def _paused(self) -> bool:
         """The block clock stands still: stopped, or the step timer stalled."""
@@ -537,7 +399,10 @@ class GrblSimulator:
         while True:
             newline = self._rx.find(b"\n")
             busy = (
-                self._stalled or self._resetting or self.core.state == "Home" or self.core.critical
+                self._port.stalled
+                or self._resetting
+                or self.core.state == "Home"
+                or self.core.critical
             )
             if newline < 0 or busy:
                 self._wake_main.clear()
@@ -592,9 +457,7 @@ class GrblSimulator:
                     continue
             entry = core.queue[0]
             if entry.block is None:
-                core.queue.popleft()
-                core.finish(entry)
-                core.update_idle()
+                core.retire()
                 self._space.set()
                 await asyncio.sleep(0)
                 continue
@@ -606,7 +469,7 @@ class GrblSimulator:
             # epoll) does not accumulate over thousands of short blocks.
             start = clock if entry_speed > 0 else loop.time()
             clock = start + seconds * self.time_scale
-            self._running = _Running(entry, profile, list(core.position), start)
+            self._running = RunningBlock(profile, entry.block.unit, list(core.position), start)
             ended = await self._run_until(clock)
             self._moving = None
             self._running = None
@@ -614,9 +477,7 @@ class GrblSimulator:
                 entry_speed = 0.0
                 continue
             clock = ended  # pushed back by the time spent paused
-            core.queue.popleft()
-            core.finish(entry)
-            core.update_idle()
+            core.retire()
             entry_speed = exit_speed
             self._space.set()
             await asyncio.sleep(0)

@@ -21,10 +21,19 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from crown_edge.drivers.grbl import codes
 from crown_edge.drivers.grbl.protocol import MAX_LINE_CHARS, effective_length
+from crown_edge.sim.grbl_gcode import (
+    LETTERS,
+    Words,
+    parse_words,
+    program_opened_by,
+    without_comments,
+)
+from crown_edge.sim.grbl_gcode import ProgramRecord as ProgramRecord
+from crown_edge.sim.grbl_gcode import job_id_of as job_id_of
 from crown_edge.sim.grbl_report import (
     BANNER,
     BUILD_DATE,
@@ -40,32 +49,6 @@ from crown_edge.sim.grbl_report import (
     whole,
 )
 from crown_edge.sim.motion import AXES, Block, ModalState, MotionSettings, block_for
-
-_JOB_COMMENT = re.compile(r"^\(\s*job(?:[\s_-]*id)?\s*[:=]?\s*([^\s)]+)", re.IGNORECASE)
-_LETTERS = frozenset("GMFSPNTIJKRL")
-_G_SUPPORTED = frozenset(
-    {0, 1, 2, 3, 4, 10, 17, 18, 19, 20, 21, 28, 30, 53, 54, 90, 91, 92, 93, 94}
-)
-_M_SUPPORTED = frozenset({0, 1, 2, 3, 4, 5, 8, 9, 30})
-
-
-_PROGRAM_HEADER = re.compile(r"^\(\s*crown-edge\s+toolpath\b", re.IGNORECASE)
-
-
-def job_id_of(line: str) -> str | None:
-    """The job id of a ``(job ID)`` / ``(job: ID)`` / ``(job_id=ID)`` comment line, else None."""
-    match = _JOB_COMMENT.match(line.strip())
-    return match[1] if match else None
-
-
-@dataclass(slots=True)
-class ProgramRecord:
-    """One program the simulator received: its job id and every line, as received and executed."""
-
-    job_id: str | None
-    received: list[str] = field(default_factory=list)
-    executed: list[str] = field(default_factory=list)
-    interrupted: bool = False
 
 
 @dataclass(slots=True)
@@ -118,7 +101,7 @@ class GrblCore:
         if axes not in ("XYZ", "XYZA"):
             raise ValueError("axes must be XYZ (grbl 1.1) or XYZA (a grblHAL-style rotary A)")
         self.axes = axes
-        self.letters = _LETTERS | frozenset(axes)
+        self.letters = LETTERS | frozenset(axes)
         self.mist = mist
         self.settings: dict[int, float] = dict(DEFAULT_SETTINGS)
         if "A" in axes:  # steps/deg, deg/min, deg/s², max travel of the rotary
@@ -279,7 +262,7 @@ class GrblCore:
 
         ``$`` commands and comment-only lines never reach the planner.
         """
-        clean = re.sub(r"\([^)]*\)|;.*$", "", text).strip()
+        clean = without_comments(text).strip()
         return bool(clean) and not clean.startswith("$")
 
     def raise_alarm(self, code: int) -> list[str]:
@@ -323,6 +306,11 @@ class GrblCore:
         if entry.line_number is not None:
             self.line_number = entry.line_number
 
+    def retire(self) -> None:
+        """The entry at the head of the queue has executed: account it, Idle if the queue is dry."""
+        self.finish(self.queue.popleft())
+        self.update_idle()
+
     def update_idle(self) -> None:
         """Return to Idle / Door when the planner has run dry."""
         if not self.queue and self.state in ("Run", "Jog", "Home"):
@@ -336,7 +324,7 @@ class GrblCore:
         self._track_program(text)
         if effective_length(text) > MAX_LINE_CHARS:
             return ["error:11"]
-        clean = re.sub(r"\([^)]*\)|;.*$", "", text).replace(" ", "").upper()
+        clean = without_comments(text).replace(" ", "").upper()
         if not clean:
             self._received(text)
             if self.record is not None:
@@ -352,29 +340,10 @@ class GrblCore:
         return [result]
 
     def _track_program(self, text: str) -> None:
-        """Start a new :class:`ProgramRecord` where a program starts.
-
-        A program starts at its header comment (``(crown-edge toolpath …)``) or, without one,
-        at its ``(job ID)`` comment; a job comment that follows a header names the record the
-        header opened, so the header line counts in its own program, not the one before.
-        """
-        if _PROGRAM_HEADER.match(text):
-            self.record = ProgramRecord(None)
-            self.programs.append(self.record)
-            return
-        job = job_id_of(text)
-        if job is None:
-            return
-        record = self.record
-        if (
-            record is not None
-            and record.job_id is None
-            and not any(not line.startswith("(") for line in record.received)
-        ):
-            record.job_id = job  # only header comments so far: this is their program
-        else:
-            self.record = ProgramRecord(job)
-            self.programs.append(self.record)
+        opened = program_opened_by(self.record, text)
+        if opened is not None:
+            self.record = opened
+            self.programs.append(opened)
 
     def _received(self, text: str) -> None:
         if self.record is not None:
@@ -436,33 +405,17 @@ class GrblCore:
         return [f"error:{codes.INVALID_STATEMENT}"]
 
     def _gcode(self, text: str, clean: str, *, jog: bool = False) -> str:
-        parsed: list[tuple[str, float]] = []
-        for match in re.finditer(r"(.)([^A-Z]*)", clean):
-            letter, number = match[1], match[2]
-            if not letter.isalpha():
-                return f"error:{codes.EXPECTED_COMMAND_LETTER}"
-            if letter not in self.letters:
-                return f"error:{codes.UNSUPPORTED_COMMAND}"
-            try:
-                parsed.append((letter, float(number)))
-            except ValueError:
-                return f"error:{codes.BAD_NUMBER_FORMAT}"
-        line_number: int | None = None
-        mode, power = self.parser_spindle()
-        coolant = self.parser_coolant()
-        for letter, value in parsed:
-            if letter == "G" and value not in _G_SUPPORTED:
-                return f"error:{codes.UNSUPPORTED_COMMAND}"
-            if letter == "M":
-                if value not in _M_SUPPORTED and not (value == 7 and self.mist):
-                    return f"error:{codes.UNSUPPORTED_COMMAND}"
-                if value in (3, 4, 5):
-                    mode = int(value)
-                coolant = {7: coolant | MIST, 8: coolant | FLOOD, 9: 0}.get(int(value), coolant)
-            if letter == "S":
-                power = value
-            if letter == "N":
-                line_number = int(value)
+        words = parse_words(
+            clean,
+            letters=self.letters,
+            mist=self.mist,
+            spindle=self.parser_spindle(),
+            coolant=self.parser_coolant(),
+        )
+        if not isinstance(words, Words):
+            return words
+        parsed, line_number = words.words, words.line_number
+        (mode, power), coolant = words.spindle, words.coolant
         has_axis = any(letter in self.axes for letter, _ in parsed)
         motion_words = [v for letter, v in parsed if letter == "G" and v in (0, 1, 2, 3)]
         motion = motion_words[-1] if motion_words else self.modal.motion

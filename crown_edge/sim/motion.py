@@ -341,3 +341,32 @@ def block_profile(window: Sequence[Block], entry: float) -> Trapezoid:
         return Trapezoid(0.0, 0.0, 0.0, 0.0, block.acceleration)
     _, v1 = block_duration(window, entry)
     return Trapezoid.of(block.length, entry, v1, block.nominal_speed, block.acceleration)
+
+
+@dataclass(slots=True)
+class RunningBlock:
+    """A block the steppers execute, on the loop clock: where it started, its profile, its pauses.
+
+    Pure: the caller passes loop times; ``time_scale`` turns loop seconds into model seconds.
+    """
+
+    profile: Trapezoid
+    unit: tuple[float, ...]
+    origin: list[float]
+    start: float
+    """Loop time the block started."""
+    paused: float = 0.0
+    """Loop seconds spent paused so far."""
+    paused_since: float | None = None
+
+    def elapsed(self, now: float, time_scale: float) -> float:
+        """Model seconds into the block at loop time ``now``."""
+        if time_scale == 0:
+            return self.profile.duration
+        stopped = self.paused + (now - self.paused_since if self.paused_since is not None else 0)
+        return max(0.0, (now - self.start - stopped) / time_scale)
+
+    def position(self, t: float) -> list[float]:
+        """The machine position ``t`` model seconds into the block."""
+        done = self.profile.distance_at(t)
+        return [p + u * done for p, u in zip(self.origin, self.unit, strict=True)]
