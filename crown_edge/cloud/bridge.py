@@ -6,7 +6,7 @@ Subscribes to every workshop's ``events``, ``machines/+/state`` and ``edge/state
 - relayed to ``crown-trophy-job-events.fifo`` (group = job id, deduplication id = event id) by a
   relay task that retries with back-off while SQS is unreachable, and
 - fanned out to subscribers of its job (and to "all jobs" subscribers); a slow subscriber loses
-  its oldest pending updates rather than slowing the bridge (status is latest-wins).
+  its oldest pending updates rather than slowing the bridge (:mod:`crown_edge.cloud.subscribers`).
 
 Delivery is end to end (:mod:`crown_edge.sync.delivery`): workshop events pass the
 :class:`~crown_edge.cloud.sequencer.Sequencer` first — each job's events once and in ``seq``
@@ -46,7 +46,7 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -57,6 +57,8 @@ from temporalio import activity
 from crown_edge.cloud.board import EDGE_SOURCE, StatusBoard, event_problem
 from crown_edge.cloud.jobdir import JobDirectory, TemporalShopLookup
 from crown_edge.cloud.sequencer import Sequencer
+from crown_edge.cloud.subscribers import Subscribers
+from crown_edge.cloud.subscribers import Subscription as Subscription
 from crown_edge.errors import SyncError
 from crown_edge.sync import delivery, topics, wire
 from crown_edge.sync.backoff import Backoff
@@ -103,45 +105,6 @@ class BridgeSettings:
     replay_every: float = 10.0
 
 
-class Subscription:
-    """Live updates for one job (or all jobs): an async iterator of event dicts."""
-
-    def __init__(self, bridge: Bridge, job_id: str | None, size: int) -> None:
-        self.job_id = job_id
-        self._bridge = bridge
-        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(size)
-        self.dropped = 0
-
-    def offer(self, event: dict[str, Any]) -> None:
-        """Queue an update; drop the oldest if the subscriber is behind."""
-        if self._queue.full():
-            self._queue.get_nowait()
-            self.dropped += 1
-        self._queue.put_nowait(event)
-
-    async def get(self) -> dict[str, Any]:
-        """The next update."""
-        return await self._queue.get()
-
-    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        return self
-
-    async def __anext__(self) -> dict[str, Any]:
-        return await self._queue.get()
-
-    def close(self) -> None:
-        """Stop receiving updates."""
-        self._bridge._unsubscribe(self)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
 class Bridge:
     """Async context manager running the MQTT consumer and the SQS relay (module docstring)."""
 
@@ -160,7 +123,7 @@ class Bridge:
         #: job → workshop, from the workflow (module docstring)
         self.jobs = jobs if jobs is not None else JobDirectory()
         self._clock = clock
-        self._subs: dict[str | None, set[Subscription]] = {}
+        self._subs = Subscribers()
         self._relay: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = asyncio.Event()
@@ -200,28 +163,15 @@ class Bridge:
     def subscribe(self, job_id: str | None = None) -> Subscription:
         """Live updates for ``job_id`` (``None``: every job); starts with the latest known state."""
         size = self.settings.subscriber_queue if self.settings else 64
-        sub = Subscription(self, job_id, size)
-        self._subs.setdefault(job_id, set()).add(sub)
+        sub = self._subs.add(job_id, size)
         if job_id is not None and (latest := self.board.job(job_id)) is not None:
             sub.offer(latest)
         return sub
 
-    def _unsubscribe(self, sub: Subscription) -> None:
-        subs = self._subs.get(sub.job_id)
-        if subs is not None:
-            subs.discard(sub)
-            if not subs:
-                del self._subs[sub.job_id]
-
     @property
     def subscriber_count(self) -> int:
         """How many live subscriptions exist."""
-        return sum(len(s) for s in self._subs.values())
-
-    def _fan_out(self, event: dict[str, Any]) -> None:
-        for key in (event["job_id"], None):
-            for sub in list(self._subs.get(key, ())):
-                sub.offer(event)
+        return len(self._subs)
 
     # -- events ------------------------------------------------------------------------------------
 
@@ -254,7 +204,7 @@ class Bridge:
         if relay and self.sink is not None:
             self._relay.put_nowait(dict(event, source=source))
         if applied.latest:
-            self._fan_out(dict(event, source=source))
+            self._subs.fan_out(dict(event, source=source))
         return True
 
     def _reject(self, reason: str, source: str, job_id: object, detail: str) -> bool:
@@ -286,7 +236,7 @@ class Bridge:
     def accept(self, job_id: str, **extra: Any) -> dict[str, Any]:
         """The Order API accepted ``job_id``: make ``received`` visible at once."""
         event = self.board.accept(job_id, self._clock(), **extra)
-        self._fan_out(event)
+        self._subs.fan_out(event)
         return event
 
     async def handle_message(self, topic: str, raw: Any) -> None:

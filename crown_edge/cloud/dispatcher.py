@@ -31,6 +31,7 @@ from typing import Literal, Protocol, Self
 from crown_edge.errors import MessageInvalid, SyncError
 from crown_edge.models import IntakeMessage
 from crown_edge.sync import queues
+from crown_edge.sync.backoff import Backoff
 from crown_edge.sync.sqs import ReceivedMessage
 from crown_edge.sync.wire import Rejected, decode_object
 
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 MAX_BODY = 256 * 1024  # the SQS message size limit: anything larger did not come from SQS
 MAX_REASONS = 20
 MAX_REASON = 300
+RETRY_INITIAL_S = 1.0
+"""Pause after a first failed poll (SQS unreachable, or a bug); doubles up to RETRY_MAX_S."""
+RETRY_MAX_S = 30.0
 
 #: Starts (or finds) the job's workflow. Must be idempotent on ``msg.job_id``.
 StartJob = Callable[[IntakeMessage], Awaitable[None]]
@@ -253,16 +257,20 @@ class Dispatcher:
             self.stats.stale_receipts += 1
 
     async def run(self) -> None:
-        """Poll forever; transient SQS errors are logged and retried after a pause."""
+        """Poll forever; failed polls are logged and retried with a growing, jittered pause
+        (:class:`~crown_edge.sync.backoff.Backoff`), back to short once a poll succeeds."""
+        backoff = Backoff(RETRY_INITIAL_S, RETRY_MAX_S)
         while True:
             try:
                 await self.poll_once()
             except SyncError as exc:
                 log.warning("dispatcher poll failed: %s", exc)
-                await asyncio.sleep(1.0)
             except Exception:  # a bug must not stop intake for good
                 log.exception("dispatcher poll crashed")
-                await asyncio.sleep(1.0)
+            else:
+                backoff.reset()
+                continue
+            await asyncio.sleep(backoff.next())
 
     async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self.run(), name="sqs-dispatcher")

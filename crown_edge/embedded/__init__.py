@@ -1,4 +1,4 @@
-"""Embedded services for ``crown-edge up`` and the tests (DESIGN.md §8).
+"""Embedded services for ``crown-edge up`` and the tests: no service needs installing first.
 
 Each launcher starts the real thing on a loopback ephemeral port and stops it cleanly, as a sync
 or async context manager:

@@ -16,7 +16,7 @@ a second, weaker implementation of it: amqtt's topic ACLs are static per-usernam
 config (no reload when a workshop is added), its password plugin verifies only ``crypt``
 hashes (gone from Python 3.13) or argon2/bcrypt (extra dependencies), and its behaviour on
 refused publishes, Last-Will ACL checks and persistent sessions differs from mosquitto's — the
-broker real deployments use (DESIGN: mosquitto or AWS IoT Core). Tests against a broker that
+broker real deployments use (mosquitto or AWS IoT Core). Tests against a broker that
 enforces security differently would prove little, so one broker it is.
 """
 

@@ -1,4 +1,4 @@
-"""SQS queue names and attributes (DESIGN.md §1), as data.
+"""SQS queue names and attributes, as data (the queues are listed in docs/architecture.md).
 
 The seed names the queues; AWS requires the ``.fifo`` suffix. Deduplication is always explicit
 (``MessageDeduplicationId`` = job id or event id), so content-based deduplication is off.

@@ -1,7 +1,7 @@
 """SQS faces of the order flow: the intake queues (send, receive, delete, dead-letter) and the
 job-events queue. boto3 is synchronous, so every call runs in a worker thread.
 
-FIFO rules applied here (DESIGN.md §1):
+FIFO rules applied here:
 
 - intake: ``MessageGroupId`` = ``MessageDeduplicationId`` = ``job_id`` — jobs do not block each
   other, and a resend within AWS's five-minute window is dropped by SQS itself;

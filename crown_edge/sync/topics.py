@@ -1,4 +1,4 @@
-"""MQTT topic names and payload decoding (DESIGN.md §4). Pure: no I/O.
+"""MQTT topic names and payload decoding (docs/architecture.md, "MQTT"). Pure: no I/O.
 
 Every topic lives under ``crown/v1/{shop_id}/``::
 
