@@ -10,18 +10,29 @@ e-stop trips a real-time feed hold and soft reset (laser off at once) and the ru
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crown_edge.config import EdgeConfig, MachineConfig
 from crown_edge.daemon.machines import Machine, RunReport
-from crown_edge.drivers.base import RunProgress
+from crown_edge.daemon.outcome import run_ending
+from crown_edge.drivers.base import (
+    ProgressCallback,
+    ReserveCallback,
+    RunOutcome,
+    RunProgress,
+    RunResult,
+)
 from crown_edge.drivers.grbl.driver import GrblDriver
 from crown_edge.drivers.modbus import ModbusDevice, prepare_rotary, set_air_assist, set_exhaust
 from crown_edge.errors import DriverError
 from crown_edge.models import MachineState
+
+if TYPE_CHECKING:
+    from crown_edge.sim.grbl import GrblSimulator
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +41,7 @@ SIM_SILENCE_TIMEOUT_S = 30.0
 
 
 class GrblMachine:
-    """A GRBL laser (real or simulated) with optional Modbus safety I/O."""
+    """A GRBL laser with optional Modbus safety I/O: the daemon's :class:`MachineDriver`."""
 
     def __init__(
         self,
@@ -45,8 +56,11 @@ class GrblMachine:
         self.io = io
         self.ready_timeout_s = ready_timeout_s
         self.tripped: str | None = None
-        #: the in-process simulator behind ``driver = "sim"`` (fault injection for the HIL rig)
-        self.simulator: Any = None
+
+    @property
+    def machine_id(self) -> str:
+        """Configured machine id."""
+        return self.config.id
 
     def state(self) -> MachineState:
         """The driver's live state."""
@@ -56,18 +70,17 @@ class GrblMachine:
         """The head's work position from the controller's last report."""
         return self.driver.work_position
 
-    async def run(
+    async def run_program(
         self,
         job_id: str,
         lines: Sequence[str],
-        start_line: int,
-        on_progress: Callable[[int, int], None],
         *,
+        start_line: int = 0,
+        on_progress: ProgressCallback | None = None,
         cylinder: bool = False,
-        on_reserve: Callable[[int], Awaitable[None]] | None = None,
-    ) -> RunReport:
+        on_reserve: ReserveCallback | None = None,
+    ) -> RunResult:
         """Prepare the machine I/O, check interlocks, stream the program, report how it ended."""
-        total = len(lines)
         try:
             await self.driver.wait_ready(self.ready_timeout_s)
             if self.io is not None:
@@ -80,14 +93,17 @@ class GrblMachine:
                 await self.io.check_interlocks()
         except DriverError as exc:
             # nothing was sent: the scheduler may give the job to another machine
-            return RunReport(
-                "interrupted", 0, total, start_line, {"reason": str(exc), "before_start": True}
+            return RunResult(
+                job_id,
+                RunOutcome.INTERRUPTED,
+                0,
+                len(lines),
+                start_line,
+                start_line=start_line,
+                reason=str(exc),
+                before_start=True,
             )
         self.tripped = None
-
-        def progress(p: RunProgress) -> None:
-            on_progress(start_line + p.acked_lines, p.total_lines)
-
         monitor = self.io.monitor(self._trip) if self.io is not None else None
         try:
             async with monitor if monitor is not None else contextlib.nullcontext():
@@ -95,37 +111,63 @@ class GrblMachine:
                     job_id,
                     lines,
                     start_line=start_line,
-                    on_progress=progress,
+                    on_progress=on_progress,
                     on_reserve=on_reserve,
                 )
         finally:
             if self.io is not None:
                 with contextlib.suppress(DriverError):
                     await set_air_assist(self.io, False)
-        detail: dict[str, Any] = result.to_dict()
         if self.tripped:
-            detail["reason"] = self.tripped
-            detail["interlock"] = self.tripped
-        elif result.alarm_code is not None:
-            detail["reason"] = f"ALARM:{result.alarm_code}"
-        elif result.error_code is not None:
-            detail["error"] = f"error:{result.error_code} at line {result.error_line}"
-        outcome = str(result.outcome)
-        if self.tripped and outcome == "completed":
-            outcome = "interrupted"
+            result = dataclasses.replace(result, interlock=self.tripped)
+        return result
+
+    async def run(
+        self,
+        job_id: str,
+        lines: Sequence[str],
+        start_line: int,
+        on_progress: Callable[[int, int], None],
+        *,
+        cylinder: bool = False,
+        on_reserve: ReserveCallback | None = None,
+    ) -> RunReport:
+        """The worker's former entry point: :meth:`run_program` as a RunReport (until the worker
+        takes the RunResult itself)."""
+
+        def progress(p: RunProgress) -> None:
+            on_progress(p.last_acked_line, p.total_lines)
+
+        result = await self.run_program(
+            job_id,
+            lines,
+            start_line=start_line,
+            on_progress=progress,
+            cylinder=cylinder,
+            on_reserve=on_reserve,
+        )
+        ending = run_ending(result)
         return RunReport(
-            outcome,
-            start_line + result.acked_lines,
-            result.total_lines,
-            result.last_acked_line,
-            detail,
-            sent_line=result.sent_line,
+            ending.outcome,
+            ending.acked_lines,
+            ending.total_lines,
+            ending.last_acked_line,
+            ending.detail,
+            sent_line=ending.sent_line,
         )
 
     async def _trip(self, error: DriverError) -> None:
         self.tripped = str(error.fields.get("reason") or error)
         log.warning("machine %s: interlock tripped (%s): stopping", self.config.id, self.tripped)
         await self.driver.emergency_stop()
+
+    async def pause(self) -> None:
+        """Feed hold ``!``: motion decelerates to a stop, the laser goes off."""
+        await self.driver.feed_hold()
+
+    async def resume(self) -> None:
+        """Cycle start ``~`` once the hold has come to rest."""
+        await self.driver.resume()
 
     async def stop(self) -> None:
         """Feed-hold, then stop (soft reset: laser off, planner flushed)."""
@@ -145,6 +187,22 @@ class GrblMachine:
     async def frame(self) -> None:
         """Trace the bed's engraving window with the laser off."""
         await self.driver.frame(0.0, 0.0, self.config.bed_width_mm, self.config.bed_height_mm)
+
+
+class SimulatedMachine(GrblMachine):
+    """``driver = "sim"``: the GRBL binding over an in-process simulator on a pseudo-terminal,
+    through the very same serial driver as real hardware; ``simulator`` takes fault injection
+    (the HIL rig)."""
+
+    def __init__(
+        self,
+        config: MachineConfig,
+        driver: GrblDriver,
+        simulator: GrblSimulator,
+        io: ModbusDevice | None = None,
+    ) -> None:
+        super().__init__(config, driver, io)
+        self.simulator = simulator
 
 
 async def build_machines(config: EdgeConfig, stack: AsyncExitStack) -> dict[str, Machine]:
@@ -174,7 +232,8 @@ async def build_machines(config: EdgeConfig, stack: AsyncExitStack) -> dict[str,
         driver = GrblDriver.from_config(cfg.id, url, cfg.baud, **options)
         await stack.enter_async_context(driver)
         io = devices.get(cfg.rotary) if cfg.rotary else None
-        machine = GrblMachine(cfg, driver, io)
-        machine.simulator = sim
-        machines[cfg.id] = machine
+        if sim is not None:
+            machines[cfg.id] = SimulatedMachine(cfg, driver, sim, io)
+        else:
+            machines[cfg.id] = GrblMachine(cfg, driver, io)
     return machines

@@ -1,13 +1,14 @@
-"""What every machine driver hands the daemon: run outcomes, progress, and the driver protocol.
+"""What every machine hands the daemon: the :class:`MachineDriver` protocol, run outcomes, progress.
 
-A machine driver (GRBL today) runs one program at a time and reports its outcome as a
-:class:`RunResult`; the daemon maps ``completed`` / ``failed`` / ``interrupted`` onto job status
-words and uses :attr:`RunResult.qa_auto_ok` for the automatic part of QA.
+A machine (the GRBL binding over serial or over the in-process simulator, see
+:mod:`crown_edge.daemon.binding`; a test fake) runs one program at a time and reports its
+outcome as a typed :class:`RunResult`, which travels unchanged to the daemon's worker;
+:func:`crown_edge.daemon.outcome.run_ending` turns it into the job's event, reason and payload.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -51,6 +52,9 @@ class RunProgress:
 
 
 ProgressCallback = Callable[[RunProgress], object]
+ReserveCallback = Callable[[int], Awaitable[None]]
+"""``on_reserve(line)``: make the resume mark durable up to ``line`` before lines up to it leave;
+raising means it could not be saved (the run then stops)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,10 @@ class RunResult:
     detail: str | None = None
     """What a technician should know about how the run stopped, in words (e.g. that the feed
     hold was still decelerating when the reset went out, or where a stalled machine froze)."""
+    interlock: str | None = None
+    """The safety interlock whose trip stopped the run (``door``, ``estop``...), if one did."""
+    before_start: bool = False
+    """The run never began (machine not ready, an interlock open): nothing was sent."""
 
     @property
     def all_acked(self) -> bool:
@@ -125,20 +133,25 @@ class RunResult:
 
 
 class MachineDriver(Protocol):
-    """The face of a machine driver the daemon programs against."""
+    """The one face of a machine the daemon programs against.
+
+    Satisfied by the GRBL binding (:class:`crown_edge.daemon.binding.GrblMachine`), its
+    simulator variant and the test fake (``tests/fakes.py``). Machine faults never raise out of
+    :meth:`run_program`: they end the run (``interrupted``, ``before_start`` when nothing could
+    be sent).
+    """
 
     @property
     def machine_id(self) -> str:
         """Configured machine id."""
         ...
 
-    @property
     def state(self) -> MachineState:
         """Live state in MTConnect words."""
         ...
 
-    async def wait_ready(self, timeout: float | None = None) -> MachineState:
-        """Wait until the machine can take a program."""
+    def work_position(self) -> dict[str, float] | None:
+        """Where the head is (work coordinates by axis letter), if the machine can tell."""
         ...
 
     async def run_program(
@@ -148,14 +161,25 @@ class MachineDriver(Protocol):
         *,
         start_line: int = 0,
         on_progress: ProgressCallback | None = None,
+        cylinder: bool = False,
+        on_reserve: ReserveCallback | None = None,
     ) -> RunResult:
-        """Run a program to its end and report how it ended."""
+        """Run a program to its end and report how it ended.
+
+        ``start_line``: lines 1..start_line are skipped (a technician's resume).
+        ``cylinder``: the item sits in the rotary chuck (clamp and enable it first).
+        ``on_reserve(line)``: save the resume mark before lines up to ``line`` leave.
+        """
         ...
 
-    async def feed_hold(self) -> None:
-        """Pause motion (the laser goes off)."""
+    async def pause(self) -> None:
+        """Feed hold: motion decelerates to a stop, the laser goes off."""
         ...
 
-    async def emergency_stop(self) -> None:
-        """Stop at once, laser off; any running program ends ``interrupted``."""
+    async def resume(self) -> None:
+        """Continue after :meth:`pause`."""
+        ...
+
+    async def stop(self) -> None:
+        """Feed hold, then stop (laser off); a running program ends ``interrupted``."""
         ...

@@ -57,16 +57,17 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from crown_edge.drivers.base import ProgressCallback, RunOutcome, RunProgress, RunResult
+from crown_edge.drivers.base import (
+    ProgressCallback,
+    ReserveCallback,
+    RunOutcome,
+    RunProgress,
+    RunResult,
+)
 from crown_edge.drivers.grbl import protocol as p
 from crown_edge.drivers.grbl.connection import Connection
 from crown_edge.drivers.grbl.machine_state import machine_state, not_ready
-from crown_edge.drivers.grbl.run import (
-    DEFAULT_RESERVE_WINDOW,
-    ProgramRun,
-    ReserveCallback,
-    halt,
-)
+from crown_edge.drivers.grbl.run import DEFAULT_RESERVE_WINDOW, ProgramRun, halt
 from crown_edge.drivers.grbl.runstate import RunTimeouts, decelerating
 from crown_edge.drivers.grbl.streamer import Streamer, resume_preamble
 from crown_edge.drivers.grbl.transport import SerialLink

@@ -23,9 +23,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
 
-from crown_edge.drivers.base import ProgressCallback, RunOutcome, RunProgress, RunResult
+from crown_edge.drivers.base import (
+    ProgressCallback,
+    ReserveCallback,
+    RunOutcome,
+    RunProgress,
+    RunResult,
+)
 from crown_edge.drivers.grbl import protocol as p
 from crown_edge.drivers.grbl.connection import Connection
 from crown_edge.drivers.grbl.runstate import (
@@ -42,7 +47,6 @@ from crown_edge.errors import LinkLost
 
 log = logging.getLogger(__name__)
 
-ReserveCallback = Callable[[int], Awaitable[None]]
 """``await on_reserve(line)``: make the resume mark ``line`` durable (raise if it cannot)."""
 DEFAULT_RESERVE_WINDOW = 64
 """Lines a durable resume mark runs ahead of what was sent: after a crash at most this many
