@@ -21,7 +21,7 @@ from crown_edge.config import EdgeConfig, MachineConfig, MqttConfig, TemporalCon
 from crown_edge.control import call
 from crown_edge.daemon.app import EdgeDaemon
 from crown_edge.daemon.binding import GrblMachine
-from crown_edge.daemon.machines import Machine
+from crown_edge.drivers.base import MachineDriver
 from crown_edge.drivers.grbl.driver import GrblDriver
 from crown_edge.sim.grbl import GrblSimulator
 
@@ -55,8 +55,8 @@ class SimRig:
         self.sims: dict[str, GrblSimulator] = {}
         self.daemon = EdgeDaemon(self.config)
 
-    async def factory(self, cfg: EdgeConfig, stack: AsyncExitStack) -> dict[str, Machine]:
-        machines: dict[str, Machine] = {}
+    async def factory(self, cfg: EdgeConfig, stack: AsyncExitStack) -> dict[str, MachineDriver]:
+        machines: dict[str, MachineDriver] = {}
         for m in cfg.machines:
             sim = await stack.enter_async_context(GrblSimulator(time_scale=self.time_scale))
             self.sims[m.id] = sim
