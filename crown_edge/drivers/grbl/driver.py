@@ -1,4 +1,4 @@
-"""``GrblDriver``: the asyncio face of one grbl laser, as the daemon uses it.
+"""``GrblDriver``: the asyncio face of one grbl laser (the daemon's binding wraps it).
 
 Usage::
 
@@ -10,9 +10,8 @@ Usage::
 API (all coroutines bounded by timeouts; errors from :mod:`crown_edge.errors`):
 
 ``state`` -> MachineState
-    MTConnect words. UNAVAILABLE while the port is closed, the handshake has not finished or the
-    controller is in ALARM; execution READY (Idle), ACTIVE (Run/Jog/Home), FEED_HOLD (Hold/Door),
-    INTERRUPTED after a run ended ``interrupted`` (until the next run, homing or unlock).
+    MTConnect words, mapped by :mod:`~crown_edge.drivers.grbl.machine_state` (INTERRUPTED after
+    a run ended ``interrupted``, until the next run, homing or unlock).
 ``wait_ready(timeout)``
     Until connected and Idle; raises LinkLost / ControllerAlarm / InterlockOpen on timeout.
 ``run_program(job_id, lines, *, start_line=0, on_progress=None, send_response=False,
