@@ -6,7 +6,7 @@ import pytest
 
 from crown_edge.drivers.grbl import protocol as p
 from crown_edge.drivers.grbl.codes import alarm_info
-from crown_edge.drivers.grbl.machine_state import machine_state, not_ready
+from crown_edge.drivers.grbl.machine_state import machine_state, not_ready, work_position
 from crown_edge.errors import ControllerAlarm, DriverError, InterlockOpen, LinkLost
 from crown_edge.models import Availability, Execution
 
@@ -128,3 +128,22 @@ def test_an_idle_controller_is_ready(state: str) -> None:
 def test_an_alarm_of_unknown_code_is_named_without_one() -> None:
     problem = not_ready("m1", report("Alarm"))
     assert isinstance(problem, ControllerAlarm) and problem.fields["code"] is None
+
+
+@pytest.mark.parametrize(
+    ("status", "wco", "where"),
+    [
+        (None, (1.0, 2.0, 0.0), None),
+        (p.Status("Idle", wpos=(1.0, 2.0, 3.0)), None, {"X": 1.0, "Y": 2.0, "Z": 3.0}),
+        (p.Status("Run", mpos=(11.0, 22.0, 3.0)), (1.0, 2.0, 0.0),
+         {"X": 10.0, "Y": 20.0, "Z": 3.0}),
+        (p.Status("Run", mpos=(5.0, 5.0, 0.0, 90.0)), (0.0, 0.0, 0.0, 0.0),
+         {"X": 5.0, "Y": 5.0, "Z": 0.0, "A": 90.0}),
+        (p.Status("Run", mpos=(11.0, 22.0, 3.0)), None, None),
+        (p.Status("Idle"), (1.0, 2.0, 0.0), None),
+    ],
+)  # fmt: skip
+def test_work_position_is_wpos_or_mpos_less_wco(
+    status: p.Status | None, wco: tuple[float, ...] | None, where: dict[str, float] | None
+) -> None:
+    assert work_position(status, wco) == where

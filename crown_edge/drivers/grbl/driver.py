@@ -65,7 +65,7 @@ from crown_edge.drivers.base import (
 )
 from crown_edge.drivers.grbl import protocol as p
 from crown_edge.drivers.grbl.connection import Connection
-from crown_edge.drivers.grbl.machine_state import machine_state, not_ready
+from crown_edge.drivers.grbl.machine_state import machine_state, not_ready, work_position
 from crown_edge.drivers.grbl.run import DEFAULT_RESERVE_WINDOW, ProgramRun, halt
 from crown_edge.drivers.grbl.runstate import RunTimeouts, decelerating
 from crown_edge.drivers.grbl.streamer import Streamer, resume_preamble
@@ -180,16 +180,8 @@ class GrblDriver:
     @property
     def work_position(self) -> dict[str, float] | None:
         """The head's work position by axis letter (WPos, or MPos less WCO), if known."""
-        conn, status = self._conn, self.status
-        if conn is None or status is None:
-            return None
-        if status.wpos is not None:
-            where = status.wpos
-        elif status.mpos is not None and conn.wco is not None:
-            where = tuple(m - o for m, o in zip(status.mpos, conn.wco, strict=False))
-        else:
-            return None
-        return dict(zip("XYZA", where, strict=False))
+        conn = self._conn
+        return work_position(self.status, conn.wco) if conn is not None else None
 
     @property
     def rx_buffer(self) -> int:

@@ -100,6 +100,21 @@ def machine_state(
     )
 
 
+def work_position(
+    status: p.Status | None, wco: tuple[float, ...] | None
+) -> dict[str, float] | None:
+    """The head's work position by axis letter: ``WPos``, or ``MPos`` less the last ``WCO``."""
+    if status is None:
+        return None
+    if status.wpos is not None:
+        where = status.wpos
+    elif status.mpos is not None and wco is not None:
+        where = tuple(m - o for m, o in zip(status.mpos, wco, strict=False))
+    else:
+        return None
+    return dict(zip("XYZA", where, strict=False))
+
+
 def not_ready(
     machine_id: str,
     status: p.Status | None,
