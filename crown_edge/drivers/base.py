@@ -47,7 +47,7 @@ class RunProgress:
 
     @property
     def fraction(self) -> float:
-        """0..1 for the status word ``engraving`` (DESIGN.md §3)."""
+        """0..1: how far the status word ``engraving`` has got."""
         return self.last_acked_line / self.total_lines if self.total_lines else 1.0
 
 
