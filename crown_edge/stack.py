@@ -9,7 +9,9 @@ Started in order (and stopped in reverse, nothing left behind):
 2. a Modbus device simulator (rotary chuck, door, e-stop, air, exhaust) for the rotary laser;
 3. the workshop daemon (:class:`~crown_edge.daemon.app.EdgeDaemon`) with N simulated GRBL lasers
    on pseudo-terminals, its MQTT link and its Temporal activity worker;
-4. the cloud side: Order API + SQS dispatcher + MQTT bridge
+4. a local mail sink (``workdir/mail``, one ``.eml`` file per message): customer notifications
+   go there, nothing leaves the machine;
+5. the cloud side: Order API + SQS dispatcher + MQTT bridge + customer notifier
    (:class:`~crown_edge.cloud.service.CloudServices`) and the workflow worker on ``crown-orders``.
 """
 
@@ -32,6 +34,7 @@ from typing import Any, Self
 
 from crown_edge.catalog import Catalog, load_catalog
 from crown_edge.cloud.auth import Credentials
+from crown_edge.cloud.mail import MailSettings
 from crown_edge.config import (
     DeviceConfig,
     EdgeConfig,
@@ -65,6 +68,23 @@ class StackSettings:
     edge_process: bool = False
     #: the Order API key; None: ``$CROWN_API_KEY``, else ``workdir/api-key`` (made on first use)
     api_key: str | None = field(default=None, repr=False)
+    #: where customer notifications go; None: the local mail sink (``workdir/mail``)
+    mail: MailSettings | None = None
+
+
+def sink_mail_settings(workdir: Path, host: str, port: int) -> MailSettings:
+    """Notifications to the local sink: quick retries, the notices' store in ``workdir``."""
+    return MailSettings(
+        backend="smtp",
+        sender="Crown Trophy (demo) <orders@crown-trophy.localhost>",
+        shop_name="Crown Trophy (demo)",
+        store=workdir / "notifications.db",
+        smtp_host=host,
+        smtp_port=port,
+        timeout=10.0,
+        retry_initial=0.5,
+        retry_max=10.0,
+    )
 
 
 class FullStack:
@@ -78,6 +98,7 @@ class FullStack:
         self.client: Any = None
         self.cloud: Any = None
         self.modbus: Any = None
+        self.mail_sink: Any = None
         self.daemon: EdgeDaemon | None = None
         self.config: EdgeConfig | None = None
         self.credentials: Credentials | None = None
@@ -119,6 +140,7 @@ class FullStack:
         from temporalio.client import Client
 
         from crown_edge.cloud.activities import CloudActivities
+        from crown_edge.cloud.mail_sink import MailSink
         from crown_edge.cloud.service import CloudServices, CloudSettings
         from crown_edge.cloud.starter import start_job, workflow_worker
         from crown_edge.embedded.stack import EmbeddedServices
@@ -186,6 +208,10 @@ class FullStack:
             await start_job(self.client, msg, default_shop_id=s.shop_id)
 
         self.credentials = _credentials(s)
+        mail = s.mail
+        if mail is None:
+            self.mail_sink = await self._stack.enter_async_context(MailSink(s.workdir / "mail"))
+            mail = sink_mail_settings(s.workdir, self.mail_sink.host, self.mail_sink.port)
         settings = CloudSettings(
             designs_dir=s.workdir / "designs",
             credentials=self.credentials,
@@ -197,14 +223,13 @@ class FullStack:
             mqtt_password=cloud_login.password,
             mqtt_tls=cloud_login.tls,
             sqs_endpoint_url=self.services.moto.endpoint_url,
+            mail=mail,
         )
         log.info("starting the cloud side: Order API, dispatcher, bridge, workflow worker")
         self.cloud = await self._stack.enter_async_context(
             CloudServices(settings, start, temporal=self.client)
         )
-        activities = CloudActivities(
-            settings.designs_dir, self.catalog, self.cloud.bridge.cloud_sink
-        )
+        activities = CloudActivities(settings.designs_dir, self.catalog, self.cloud.cloud_sink)
         worker = workflow_worker(self.client, activities)
         await self._stack.enter_async_context(worker)
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from crown_edge.cli.common import fail
+from crown_edge.cloud.mail import MailSettings
 from crown_edge.config import MQTT_KEYS, MqttConfig, known_keys, parse_mqtt
 from crown_edge.daemon.notify import Notifier
 from crown_edge.errors import ConfigError, CrownEdgeError
@@ -51,6 +52,8 @@ class CloudConfig:
     allowed_origins: tuple[str, ...] = ()
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
+    #: customer notifications (the ``[mail]`` table); None: off
+    mail: MailSettings | None = None
 
 
 def load_cloud_config(path: Path, env: Mapping[str, str] | None = None) -> CloudConfig:
@@ -120,6 +123,10 @@ def load_cloud_config(path: Path, env: Mapping[str, str] | None = None) -> Cloud
             "no token secret",
             "token_secrets, token_secret_file or a credential",
         )
+    raw_mail = data.get("mail")
+    if raw_mail is not None and not isinstance(raw_mail, dict):
+        raise ConfigError("mail", "", "must be a table")
+    mail = MailSettings.from_config(raw_mail, path.parent) if raw_mail is not None else None
     metrics_port = get("metrics", "port", None, int)
     if metrics_port is not None and not 0 <= metrics_port <= 65535:
         raise ConfigError("metrics", "port", f"got {metrics_port}", "0..65535")
@@ -135,6 +142,7 @@ def load_cloud_config(path: Path, env: Mapping[str, str] | None = None) -> Cloud
         designs_dir=designs if designs.is_absolute() else path.parent / designs,
         http_port=port,
         mqtt=mqtt if mqtt is not None and mqtt.enabled else None,
+        mail=mail if mail is not None and mail.backend != "off" else None,
         **plain,
     )
 
@@ -203,6 +211,7 @@ async def _serve(cfg: CloudConfig) -> None:
         mqtt_tls=tls_of(mqtt) if mqtt is not None else None,
         sqs_endpoint_url=cfg.sqs_endpoint_url,
         sqs_region=cfg.sqs_region,
+        mail=cfg.mail,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -210,7 +219,7 @@ async def _serve(cfg: CloudConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     notifier = Notifier()
     async with CloudServices(settings, start, temporal=client) as services:
-        activities = CloudActivities(cfg.designs_dir, load_catalog(), services.bridge.cloud_sink)
+        activities = CloudActivities(cfg.designs_dir, load_catalog(), services.cloud_sink)
         async with workflow_worker(client, activities):
             print(f"crown-edge cloud: Order API on {services.api.url}", flush=True)
             notifier.send(f"READY=1\nSTATUS=Order API on {services.api.url}")

@@ -41,6 +41,7 @@ def demo_orders(run: str, count: int) -> list[dict[str, Any]]:
         order.update(
             job_id=f"{run}-{i + 1:03d}",
             customer_id=f"CUST-{100 + i % 7}",
+            customer_email=f"customer-{100 + i % 7}@example.com",
             due_date=time.strftime("%Y-%m-%dT17:00:00Z", time.gmtime(time.time() + 86400 * 3)),
             price_cents=2500 + 500 * (i % 4),
         )
@@ -136,6 +137,7 @@ async def _up(settings: Any, orders: list[dict[str, Any]], exit_when_done: bool)
             f"  MQTT logins    {stack.services.broker.state_dir}  (certificates, keys, "
             f"*.password; mode 0600)\n"
             f"  SQS (moto)     {stack.services.moto.endpoint_url}\n"
+            f"  Mail sink      {stack.mail_sink.directory}  (one .eml file per message)\n"
             f"  Workshop       {len(stack.config.machines)} simulated lasers, "
             f"QA {stack.config.qa_mode}\n"
             f"  Technician CLI CROWN_EDGE_SOCKET={sock} crown-edge status",
@@ -157,6 +159,7 @@ async def _up(settings: Any, orders: list[dict[str, Any]], exit_when_done: bool)
             "jobs": results,
             "elapsed_s": elapsed,
             "api": stack.api_url,
+            "mail_sink": str(stack.mail_sink.directory),
             "links": {o["job_id"]: stack.customer_link(o["job_id"]) for o in orders},
         }
         if exit_when_done or not orders:

@@ -18,6 +18,10 @@ signed token (``?token=`` or ``X-Order-Token``), handed out in the 202 answer's 
 a missing or wrong token answers 404 as if the order did not exist. Every error is JSON
 ``{"error": word, "reasons": [...]}``.
 
+An order may carry ``customer_email`` (checked at the door; ``customer_id`` alone means no
+email) and ``notify_engraving``: the contact is kept with the order's signed ``status_url``
+before the order is queued, and the notifier (:mod:`crown_edge.cloud.notify`) writes to it.
+
 Why FastAPI on uvicorn: the API is a handful of JSON routes plus one WebSocket, which Starlette
 serves as plain async functions; FastAPI adds the OpenAPI document (``/openapi.json``) generated
 from the same pydantic models that describe the bodies, so outside tools get a contract that
@@ -77,6 +81,7 @@ from crown_edge.cloud.jobs import (
     Unavailable,
 )
 from crown_edge.cloud.live import overlay, pump
+from crown_edge.cloud.notify_words import Contact
 from crown_edge.cloud.server import AsgiServer
 from crown_edge.cloud.words import customer_view
 from crown_edge.errors import MessageInvalid, SyncError
@@ -85,7 +90,15 @@ from crown_edge.sync import queues
 from crown_edge.toolpath.gcode import JOB_ID
 from crown_edge.workflow.data import ApprovalDecision
 
-__all__ = ["ApiSettings", "OrderApi", "OrderSender", "create_app", "metrics_app", "overlay"]
+__all__ = [
+    "ApiSettings",
+    "ContactBook",
+    "OrderApi",
+    "OrderSender",
+    "create_app",
+    "metrics_app",
+    "overlay",
+]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +111,14 @@ class OrderSender(Protocol):
 
     async def send_order(self, message: IntakeMessage) -> str:
         """Queue the message; return the queue's message id."""
+        ...
+
+
+class ContactBook(Protocol):
+    """Where an order's customer contact is kept (:class:`~crown_edge.cloud.notify.Notifier`)."""
+
+    async def remember(self, contact: Contact) -> None:
+        """Keep the contact durably before the order is queued."""
         ...
 
 
@@ -132,13 +153,17 @@ class OrderApi:
         settings: ApiSettings,
         *,
         jobs: Jobs | None = None,
+        contacts: ContactBook | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         registry: CollectorRegistry | None = None,
         ws_ping_interval: float = 20.0,
         max_connections: int = 1024,
     ) -> None:
+        """``contacts`` keeps the customer's email of an order (None: notifications are off,
+        ``customer_email`` is still checked)."""
         self.orders = orders
+        self.contacts = contacts
         self.bridge = bridge
         self.settings = settings
         self.credentials = settings.credentials
@@ -298,6 +323,8 @@ class _Routes:
             api.metrics.rejected.labels("invalid_message").inc()
             raise ApiError(400, "invalid_message", reasons)
         queue = queues.PRIORITY_QUEUE if message.rush else queues.ENGRAVING_QUEUE
+        links = api._links(request, message.job_id)
+        await self._remember_contact(data, message, links["status_url"])
         try:
             await api.orders.send_order(message)
         except SyncError as exc:
@@ -307,9 +334,31 @@ class _Routes:
             ) from exc
         api.metrics.accepted.labels(queue).inc()
         api.bridge.accept(message.job_id)
-        links = api._links(request, message.job_id)
         body = {"job_id": message.job_id, "status": "received", "queue": queue, **links}
         return JSONResponse(body, 202, headers={"Location": links["order_url"]})
+
+    async def _remember_contact(
+        self, data: dict[str, Any], message: IntakeMessage, status_url: str
+    ) -> None:
+        """Keep the customer's email (checked at the door) with the order's signed link."""
+        email = data.get("customer_email")
+        contacts = self.api.contacts
+        if not isinstance(email, str) or contacts is None:
+            return
+        contact = Contact(
+            message.job_id,
+            email,
+            status_url,
+            notify_engraving=data.get("notify_engraving") is True,
+            text=tuple(message.text),
+        )
+        try:
+            await contacts.remember(contact)
+        except Exception as exc:
+            log.warning("could not keep the contact of order %s: %r", message.job_id, exc)
+            raise ApiError(
+                503, "contacts_unavailable", ["try again shortly"], {"Retry-After": "5"}
+            ) from exc
 
     async def get_order(self, request: Request, job_id: str) -> Response:
         api = self.api
@@ -458,11 +507,21 @@ def create_app(
     settings: ApiSettings,
     *,
     jobs: Jobs | None = None,
+    contacts: ContactBook | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
+    registry: CollectorRegistry | None = None,
     ws_ping_interval: float = 20.0,
 ) -> OrderApi:
     """The Order API wired to an order sender and a bridge; serve with ``async with``."""
     return OrderApi(
-        orders, bridge, settings, jobs=jobs, host=host, port=port, ws_ping_interval=ws_ping_interval
+        orders,
+        bridge,
+        settings,
+        jobs=jobs,
+        contacts=contacts,
+        host=host,
+        port=port,
+        registry=registry,
+        ws_ping_interval=ws_ping_interval,
     )

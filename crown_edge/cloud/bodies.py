@@ -33,6 +33,14 @@ class OrderIn(BaseModel):
     price_cents: int | None = Field(default=None, ge=0)
     shop_id: str | None = Field(default=None, description="a workshop this service knows")
     requires_design: bool = False
+    customer_email: str | None = Field(
+        default=None,
+        max_length=254,
+        description="where notifications go (with the order's signed link); none: no email",
+    )
+    notify_engraving: bool = Field(
+        default=False, description="also tell the customer when engraving starts"
+    )
 
 
 class OrderAccepted(BaseModel):

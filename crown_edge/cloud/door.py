@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crown_edge.cloud.bridge import REJECT_REASONS, Bridge
 from crown_edge.cloud.errors import error_response
+from crown_edge.cloud.mail import email_problem
 from crown_edge.cloud.server import MAX_HEAD
 from crown_edge.sync import wire
 from crown_edge.toolpath.gcode import JOB_ID
@@ -126,7 +127,8 @@ _IDENT = re.compile(wire.IDENT_PATTERN)
 
 
 def door_reasons(data: dict[str, Any], shops: frozenset[str] | None) -> list[str]:
-    """What would fail later and so fails here: the job id's G-code charset, the workshop."""
+    """What would fail later and so fails here: the job id's G-code charset, the workshop, the
+    customer's email address (a notification to it would bounce, or bend a mail header)."""
     reasons = []
     job_id = data.get("job_id")
     if isinstance(job_id, str) and job_id and not JOB_ID.fullmatch(job_id):
@@ -137,6 +139,11 @@ def door_reasons(data: dict[str, Any], shops: frozenset[str] | None) -> list[str
             reasons.append("shop_id: at most 64 letters, digits, '_' or '-'")
         elif shops is not None and shop not in shops:
             reasons.append(f"shop_id: unknown workshop {shop!r}")
+    email = data.get("customer_email")
+    if email is not None and (problem := email_problem(email)) is not None:
+        reasons.append(f"customer_email: {problem}")
+    if not isinstance(data.get("notify_engraving", False), bool):
+        reasons.append("notify_engraving: must be true or false")
     return reasons
 
 

@@ -2,8 +2,8 @@
 
 ``crown-edge cloud`` and ``crown-edge up`` build :class:`CloudServices` from their settings and a
 ``start_job`` (:func:`crown_edge.cloud.starter.start_job` bound to a Temporal client); the Temporal
-worker for ``crown-orders`` runs beside it, with :meth:`~crown_edge.cloud.bridge.Bridge.cloud_sink`
-as the cloud activities' sink.
+worker for ``crown-orders`` runs beside it, with :meth:`CloudServices.cloud_sink` as the cloud
+activities' sink (the bridge's, and the customer notifier's when mail is configured).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from prometheus_client import Gauge
+from prometheus_client import CollectorRegistry, Gauge
 
 from crown_edge.cloud.app import ApiSettings, OrderApi, create_app, metrics_app
 from crown_edge.cloud.auth import Credentials
@@ -24,6 +24,8 @@ from crown_edge.cloud.bridge import Bridge, BridgeSettings
 from crown_edge.cloud.dispatcher import Dispatcher, StartJob
 from crown_edge.cloud.jobdir import JobDirectory, TemporalShopLookup
 from crown_edge.cloud.jobs import Jobs
+from crown_edge.cloud.mail import MailSettings, MailTransport, transport_for
+from crown_edge.cloud.notify import Notifier
 from crown_edge.cloud.server import AsgiServer
 from crown_edge.embedded.sqs import DEFAULT_REGION, sqs_client
 from crown_edge.sync.mqtt_auth import MqttTls
@@ -41,7 +43,8 @@ class CloudSettings:
     connects as ``mqtt_username`` over ``mqtt_tls`` (None: plain TCP). ``credentials`` are the
     Order API's keys and token secrets; ``shops`` the workshops orders may name (None: any);
     ``public_url`` the base of customer links; ``metrics_port`` not None serves ``/metrics``
-    without a key on ``metrics_host:metrics_port`` (a private address).
+    without a key on ``metrics_host:metrics_port`` (a private address). ``mail`` None (or
+    backend ``off``) sends no customer notifications.
     """
 
     designs_dir: Path
@@ -63,6 +66,7 @@ class CloudSettings:
     sqs_region: str = DEFAULT_REGION
     dispatcher_wait_seconds: int = 1
     dispatcher_retry_delay: int | None = 30
+    mail: MailSettings | None = None
 
 
 def _client_for(settings: CloudSettings) -> Any:
@@ -88,10 +92,12 @@ class CloudServices:
         *,
         client: Any | None = None,
         temporal: Any | None = None,
+        mail_transport: MailTransport | None = None,
     ) -> None:
         """``client`` is an SQS client (default: one for ``settings``); ``temporal`` a Temporal
         client the bridge uses to find the shop of a job it has not heard of (the workflow's
-        input), e.g. after a cloud restart."""
+        input), e.g. after a cloud restart; ``mail_transport`` replaces the one ``settings.mail``
+        names."""
         self.settings = settings
         self.start_job = start_job
         self._own_client = client is None
@@ -124,13 +130,30 @@ class CloudServices:
             public_url=settings.public_url,
             allowed_origins=settings.allowed_origins,
         )
+        registry = CollectorRegistry()
+        views = Jobs(self.bridge.board, temporal)
+        mail = settings.mail
+        transport = mail_transport or (transport_for(mail) if mail is not None else None)
+        self.notifier = (
+            Notifier(
+                mail,
+                transport,
+                designs_dir=settings.designs_dir,
+                view=views.view,
+                registry=registry,
+            )
+            if mail is not None and transport is not None
+            else None
+        )
         self.api: OrderApi = create_app(
             self.orders,
             self.bridge,
             api_settings,
-            jobs=Jobs(self.bridge.board, temporal),
+            jobs=views,
+            contacts=self.notifier,
             host=settings.http_host,
             port=settings.http_port,
+            registry=registry,
         )
         self.metrics_server = (
             AsgiServer(metrics_app(self.api.registry), settings.metrics_host, settings.metrics_port)
@@ -154,6 +177,8 @@ class CloudServices:
     async def __aenter__(self) -> Self:
         try:
             await self.orders.resolve()
+            if self.notifier is not None:
+                await self._stack.enter_async_context(self.notifier)
             await self._stack.enter_async_context(self.bridge)
             await self._stack.enter_async_context(self.dispatcher)
             await self._stack.enter_async_context(self.api)
@@ -169,6 +194,13 @@ class CloudServices:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self._close()
+
+    async def cloud_sink(self, kind: str, payload: dict[str, Any]) -> None:
+        """The cloud activities' sink: the bridge (board, SQS, live pages), then the notifier,
+        which only records the notice (it never waits for a mail server)."""
+        await self.bridge.cloud_sink(kind, payload)
+        if self.notifier is not None:
+            await self.notifier.record(kind, payload)
 
     async def _close(self) -> None:
         try:

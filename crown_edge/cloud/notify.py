@@ -1,0 +1,284 @@
+"""Customer notifications: the workflow's status events, told to the customer by email.
+
+Where the events come from: every status change of a job is published by the workflow's
+``publish_status`` activity through the cloud activities' sink, which the cloud side wires to
+:meth:`Notifier.record` beside the bridge (:meth:`CloudServices.cloud_sink
+<crown_edge.cloud.service.CloudServices.cloud_sink>`). The workflow itself does not change:
+notifications follow the events it already publishes (design ready, blocked, revision,
+engraving, complete, escalated).
+
+Delivery you can trust:
+
+- **Once per event.** ``record`` only writes the notice to the durable store
+  (:mod:`crown_edge.cloud.notify_store`), keyed by the event's id, and returns: the activity
+  that publishes the status is never held up by a mail server. Because the write happens inside
+  the activity, an activity retried or a worker restarted before the write re-records the same
+  event, which the store ignores; a notice once ``sent`` is never sent again, also after a
+  restart of the cloud process. The Message-ID is derived from the event id too, so the one
+  remaining duplicate (a server took the message but its answer was lost) is recognisable.
+- **Retried with back-off.** A refusal for now (SMTP ``4xx``, a connection refused, SES
+  throttling) is tried again after :class:`~crown_edge.sync.backoff.Backoff` delays, up to
+  ``max_attempts`` in all; a final refusal (``5xx``) is not retried.
+- **Never lost silently.** A notice given up is a warning in the log (job, event, kind, the last
+  error), a ``failed`` row in the store and ``crown_notifications_failed_total``; sent ones count
+  in ``crown_notifications_sent_total`` (both on the cloud's ``/metrics``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from crown_edge.cloud.mail import MailError, MailSettings, MailTransport
+from crown_edge.cloud.notify_store import NoticeStore, Pending
+from crown_edge.cloud.notify_words import (
+    OPTIONAL_KINDS,
+    Alternative,
+    Contact,
+    compose,
+    notice_of,
+)
+from crown_edge.sync.backoff import Backoff
+
+log = logging.getLogger(__name__)
+
+#: ``await view(job_id)`` → the job's current view (for the alternatives offered), or None.
+ViewSource = Callable[[str], Awaitable[Mapping[str, Any] | None]]
+#: Longest wait for the job's view while composing a message.
+VIEW_TIMEOUT = 5.0
+
+
+class Notifier:
+    """Turns status events into emails (module docstring). Use with ``async with``."""
+
+    def __init__(
+        self,
+        settings: MailSettings,
+        transport: MailTransport,
+        *,
+        designs_dir: Path | None = None,
+        view: ViewSource | None = None,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.transport = transport
+        self.designs_dir = designs_dir
+        self.view = view
+        self._clock = clock
+        self.store: NoticeStore | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._backoffs: dict[str, Backoff] = {}
+        self._pending = 0
+        registry = registry if registry is not None else CollectorRegistry()
+        self.sent = Counter(
+            "crown_notifications_sent",
+            "Customer notifications taken by the mail service",
+            ["kind"],
+            registry=registry,
+        )
+        self.failed = Counter(
+            "crown_notifications_failed",
+            "Customer notifications given up (after the last attempt, or refused for good)",
+            ["kind"],
+            registry=registry,
+        )
+        self.retries = Counter(
+            "crown_notification_retries",
+            "Notification attempts refused for now and tried again later",
+            ["kind"],
+            registry=registry,
+        )
+        pending = Gauge(
+            "crown_notifications_pending", "Notifications waiting to be sent", registry=registry
+        )
+        pending.set_function(lambda: self._pending)
+
+    async def __aenter__(self) -> Self:
+        self.store = await asyncio.to_thread(NoticeStore, self.settings.store)
+        self._task = asyncio.create_task(self._work(), name="notifier")
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
+            self.store = None
+
+    # -- intake ------------------------------------------------------------------------------
+
+    async def remember(self, contact: Contact) -> None:
+        """Keep an order's contact (the Order API calls this before it queues the order)."""
+        assert self.store is not None, "the notifier is not running"
+        await asyncio.to_thread(self.store.remember, contact, self._clock())
+
+    async def record(self, kind: str, payload: Mapping[str, Any]) -> None:
+        """The cloud activities' sink: a status event the customer should hear about becomes
+        a pending notice. Never raises: a notification must not fail the job's activity."""
+        if kind != "status" or self.store is None:
+            return
+        notice = notice_of(payload)
+        if notice is None:
+            return
+        store = self.store
+        try:
+            contact = await asyncio.to_thread(store.contact, notice.job_id)
+            if contact is None:
+                return  # ordered without an email: nobody to tell
+            if notice.kind in OPTIONAL_KINDS and not contact.notify_engraving:
+                return
+            if await asyncio.to_thread(store.enqueue, notice, self._clock()):
+                self._wake.set()
+        except Exception:
+            log.exception(
+                "notification of event %s (job %s) could not be recorded",
+                notice.event_id,
+                notice.job_id,
+                extra={"job_id": notice.job_id, "event_id": notice.event_id},
+            )
+            self.failed.labels(notice.kind).inc()
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        assert self.store is not None
+        store = self.store
+        while True:
+            self._wake.clear()
+            try:
+                due = await asyncio.to_thread(store.due, self._clock())
+                for pending in due:
+                    await self._attempt(pending)
+                counts = await asyncio.to_thread(store.counts)
+                self._pending = counts.get("pending", 0)
+                if due:
+                    continue
+                next_at = await asyncio.to_thread(store.next_due)
+            except Exception:  # the store itself failed (disk full?): log, wait, go on
+                log.exception("notifier: the notice store failed")
+                next_at = self._clock() + self.settings.retry_initial
+            wait = None if next_at is None else max(0.0, next_at - self._clock())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
+
+    async def _attempt(self, pending: Pending) -> None:
+        assert self.store is not None
+        notice, contact = pending.notice, pending.contact
+        attempts = pending.attempts + 1
+        extra = {"job_id": notice.job_id, "event_id": notice.event_id, "kind": notice.kind}
+        try:
+            message = compose(
+                notice,
+                contact,
+                shop_name=self.settings.shop_name,
+                sender=self.settings.sender,
+                reply_to=self.settings.reply_to,
+                now=self._clock(),
+                alternatives=await self._alternatives(notice.job_id, notice.kind),
+                design_svg=await self._design(notice.design_url, notice.kind),
+            )
+            async with asyncio.timeout(self.settings.timeout + 5.0):
+                await self.transport.send(message)
+        except (MailError, TimeoutError) as exc:
+            transient = exc.transient if isinstance(exc, MailError) else True
+            error = str(exc) or "timed out"
+            if transient and attempts < self.settings.max_attempts:
+                backoff = self._backoffs.setdefault(
+                    notice.event_id, Backoff(self.settings.retry_initial, self.settings.retry_max)
+                )
+                delay = backoff.next()
+                log.info(
+                    "notification %s for job %s refused for now (%s); attempt %s in %.1f s",
+                    notice.kind,
+                    notice.job_id,
+                    error,
+                    attempts + 1,
+                    delay,
+                    extra=extra,
+                )
+                self.retries.labels(notice.kind).inc()
+                await asyncio.to_thread(
+                    self.store.retry, notice.event_id, attempts, error, self._clock() + delay
+                )
+                return
+            await self._give_up(pending, attempts, error)
+            return
+        except Exception as exc:  # a bug (composing, a transport): not worth retrying
+            log.exception("notification %s for job %s failed", notice.kind, notice.job_id)
+            await self._give_up(pending, attempts, f"internal error: {exc!r}")
+            return
+        self._backoffs.pop(notice.event_id, None)
+        await asyncio.to_thread(self.store.sent, notice.event_id, attempts, self._clock())
+        self.sent.labels(notice.kind).inc()
+        log.info(
+            "notification %s for job %s sent (attempt %s)",
+            notice.kind,
+            notice.job_id,
+            attempts,
+            extra=extra,
+        )
+
+    async def _give_up(self, pending: Pending, attempts: int, error: str) -> None:
+        assert self.store is not None
+        notice = pending.notice
+        self._backoffs.pop(notice.event_id, None)
+        await asyncio.to_thread(self.store.failed, notice.event_id, attempts, error, self._clock())
+        self.failed.labels(notice.kind).inc()
+        log.warning(
+            "notification %s for job %s (event %s) NOT SENT after %s attempts: %s",
+            notice.kind,
+            notice.job_id,
+            notice.event_id,
+            attempts,
+            error,
+            extra={"job_id": notice.job_id, "event_id": notice.event_id, "kind": notice.kind},
+        )
+
+    async def _alternatives(self, job_id: str, kind: str) -> list[Alternative]:
+        """The items offered instead, from the job's view (best effort: the link has them)."""
+        if kind != "blocked" or self.view is None:
+            return []
+        try:
+            async with asyncio.timeout(VIEW_TIMEOUT):
+                view = await self.view(job_id)
+        except Exception as exc:
+            log.info("job %s: no view for the alternatives: %r", job_id, exc)
+            return []
+        offered = view.get("alternatives") if view is not None else None
+        if not isinstance(offered, list):
+            return []
+        return [
+            Alternative(str(a.get("name") or a["item_id"]), str(a.get("material") or ""))
+            for a in offered
+            if isinstance(a, Mapping) and a.get("item_id")
+        ]
+
+    async def _design(self, design_url: str | None, kind: str) -> bytes | None:
+        """The preview SVG behind ``design_url`` (``/designs/{name}.svg``), if it is at hand."""
+        if kind != "design_ready" or design_url is None or self.designs_dir is None:
+            return None
+        name = design_url.rpartition("/")[2]
+        root = self.designs_dir.resolve()
+        path = (root / name).resolve()
+        if not name.endswith(".svg") or not path.is_relative_to(root) or not path.is_file():
+            return None
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except OSError:
+            return None

@@ -1,0 +1,191 @@
+"""The notifier's durable record (SQLite): customer contacts, and every notice with its state.
+
+The Order API keeps no database of its own, and the workflow input carries only the seed's
+order fields, so a customer's email (and the order's signed link) is written here at the door,
+before the order is queued. Each notice is a row keyed by its status event's id: inserting the
+same event twice (an activity retried, a worker restarted) is a no-op, and a row leaves
+``pending`` only as ``sent`` or ``failed``, so every event is told at most once, and after a
+restart of the cloud process the pending ones are picked up again.
+
+Calls are synchronous and short; the notifier runs them in a worker thread. One connection,
+guarded by a lock; WAL with ``synchronous=FULL`` (a notice recorded is a notice kept).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crown_edge.cloud.notify_words import Contact, Notice
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS contacts (
+    job_id TEXT PRIMARY KEY,
+    email TEXT NOT NULL,
+    status_url TEXT NOT NULL,
+    notify_engraving INTEGER NOT NULL DEFAULT 0,
+    text TEXT NOT NULL DEFAULT '[]',
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS notices (
+    event_id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    reason TEXT,
+    design_url TEXT,
+    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL,
+    last_error TEXT,
+    created REAL NOT NULL,
+    done_at REAL
+);
+CREATE INDEX IF NOT EXISTS notices_due ON notices (state, next_at);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A notice waiting to be sent, with its contact and the attempts made so far."""
+
+    notice: Notice
+    contact: Contact
+    attempts: int
+
+
+class NoticeStore:
+    """Contacts and notices in one SQLite file (module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db.execute(sql, args)
+
+    def remember(self, contact: Contact, now: float) -> bool:
+        """Keep the contact of a new order; an order already known keeps its first contact
+        (as its workflow keeps the first order). Returns whether it was new."""
+        cur = self._run(
+            "INSERT OR IGNORE INTO contacts "
+            "(job_id, email, status_url, notify_engraving, text, created) VALUES (?,?,?,?,?,?)",
+            (
+                contact.job_id,
+                contact.email,
+                contact.status_url,
+                int(contact.notify_engraving),
+                json.dumps(list(contact.text)),
+                now,
+            ),
+        )
+        return cur.rowcount == 1
+
+    def contact(self, job_id: str) -> Contact | None:
+        """The contact of ``job_id``; None when the order came without an email."""
+        row = self._run(
+            "SELECT job_id, email, status_url, notify_engraving, text FROM contacts "
+            "WHERE job_id = ?",
+            (job_id,),
+        ).fetchone()
+        return _contact(row) if row is not None else None
+
+    def enqueue(self, notice: Notice, now: float) -> bool:
+        """Record ``notice`` as pending unless its event is already known; whether it is new."""
+        cur = self._run(
+            "INSERT OR IGNORE INTO notices "
+            "(event_id, job_id, kind, reason, design_url, next_at, created) "
+            "VALUES (?,?,?,?,?,?,?)",
+            (
+                notice.event_id,
+                notice.job_id,
+                notice.kind,
+                notice.reason,
+                notice.design_url,
+                now,
+                now,
+            ),
+        )
+        return cur.rowcount == 1
+
+    def due(self, now: float, limit: int = 20) -> list[Pending]:
+        """Pending notices whose time has come, oldest first."""
+        rows = self._run(
+            "SELECT n.event_id, n.job_id, n.kind, n.reason, n.design_url, n.attempts, "
+            "c.job_id, c.email, c.status_url, c.notify_engraving, c.text "
+            "FROM notices n JOIN contacts c USING (job_id) "
+            "WHERE n.state = 'pending' AND n.next_at <= ? ORDER BY n.next_at, n.created LIMIT ?",
+            (now, limit),
+        ).fetchall()
+        return [Pending(Notice(*r[0:5]), _contact(r[6:11]), int(r[5])) for r in rows]
+
+    def next_due(self) -> float | None:
+        """When the next pending notice is due (None: nothing pending)."""
+        row = self._run("SELECT MIN(next_at) FROM notices WHERE state = 'pending'").fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    def sent(self, event_id: str, attempts: int, now: float) -> None:
+        """The notice was taken by the mail service."""
+        self._finish(event_id, "sent", attempts, None, now)
+
+    def failed(self, event_id: str, attempts: int, error: str, now: float) -> None:
+        """The notice was given up (after the last attempt, or refused for good)."""
+        self._finish(event_id, "failed", attempts, error, now)
+
+    def _finish(
+        self, event_id: str, state: str, attempts: int, error: str | None, now: float
+    ) -> None:
+        self._run(
+            "UPDATE notices SET state = ?, attempts = ?, last_error = ?, done_at = ? "
+            "WHERE event_id = ? AND state = 'pending'",
+            (state, attempts, error, now, event_id),
+        )
+
+    def retry(self, event_id: str, attempts: int, error: str, at: float) -> None:
+        """Try the notice again at ``at``."""
+        self._run(
+            "UPDATE notices SET attempts = ?, last_error = ?, next_at = ? "
+            "WHERE event_id = ? AND state = 'pending'",
+            (attempts, error, at, event_id),
+        )
+
+    def counts(self) -> dict[str, int]:
+        """Notices by state."""
+        rows = self._run("SELECT state, COUNT(*) FROM notices GROUP BY state").fetchall()
+        return {str(state): int(n) for state, n in rows}
+
+    def notices(self, job_id: str) -> list[dict[str, Any]]:
+        """Every notice of ``job_id`` with its state (for tools and tests)."""
+        cur = self._run(
+            "SELECT event_id, kind, state, attempts, last_error FROM notices "
+            "WHERE job_id = ? ORDER BY created",
+            (job_id,),
+        )
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def _contact(row: tuple[Any, ...] | Any) -> Contact:
+    job_id, email, status_url, engraving, text = row
+    lines = json.loads(text)
+    return Contact(
+        job_id,
+        email,
+        status_url,
+        bool(engraving),
+        tuple(str(x) for x in lines) if isinstance(lines, list) else (),
+    )
