@@ -47,7 +47,6 @@ with ``promtool test rules``.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,7 +66,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from crown_edge import __version__
-from crown_edge.store import Store
+from crown_edge.store import Figures, Store
 
 QUEUE_BACKUP_DEPTH = 50
 MIN_QA_PASS_RATE = 0.8
@@ -146,77 +145,30 @@ class Snapshot:
         return out
 
 
-def read_totals(conn: sqlite3.Connection) -> Totals:
-    """Count the all-time figures from the store's durable rows."""
-    passed, failed = conn.execute(
-        "SELECT COALESCE(SUM(passed != 0), 0), COALESCE(SUM(passed = 0), 0) FROM qa_verdicts"
-    ).fetchone()
-    received, rush = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(rush != 0), 0) FROM jobs"
-    ).fetchone()
-    le = ", ".join(f"COALESCE(SUM(d <= {b!r}), 0)" for b in COMPLETION_BUCKETS)
-    row = conn.execute(
-        f"SELECT COUNT(*), COALESCE(SUM(d), 0.0), COALESCE(SUM(price), 0), {le} FROM ("
-        "  SELECT MAX(0.0, e.at - j.received_at) AS d,"
-        "         COALESCE(json_extract(j.message, '$.price_cents'), 0) AS price"
-        "  FROM job_events e JOIN jobs j USING (job_id) WHERE e.status = 'complete')"
-    ).fetchone()
-    return Totals(
-        verdicts_passed=int(passed),
-        verdicts_failed=int(failed),
-        jobs_completed=int(row[0]),
-        revenue_cents=int(row[2]),
-        jobs_received=int(received),
-        rush_received=int(rush),
-        completion_buckets=tuple(int(n) for n in row[3:]),
-        completion_sum_s=float(row[1]),
-    )
-
-
-def read_snapshot(conn: sqlite3.Connection, now: float) -> Snapshot:
-    """Compute a Snapshot from the store."""
-    counts = dict(conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status"))
-    day = now - DAY_S
-    done_today = conn.execute(
-        "SELECT COUNT(*), AVG(j.updated_at - j.received_at) FROM jobs j "
-        "WHERE j.status = 'complete' AND j.updated_at >= ?",
-        (day,),
-    ).fetchone()
-    verdicts = conn.execute(
-        "SELECT COUNT(*), SUM(passed) FROM qa_verdicts WHERE at >= ?", (day,)
-    ).fetchone()
-    revenue = 0
-    total, rush = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(rush), 0) FROM jobs WHERE received_at >= ?", (day,)
-    ).fetchone()
-    for (price,) in conn.execute(
-        "SELECT json_extract(message, '$.price_cents') FROM jobs "
-        "WHERE status = 'complete' AND updated_at >= ?",
-        (day,),
-    ):
-        revenue += int(price or 0)
-    hour = now - 3600.0
-    busy: dict[str, float] = {}
-    for machine_id, started, ended in conn.execute(
-        "SELECT machine_id, started_at, ended_at FROM runs WHERE ended_at IS NULL OR ended_at >= ?",
-        (hour,),
-    ):
-        span = min(ended or now, now) - max(started, hour)
-        busy[machine_id] = busy.get(machine_id, 0.0) + max(0.0, span)
-    machines = conn.execute("SELECT machine_id, heartbeat_at FROM machines").fetchall()
-    n_verdicts = int(verdicts[0] or 0)
+def snapshot_of(figures: Figures) -> Snapshot:
+    """The Snapshot of one reading of the store."""
+    c = figures.counts
     return Snapshot(
-        jobs_in_queue=int(counts.get("queued", 0)),
-        jobs_processing=int(counts.get("engraving", 0)),
-        jobs_completed_today=int(done_today[0] or 0),
-        average_completion_s=float(done_today[1]) if done_today[1] is not None else None,
-        qa_pass_rate=(int(verdicts[1] or 0) / n_verdicts) if n_verdicts else None,
-        qa_verdicts_24h=n_verdicts,
-        revenue_today_cents=revenue,
-        rush_order_percentage=(100.0 * rush / total) if total else None,
-        machine_utilization={m: min(1.0, busy.get(m, 0.0) / 3600.0) for m, _ in machines},
-        heartbeat_age_s={m: (now - hb) if hb is not None else None for m, hb in machines},
-        totals=read_totals(conn),
+        jobs_in_queue=figures.jobs_in_queue,
+        jobs_processing=figures.jobs_processing,
+        jobs_completed_today=figures.jobs_completed_today,
+        average_completion_s=figures.average_completion_s,
+        qa_pass_rate=figures.qa_pass_rate,
+        qa_verdicts_24h=figures.qa_verdicts_24h,
+        revenue_today_cents=figures.revenue_today_cents,
+        rush_order_percentage=figures.rush_order_percentage,
+        machine_utilization=figures.machine_utilization,
+        heartbeat_age_s=figures.heartbeat_age_s,
+        totals=Totals(
+            verdicts_passed=c.verdicts_passed,
+            verdicts_failed=c.verdicts_failed,
+            jobs_completed=c.jobs_completed,
+            revenue_cents=c.revenue_cents,
+            jobs_received=c.jobs_received,
+            rush_received=c.rush_received,
+            completion_buckets=c.completion_buckets,
+            completion_sum_s=c.completion_sum_s,
+        ),
     )
 
 
@@ -349,7 +301,7 @@ class EdgeMetrics:
 
     async def refresh(self, now: float) -> Snapshot:
         """Read the store and the links and update every collector."""
-        snap = await self.store.run_sql(lambda c: read_snapshot(c, now), write=False)
+        snap = snapshot_of(await self.store.figures(now, COMPLETION_BUCKETS))
         self.jobs_in_queue.set(snap.jobs_in_queue)
         self.jobs_processing.set(snap.jobs_processing)
         for machine_id, value in snap.machine_utilization.items():

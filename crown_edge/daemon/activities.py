@@ -44,7 +44,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from crown_edge.catalog import Catalog
+from crown_edge.config import EdgeConfig
 from crown_edge.daemon.fit import alternative_items, estimate_seconds, fit_text
+from crown_edge.daemon.jobs import JobOps
 from crown_edge.daemon.report import RunReporter
 from crown_edge.daemon.runs import auto_verdict, run_result
 from crown_edge.errors import (
@@ -58,7 +60,6 @@ from crown_edge.lifecycle import TERMINAL, JobEvent
 from crown_edge.models import IntakeMessage, JobStatus
 from crown_edge.scheduler import Scheduler
 from crown_edge.store import Job, Store
-from crown_edge.store import workshop as es
 from crown_edge.workflow import names as n
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,8 @@ class EdgeActivities:
 
     ``qa_mode`` ``manual`` waits for the technician's verdict; ``auto`` passes a run whose every
     line was acknowledged without alarm or interlock. ``poll_s`` is how often waiting activities
-    read the store (and heartbeat).
+    read the store (and heartbeat). ``jobs``: the daemon's job service (cancels go through it);
+    one of its own when not given.
     """
 
     def __init__(
@@ -121,6 +123,7 @@ class EdgeActivities:
         scheduler: Scheduler,
         catalog: Catalog,
         *,
+        jobs: JobOps | None = None,
         qa_mode: str = "manual",
         poll_s: float = 0.5,
         signal_every_s: float = 5.0,
@@ -135,6 +138,7 @@ class EdgeActivities:
         self.store = store
         self.scheduler = scheduler
         self.catalog = catalog
+        self.jobs = jobs or JobOps(store, scheduler, catalog, standalone=False, clock=clock)
         self.qa_mode = qa_mode
         self.poll_s = poll_s
         self.signal_every_s = signal_every_s
@@ -144,6 +148,19 @@ class EdgeActivities:
         # waiting activities wake on every committed store change (at the latest after poll_s)
         self._changed = asyncio.Event()
         store.on_commit.append(self._on_commit)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: EdgeConfig,
+        store: Store,
+        scheduler: Scheduler,
+        catalog: Catalog,
+        jobs: JobOps,
+        **options: Any,
+    ) -> EdgeActivities:
+        """The workshop activities as the edge config sets them up (``qa_mode``)."""
+        return cls(store, scheduler, catalog, jobs=jobs, qa_mode=config.qa_mode, **options)
 
     def _on_commit(self) -> None:
         self._changed.set()
@@ -177,7 +194,7 @@ class EdgeActivities:
         if job.status in TERMINAL:
             raise closed(job)
         if job.item_id != req.item_id:  # the customer took an alternative: the workflow's item
-            job = await es.switch_item(self.store, req.job_id, req.item_id, now)
+            job = await self.store.switch_item(req.job_id, req.item_id, now)
         item = self.catalog.items.get(req.item_id)
         fit = None if item is None else await asyncio.to_thread(fit_text, item, req.lines, req.font)
         if job.status not in (S.RECEIVED, S.BLOCKED):  # validated before: the same answer
@@ -209,7 +226,7 @@ class EdgeActivities:
             item_id=req.item_id,
             material=req.material or item_material,
             cap_height_mm=cap,
-            remaining=await es.available_units(self.store, req.item_id),
+            remaining=await self.store.available_units(req.item_id),
         )
 
     def _intake(self, req: n.ValidateJobInput) -> IntakeMessage:
@@ -229,7 +246,7 @@ class EdgeActivities:
 
     async def _block(self, job: Job, reason: str, now: float) -> None:
         if job.status is S.RECEIVED:  # a held reservation is never blocked here
-            await es.apply_if_allowed(self.store, job.job_id, (JobEvent.BLOCK,), now, reason=reason)
+            await self.store.apply_if_allowed(job.job_id, (JobEvent.BLOCK,), now, reason=reason)
 
     @activity.defn(name=n.LIST_ALTERNATIVES)
     async def list_alternatives(self, req: n.AlternativesInput) -> n.AlternativesResult:
@@ -246,8 +263,8 @@ class EdgeActivities:
     async def release_reservation(self, req: n.ReleaseInput) -> None:
         """Give the unit back (write it off when engraved) and end the job as ``reason`` says."""
         now = self._clock()
-        if req.engraved:
-            await es.write_off(self.store, req.job_id, now)
+        if req.engraved:  # the unit may carry the engraving: count it used, never back in stock
+            await self.store.consume_reservation(req.job_id, now)
         else:
             await self.store.release_reservation(req.job_id, now)
         try:
@@ -255,21 +272,21 @@ class EdgeActivities:
         except UnknownJob:
             return
         reason = req.reason.strip().lower().replace(" ", "_")
-        if job.status is S.ENGRAVING:
-            await es.stop_job(self.store, req.job_id, reason, now)
+        if job.status is S.ENGRAVING:  # its machine worker stops it (the unit is settled above)
+            await self.jobs.cancel(req.job_id, reason, settle_stock=False, strict=False, wait=False)
             return
         events = _RELEASE_EVENTS.get(reason, ())
         if not events:
             log.info("job %s: released (%s), state %s kept", req.job_id, reason, job.status)
             return
-        await es.apply_if_allowed(self.store, req.job_id, events, now, reason=reason)
+        await self.store.apply_if_allowed(req.job_id, events, now, reason=reason)
 
     @activity.defn(name=n.MARK_COMPLETE)
     async def mark_complete(self, req: n.CompleteInput) -> None:
         """Consume the reserved unit and mark the job complete (both idempotent)."""
         now = self._clock()
         await self.store.consume_reservation(req.job_id, now)
-        job = await es.apply_if_allowed(self.store, req.job_id, (JobEvent.COMPLETE,), now)
+        job = await self.store.apply_if_allowed(req.job_id, (JobEvent.COMPLETE,), now)
         if job.status is not S.COMPLETE:
             log.warning("job %s: mark_complete in state %s", req.job_id, job.status)
 
@@ -305,8 +322,7 @@ class EdgeActivities:
             if event is JobEvent.ENQUEUE:
                 due_at = _due_at(req.due_date)
                 if due_at is not None:
-                    await es.set_schedule_details(
-                        self.store,
+                    await self.store.set_schedule_details(
                         req.job_id,
                         due_date=req.due_date,
                         due_at=due_at,
@@ -410,7 +426,7 @@ class EdgeActivities:
     async def _cancel_run(self, req: n.MachineRunInput) -> None:
         """Stop this attempt: cancel it, or ask the machine worker and wait a while for it."""
         reason = "cancelled by the workflow"
-        job = await es.stop_job(self.store, req.job_id, reason, self._clock())
+        job = await self._cancel(req.job_id, reason)
         waited = 0.0
         while job.status is S.ENGRAVING and job.attempt == req.attempt:
             if waited >= self.cancel_wait_s:
@@ -421,7 +437,11 @@ class EdgeActivities:
             waited += self.poll_s
             job = await self.store.get_job(req.job_id)
         if job.status is not S.CANCELLED:
-            await es.stop_job(self.store, req.job_id, reason, self._clock())
+            await self._cancel(req.job_id, reason)
+
+    async def _cancel(self, job_id: str, reason: str) -> Job:
+        # the workflow settles the unit itself (release_reservation); heartbeats while waiting
+        return await self.jobs.cancel(job_id, reason, settle_stock=False, strict=False, wait=False)
 
     # --- QA ------------------------------------------------------------------------------------
 
@@ -429,7 +449,7 @@ class EdgeActivities:
     async def quality_check(self, req: n.QaInput) -> n.QaResult:
         """Wait for (or, in auto mode, give) the verdict of (job_id, attempt) and deliver it."""
         while True:
-            found = await es.deliver_verdict(self.store, req.job_id, req.attempt, self._clock())
+            found = await self.store.deliver_verdict(req.job_id, req.attempt, self._clock())
             if found is not None:
                 return n.QaResult(found.passed, found.notes, found.by)
             job = await self.store.get_job(req.job_id)
@@ -441,8 +461,8 @@ class EdgeActivities:
             )
             if auto is not None:  # None: a technician sent it to QA and gives the verdict
                 passed, notes = auto
-                await es.record_verdict(
-                    self.store, req.job_id, req.attempt, passed, notes, "auto", self._clock()
+                await self.store.record_verdict(
+                    req.job_id, req.attempt, passed, notes, "auto", self._clock()
                 )
                 continue
             if current and job.status is S.COMPLETE:

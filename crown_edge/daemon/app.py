@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import signal
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
@@ -25,24 +23,18 @@ from crown_edge.catalog import Catalog, load_catalog
 from crown_edge.config import EdgeConfig
 from crown_edge.control import ControlServer
 from crown_edge.daemon.handlers import build_handlers
+from crown_edge.daemon.jobs import JobOps
+from crown_edge.daemon.links import start_mqtt, start_temporal
 from crown_edge.daemon.machines import Machine, MachineWorker
 from crown_edge.daemon.notify import Notifier
-from crown_edge.daemon.programs import render_program
-from crown_edge.daemon.resume import ResumeAdvice, at_program_end
 from crown_edge.daemon.words import decision_done, decision_refused
-from crown_edge.drivers.grbl.streamer import position_after
-from crown_edge.errors import CrownEdgeError, IllegalTransition, StoreError, UnknownMachine
-from crown_edge.lifecycle import JobEvent
+from crown_edge.errors import CrownEdgeError, StoreError, UnknownMachine
 from crown_edge.metrics import EdgeMetrics
-from crown_edge.models import Execution, IntakeMessage, JobStatus
 from crown_edge.scheduler import Scheduler
-from crown_edge.store import Job, Store
+from crown_edge.store import Store
 from crown_edge.store.files import private_dir
-from crown_edge.store.store import _transition
 
 log = logging.getLogger(__name__)
-
-MAX_ATTEMPTS = 3
 
 MachineFactory = Callable[[EdgeConfig, AsyncExitStack], Awaitable[dict[str, Machine]]]
 
@@ -68,6 +60,17 @@ class EdgeDaemon:
         self.scheduler = Scheduler(self.store, config.machines, self.catalog)
         self.machines: dict[str, Machine] = {}
         self.workers: dict[str, MachineWorker] = {}
+        #: every job change of the control socket, MQTT commands and the Temporal activities
+        self.jobs = JobOps(
+            self.store,
+            self.scheduler,
+            self.catalog,
+            machines=self.machines,
+            machine_configs=config.machines,
+            standalone=self.mode == "standalone",
+            clock=clock,
+            wake=self.wake_machines,
+        )
         self.metrics = EdgeMetrics(self.store, links=self.links, version=self.version)
         self.stop_event = asyncio.Event()
         self.ready = asyncio.Event()
@@ -95,122 +98,7 @@ class EdgeDaemon:
         for worker in self.workers.values():
             worker.wake.set()
 
-    # --- job operations used by handlers and standalone mode -----------------------------------
-
-    async def intake_local(self, msg: IntakeMessage) -> Job:
-        """Standalone intake: record, check fit, reserve, queue."""
-        now = self.clock()
-        # walk-in jobs have no workflow: the daemon applies the QA policy to them itself
-        msg = dataclasses.replace(msg, extra={**msg.extra, "origin": "local"})
-        job = await self.store.submit(msg, now)
-        if job.status is JobStatus.RECEIVED:
-            try:
-                estimate = (await asyncio.to_thread(render_program, job, self.catalog)).estimate_s
-            except CrownEdgeError as exc:
-                reason = (
-                    "unknown_item" if type(exc).__name__ == "UnknownItem" else ("text_does_not_fit")
-                )
-                await self.store.transition(
-                    msg.job_id, JobEvent.BLOCK, now, sets={"reason": reason}
-                )
-                raise
-            job = await self.store.validate_and_reserve(msg.job_id, now)
-            job = await self.scheduler.enqueue(msg.job_id, now, estimate_s=estimate, attempt=1)
-            self.wake_machines()
-        return job
-
-    async def cancel_job(self, job_id: str, reason: str) -> Job:
-        """Cancel a job; an engraving job's machine is stopped first."""
-        job = await self.store.get_job(job_id)
-        if job.status is JobStatus.ENGRAVING and job.machine_id in self.machines:
-            await self.machines[job.machine_id].stop()
-        now = self.clock()
-
-        # a unit that may carry engraving is written off, never put back on the shelf
-        touched = job.status in (
-            JobStatus.ENGRAVING,
-            JobStatus.INTERRUPTED,
-            JobStatus.QA_PENDING,
-            JobStatus.QA_FAILED,
-        )
-
-        def fn(conn: sqlite3.Connection) -> Job:
-            from crown_edge.store.store import _settle
-
-            _settle(conn, job_id, "consumed" if touched else "released", now)
-            return _transition(conn, job_id, JobEvent.CANCEL, now, sets={"reason": reason})
-
-        return await self.store.run_sql(fn)
-
-    async def resume_advice(self, job: Job, *, locate: bool = True) -> ResumeAdvice:
-        """The resume facts of an interrupted job: its mark, and whether the machine stands
-        idle where the program ends (rendered again: the program is a pure function of the job).
-
-        ``locate`` False skips that last check (and the rendering it needs) where only the
-        mark matters."""
-        at_end: bool | None = None
-        machine = self.machines.get(job.machine_id or "") if locate else None
-        cfg = next((m for m in self.config.machines if m.id == job.machine_id), None)
-        if machine is not None and cfg is not None and job.total_lines:
-            position = machine.work_position()
-            if position is not None:
-                try:
-                    program = await asyncio.to_thread(render_program, job, self.catalog, cfg)
-                except CrownEdgeError:
-                    program = None
-                if program is not None and len(program.lines) == job.total_lines:
-                    state = machine.state()
-                    idle = state.execution in (Execution.READY, Execution.INTERRUPTED)
-                    end = position_after(program.lines, len(program.lines))
-                    at_end = at_program_end(end, position, idle)
-        return ResumeAdvice(job.sent_line, job.last_acked_line, job.total_lines, at_end)
-
-    async def record_qa(self, job_id: str, passed: bool, notes: str, by: str) -> dict[str, Any]:
-        """Store a technician's verdict (delivered to the workflow by the QA activity)."""
-        now = self.clock()
-
-        def fn(conn: sqlite3.Connection) -> Job:
-            from crown_edge.store.store import _get_job, _settle
-
-            job = _get_job(conn, job_id)
-            if job.status is not JobStatus.QA_PENDING:
-                raise IllegalTransition(job_id, str(job.status), "qa_pass" if passed else "qa_fail")
-            conn.execute(
-                "INSERT INTO qa_verdicts (job_id, attempt, passed, notes, by, at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, attempt) DO UPDATE SET "
-                "passed = excluded.passed, notes = excluded.notes, by = excluded.by, "
-                "at = excluded.at",
-                (job_id, job.attempt, int(passed), notes, by, now),
-            )
-            if passed:
-                _settle(conn, job_id, "consumed", now)
-                return _transition(conn, job_id, JobEvent.QA_PASS, now, data={"notes": notes})
-            return _transition(
-                conn,
-                job_id,
-                JobEvent.QA_FAIL,
-                now,
-                sets={"retry_count": job.retry_count + 1},
-                data={"notes": notes},
-            )
-
-        job = await self.store.run_sql(fn)
-        local = self.mode == "standalone" or job.message.get("origin") == "local"
-        if local and job.status is JobStatus.QA_FAILED:
-            job = await self._standalone_after_qa_fail(job)
-        return job.to_dict()
-
-    async def _standalone_after_qa_fail(self, job: Job) -> Job:
-        now = self.clock()
-        if job.attempt >= MAX_ATTEMPTS:
-            return await self.store.transition(
-                job.job_id, JobEvent.ESCALATE, now, sets={"reason": "qa_failed_3_times"}
-            )
-        job = await self.scheduler.enqueue(
-            job.job_id, now, event=JobEvent.REENGRAVE, attempt=job.attempt + 1
-        )
-        self.wake_machines()
-        return job
+    # --- what the control socket needs beyond the job service ----------------------------------
 
     async def order_view(self, job_id: str, timeout: float = 2.0) -> dict[str, Any] | None:
         """The order workflow's own view of a job (its ``status`` query), or None when there is
@@ -356,7 +244,7 @@ class EdgeDaemon:
             from crown_edge.daemon.binding import build_machines
 
             machine_factory = build_machines
-        self.machines = await machine_factory(self.config, stack)
+        self.machines.update(await machine_factory(self.config, stack))
         for cfg in self.config.machines:
             self.workers[cfg.id] = MachineWorker(
                 cfg,
@@ -367,12 +255,9 @@ class EdgeDaemon:
                 clock=self.clock,
                 on_change=self.wake_machines,
             )
-        await stack.enter_async_context(
-            ControlServer(self.config.control_socket, build_handlers(self))
-        )
-        from crown_edge.daemon.links import start_mqtt, start_temporal
-
-        await start_mqtt(self, stack)
+        handlers = build_handlers(self)
+        await stack.enter_async_context(ControlServer(self.config.control_socket, handlers))
+        await start_mqtt(self, handlers, stack)
         await start_temporal(self, stack)
         if self.config.metrics.enabled:
             stack.enter_context(self._serve_metrics())

@@ -6,26 +6,65 @@ import asyncio
 import contextlib
 import dataclasses
 import glob
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from crown_edge import logs
+from crown_edge.catalog import Catalog
+from crown_edge.config import EdgeConfig
+from crown_edge.daemon.jobs import JobOps
 from crown_edge.daemon.programs import render_program
 from crown_edge.daemon.restock import signal_restock
-from crown_edge.daemon.resume import check_to_qa, choose_from_line
 from crown_edge.daemon.words import no_machine_reason, order_summary
-from crown_edge.errors import CrownEdgeError, IllegalTransition, NoInventory, ValidationError
-from crown_edge.lifecycle import JobEvent
+from crown_edge.errors import CrownEdgeError, ValidationError
+from crown_edge.metrics import EdgeMetrics
 from crown_edge.models import IntakeMessage, JobStatus, Surface
-from crown_edge.store.store import _get_job, _reserve, _settle, _transition
+from crown_edge.scheduler import Scheduler
+from crown_edge.store import Store
 from crown_edge.toolpath.braille import cut_paths
 
-if TYPE_CHECKING:
-    from crown_edge.daemon.app import EdgeDaemon
-
 Handler = Callable[[dict[str, Any]], Any]
+
+
+class Daemon(Protocol):
+    """What the command handlers use of the daemon (:class:`~crown_edge.daemon.app.EdgeDaemon`)."""
+
+    config: EdgeConfig
+    catalog: Catalog
+    store: Store
+    scheduler: Scheduler
+    jobs: JobOps
+    metrics: EdgeMetrics
+    clock: Callable[[], float]
+    version: str
+    started_at: float
+    temporal_client: Any
+
+    @property
+    def mode(self) -> str:
+        """``temporal`` or ``standalone``."""
+        ...
+
+    def links(self) -> dict[str, bool]:
+        """Connectivity of the optional links."""
+        ...
+
+    def wake_machines(self) -> None:
+        """Tell idle machine workers to look at the queue now."""
+        ...
+
+    async def order_view(self, job_id: str, timeout: float = 2.0) -> dict[str, Any] | None:
+        """The order workflow's own view of a job, or None."""
+        ...
+
+    async def decide_design(self, job_id: str, approved: bool, comment: str) -> dict[str, Any]:
+        """Answer a design for the customer via the workflow."""
+        ...
+
+    async def machine_action(self, machine_id: str, action: str) -> dict[str, Any]:
+        """Technician actions on a machine: home, unlock, frame."""
+        ...
 
 
 def _job_id(args: dict[str, Any]) -> str:
@@ -51,23 +90,17 @@ def design_preview(state_dir: Path, job_id: str) -> str | None:
     return str(max(found)[1]) if found else None
 
 
-def build_handlers(d: EdgeDaemon) -> dict[str, Callable[[dict[str, Any]], Any]]:
-    """The command table served on the control socket."""
-    store, sched = d.store, d.scheduler
+def build_handlers(d: Daemon) -> dict[str, Callable[[dict[str, Any]], Any]]:
+    """The command table served on the control socket (and by MQTT commands)."""
+    store, sched, ops = d.store, d.scheduler, d.jobs
 
     async def ping(args: dict[str, Any]) -> dict[str, Any]:
         return {"pong": True, "shop_id": d.config.shop_id}
 
     async def status(args: dict[str, Any]) -> dict[str, Any]:
-        def counts(conn: sqlite3.Connection) -> dict[str, int]:
-            return dict(conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status"))
-
-        jobs = await store.run_sql(counts, write=False)
+        jobs = await store.job_counts()
         snapshot = await d.metrics.refresh(d.clock())
-        pending = await store.run_sql(
-            lambda c: c.execute("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0],
-            write=False,
-        )
+        pending = await store.outbox_waiting()
         return {
             "shop_id": d.config.shop_id,
             "version": d.version,
@@ -122,7 +155,7 @@ def build_handlers(d: EdgeDaemon) -> dict[str, Callable[[dict[str, Any]], Any]]:
         out["events"] = await store.events(job_id)
         out["runs"] = [dataclasses.asdict(r) for r in await store.runs(job_id)]
         if job.status is JobStatus.INTERRUPTED:
-            out["resume"] = (await d.resume_advice(job)).to_dict()
+            out["resume"] = (await ops.resume_advice(job)).to_dict()
         if job.status is JobStatus.VALIDATED and job.message.get("origin") != "local":
             order = await d.order_view(job_id)
             if order is not None:
@@ -164,12 +197,12 @@ def build_handlers(d: EdgeDaemon) -> dict[str, Callable[[dict[str, Any]], Any]]:
     async def jobs_submit(args: dict[str, Any]) -> dict[str, Any]:
         """Local intake (no cloud): validate, reserve and queue a job on this workshop."""
         msg = IntakeMessage.parse(args.get("message"))
-        job = await d.intake_local(msg)
+        job = await ops.intake_local(msg)
         return job.to_dict()
 
     async def jobs_cancel(args: dict[str, Any]) -> dict[str, Any]:
         job_id = _job_id(args)
-        job = await d.cancel_job(job_id, reason=str(args.get("reason", "technician")))
+        job = await ops.cancel(job_id, str(args.get("reason", "technician")))
         return job.to_dict()
 
     async def jobs_top(args: dict[str, Any]) -> dict[str, Any]:
@@ -177,50 +210,13 @@ def build_handlers(d: EdgeDaemon) -> dict[str, Callable[[dict[str, Any]], Any]]:
         return job.to_dict()
 
     async def jobs_resume(args: dict[str, Any]) -> dict[str, Any]:
-        job_id = _job_id(args)
-        mode = args.get("mode")
-        now = d.clock()
-        job = await store.get_job(job_id)
-        if job.status is not JobStatus.INTERRUPTED:
-            raise IllegalTransition(job_id, str(job.status), "resume")
-        if mode == "restart":
-            # the partly engraved unit is scrapped; a fresh one is reserved for the new run
-
-            def swap(conn: sqlite3.Connection) -> None:
-                current = _get_job(conn, job_id)
-                _settle(conn, job_id, "consumed", now)
-                if not _reserve(conn, current, now, fresh=True):
-                    raise NoInventory(current.item_id)
-
-            await store.run_sql(swap)
-            job = await sched.enqueue(job_id, now, event=JobEvent.RESTART, start_line=0)
-        elif mode == "from_line":
-            line = args.get("line")
-            if line is not None and not isinstance(line, int):
-                raise ValidationError("--from-line needs a line number >= 0")
-            advice = await d.resume_advice(job, locate=False)
-            start = choose_from_line(advice, line, force=bool(args.get("force")))
-            job = await sched.enqueue(
-                job_id, now, event=JobEvent.RESUME_FROM_LINE, start_line=start
-            )
-        elif mode == "to_qa":
-            advice = await d.resume_advice(job)
-            check_to_qa(advice, force=bool(args.get("force")))
-            job = await store.send_to_qa(job_id, now, by=str(args.get("by", "technician")))
-        elif mode == "scrap":
-
-            def scrap(conn: sqlite3.Connection) -> None:
-                _settle(conn, job_id, "consumed", now)
-                _transition(conn, job_id, JobEvent.SCRAP, now, sets={"reason": "scrapped"})
-
-            await store.run_sql(scrap)
-            job = await store.get_job(job_id)
-        else:
-            raise ValidationError(
-                "an interrupted job needs an explicit choice: "
-                "--restart, --from-line [N], --to-qa or --scrap"
-            )
-        d.wake_machines()
+        job = await ops.resume(
+            _job_id(args),
+            args.get("mode"),
+            line=args.get("line"),
+            force=bool(args.get("force")),
+            by=str(args.get("by", "technician")),
+        )
         return job.to_dict()
 
     async def jobs_approve(args: dict[str, Any]) -> dict[str, Any]:
@@ -264,7 +260,7 @@ def build_handlers(d: EdgeDaemon) -> dict[str, Callable[[dict[str, Any]], Any]]:
         passed = bool(args.get("passed"))
         notes = str(args.get("notes", ""))
         by = str(args.get("by", "technician"))
-        return await d.record_qa(job_id, passed, notes, by)
+        return (await ops.record_qa(job_id, passed, notes, by)).to_dict()
 
     async def outbox(args: dict[str, Any]) -> list[dict[str, Any]]:
         return [

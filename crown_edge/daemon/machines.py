@@ -6,7 +6,7 @@ The worker is the only writer of a machine's runs. Outcomes map onto the lifecyc
 - ``interrupted`` (alarm, lost port, silent controller, door/e-stop, shutdown) -> ``interrupt``;
   the job waits for a technician (``jobs resume``) and is never re-run automatically
 - ``failed`` (``error:n``: the controller refused a line) -> ``machine_error`` (``failed``)
-- ``cancelled`` (a cancel request from the Temporal activity, see
+- ``cancelled`` (a cancel request from a technician or the workflow, see
   :mod:`crown_edge.store.workshop`) -> the machine is stopped and the job is cancelled
 - a fault before the first line was acknowledged -> ``requeue`` so another eligible machine
   takes it (the seed's MACHINE_ERROR handler), and this machine goes UNAVAILABLE.
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -29,10 +28,9 @@ from crown_edge.config import MachineConfig
 from crown_edge.daemon.programs import render_program
 from crown_edge.errors import CrownEdgeError
 from crown_edge.lifecycle import JobEvent
-from crown_edge.models import Availability, Execution, JobStatus, MachineState, Surface
+from crown_edge.models import Availability, Execution, MachineState, Surface
 from crown_edge.scheduler import Scheduler
-from crown_edge.store import Job, Store
-from crown_edge.store.workshop import cancel_requested, clear_cancel_request
+from crown_edge.store import Job, RunEnd, Store
 
 log = logging.getLogger(__name__)
 
@@ -222,12 +220,12 @@ class MachineWorker:
                 self.on_change()
 
     async def _watch_cancel(self, job: Job, run: asyncio.Task[RunReport]) -> str | None:
-        """While the run goes on, honour a cancel request (from the Temporal activity)."""
+        """While the run goes on, honour a cancel request (a technician's or the workflow's)."""
         while not run.done():
             await asyncio.wait({run}, timeout=CANCEL_POLL_S)
             if run.done():
                 return None
-            reason = await cancel_requested(self.store, job.job_id)
+            reason = await self.store.cancel_requested(job.job_id)
             if reason is not None:
                 log.warning(
                     "job %s: cancel requested (%s): stopping %s", job.job_id, reason, self.config.id
@@ -271,14 +269,7 @@ class MachineWorker:
             log.warning("job progress not stored: %s", task.exception())
 
     async def _store_progress(self, job_id: str, acked: int, total: int, now: float) -> None:
-        progress = acked / total if total else 0.0
-        await self.store.run_sql(
-            lambda c: c.execute(
-                "UPDATE jobs SET progress = ?, acked_lines = ?, last_acked_line = ?, "
-                "total_lines = ?, updated_at = ? WHERE job_id = ? AND status = 'engraving'",
-                (progress, acked, acked, total, now, job_id),
-            )
-        )
+        await self.store.save_progress(job_id, acked, total, now)
 
     async def _finish(self, job: Job, report: RunReport, cancelled: str | None = None) -> None:
         now = self.clock()
@@ -289,8 +280,8 @@ class MachineWorker:
                 report.total_lines,
                 report.last_acked_line,
                 {**report.detail, "reason": cancelled},
+                report.sent_line,
             )
-        detail = json.dumps(report.detail, sort_keys=True, default=str)
         total = report.total_lines
         progress = report.acked_lines / total if total else 0.0
         sets: dict[str, Any] = {
@@ -322,37 +313,30 @@ class MachineWorker:
         else:
             event = JobEvent.MACHINE_ERROR
             sets["reason"] = str(report.detail.get("error", "machine_error"))
-        await self.store.run_sql(
-            lambda c: c.execute(
-                "UPDATE runs SET ended_at = ?, outcome = ?, acked_lines = ?, total_lines = ?, "
-                "last_acked_line = ?, detail = ?, sent_line = COALESCE(?, sent_line) "
-                "WHERE job_id = ? AND machine_id = ? AND ended_at IS NULL",
-                (
-                    now,
-                    report.outcome,
-                    report.acked_lines,
-                    total,
-                    report.last_acked_line,
-                    detail,
-                    report.sent_line,
-                    job.job_id,
-                    self.config.id,
-                ),
-            )
+        end = RunEnd(
+            report.outcome,
+            report.acked_lines,
+            total,
+            report.last_acked_line,
+            report.detail,
+            report.sent_line,
         )
+        # one transaction: the run row, the job's event and outbox row, the cancel request
         try:
-            await self.store.transition(
+            recorded = await self.store.end_run(
                 job.job_id,
+                self.config.id,
+                end,
                 event,
                 now,
-                expect=[JobStatus.ENGRAVING],
                 sets=sets,
                 data={"outcome": report.outcome, **report.detail},
             )
         except CrownEdgeError as exc:
             log.warning("job %s: could not record outcome %s: %s", job.job_id, event, exc)
-        if cancelled is not None:
-            await clear_cancel_request(self.store, job.job_id)
+        else:
+            if recorded is None:
+                log.info("job %s: no longer engraving; run ended %s", job.job_id, report.outcome)
         log.info(
             "job %s: %s on %s (%s/%s lines)%s",
             job.job_id,

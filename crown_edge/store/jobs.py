@@ -140,3 +140,45 @@ class RunRecord:
     last_acked_line: int | None
     detail: dict[str, Any]
     sent_line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """How a machine run ended, as the store records it on the run's row."""
+
+    outcome: str
+    """``completed``, ``interrupted``, ``failed`` or ``cancelled``."""
+    acked_lines: int | None
+    total_lines: int | None
+    last_acked_line: int | None
+    detail: dict[str, Any] = field(default_factory=dict)
+    sent_line: int | None = None
+    """The last program line that left for the controller (None: unknown, the mark stays)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The QA verdict of one attempt (the first one given wins)."""
+
+    job_id: str
+    attempt: int
+    passed: bool
+    notes: str
+    by: str
+    at: float
+    delivered_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class MachineRow:
+    """A machine as the store has it: pause, last reported state, the job it engraves."""
+
+    machine_id: str
+    ordinal: int
+    paused: bool
+    availability: str
+    execution: str
+    alarm: str | None
+    heartbeat_at: float | None
+    job_id: str | None
+    progress: float | None

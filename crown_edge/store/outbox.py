@@ -1,7 +1,7 @@
 """The outbox's SQL: rows kept until the cloud acknowledges them, sent again until it does.
 
-Functions of a connection, run inside the store's transactions (:class:`~crown_edge.store.Store`
-has the async faces). A row's life (columns from migration 4)::
+Functions of a connection, run inside the store's transactions; :class:`OutboxStore` (mixed into
+:class:`~crown_edge.store.Store`) has the async faces. A row's life (columns from migration 4)::
 
     pending (sent_at NULL) ──send──► tried (attempts+1, next_at = now + retransmit delay)
        ▲                                │ ack from the cloud (event rows)   │ broker PUBACK
@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from crown_edge.models import OutboxEntry
+from crown_edge.store.db import Database
+from crown_edge.store.sql import put_outbox
 from crown_edge.sync.delivery import with_acked_seq
 
 #: The job's highest seq below its first row not acknowledged (dropped counts as not).
@@ -149,11 +153,7 @@ def replay(conn: sqlite3.Connection, job_id: str, first: int, last: int, now: fl
                 (data, row[0]),
             )
         else:
-            conn.execute(
-                "INSERT INTO outbox (topic, payload, qos, retain, created_at, event_id, job_id, "
-                "seq) VALUES ('events', ?, 1, 0, ?, ?, ?, ?)",
-                (data, now, event_id, job_id, seq),
-            )
+            put_outbox(conn, "events", data, now, event=(event_id, job_id, seq))
     return len(history)
 
 
@@ -213,3 +213,78 @@ def stats(conn: sqlite3.Connection, now: float) -> OutboxStats:
         oldest_age_s=max(0.0, now - oldest) if oldest is not None else 0.0,
         dropped_rows=int(dropped),
     )
+
+
+class OutboxStore(Database):
+    """The outbox's async faces: the DeliveryOutbox of the MQTT link."""
+
+    async def outbox_pending(self, limit: int = 100) -> list[OutboxEntry]:
+        """Rows not done yet (waiting, or sent and not acknowledged), in order."""
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT id, topic, payload, qos, retain, created_at FROM outbox "
+                "WHERE sent_at IS NULL ORDER BY id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        )
+        return [
+            OutboxEntry(id=r[0], topic=r[1], payload=json.loads(r[2]), qos=r[3], retain=bool(r[4]))
+            for r in rows
+        ]
+
+    async def outbox_waiting(self) -> int:
+        """How many rows are not done yet (``status``'s ``outbox_pending``)."""
+        return await self._read(
+            lambda c: int(
+                c.execute("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0]
+            )
+        )
+
+    async def outbox_due(self, limit: int, now: float) -> list[OutboxEntry]:
+        """Rows to send now: never sent, or unacknowledged past their retransmit time."""
+        return await self._read(lambda c: due(c, limit, now))
+
+    async def outbox_next_due(self) -> float | None:
+        """When the next row is due (``-inf``: now), None when nothing waits."""
+        return await self._read(next_due)
+
+    async def outbox_tried(
+        self, ids: Sequence[int], now: float, delay: Callable[[int], float]
+    ) -> None:
+        """Rows ``ids`` went out at ``now``; ``delay(attempts)`` is their ack timeout."""
+        await self._write(lambda c: tried(c, ids, now, delay), notify=False)
+
+    async def outbox_mark_sent(self, ids: Sequence[int], now: float | None = None) -> None:
+        """Mark rows done (rows that need no ack: after the broker acknowledged them)."""
+        stamp = time.time() if now is None else now
+        await self._write(lambda c: mark_done(c, ids, stamp), notify=False)
+
+    async def outbox_acked(self, event_ids: Sequence[str], now: float) -> int:
+        """The cloud has these events: their rows are done; returns how many rows that was."""
+        return await self._write(lambda c: acked(c, event_ids, now), notify=False)
+
+    async def outbox_replay(self, job_id: str, first: int, last: int, now: float) -> int:
+        """Queue the job's events ``first`` … ``last`` again from its history."""
+        return await self._write(lambda c: replay(c, job_id, first, last, now))
+
+    async def outbox_enforce(
+        self, now: float, *, max_rows: int, max_age_s: float, keep_done_s: float
+    ) -> OutboxTrim:
+        """Apply the outbox bounds (see :func:`enforce`)."""
+        return await self._write(
+            lambda c: enforce(
+                c, now, max_rows=max_rows, max_age_s=max_age_s, keep_done_s=keep_done_s
+            ),
+            notify=False,
+        )
+
+    async def outbox_stats(self, now: float) -> OutboxStats:
+        """Backlog rows, the oldest one's age, rows given up."""
+        return await self._read(lambda c: stats(c, now))
+
+    async def outbox_put(
+        self, topic: str, payload: dict[str, Any], now: float, *, retain: bool = False
+    ) -> None:
+        """Queue a message that is not a job transition (machine state, edge state)."""
+        body = json.dumps(payload, sort_keys=True)
+        await self._write(lambda c: put_outbox(c, topic, body, now, retain=retain))

@@ -1,10 +1,11 @@
-"""Store helpers the workshop activities need beyond the Store API, each one transaction.
+"""Cancels, QA verdicts and the workflow's view of a job: each one transaction.
 
 Cancel requests (a contract with the daemon's machine workers)
 --------------------------------------------------------------
 
-Cancelling a job that is ``engraving`` cannot be a plain state change: the machine is moving. The
-activity writes a row instead, and the machine worker running the job acts on it::
+Cancelling a job that is ``engraving`` cannot be a plain state change: the machine is moving, and
+only the worker running it may end its run. :meth:`WorkshopStore.cancel` writes a row instead,
+and the machine worker running the job acts on it::
 
     CREATE TABLE IF NOT EXISTS edge_cancel_requests (
         job_id TEXT PRIMARY KEY,   -- the job to stop
@@ -12,189 +13,39 @@ activity writes a row instead, and the machine worker running the job acts on it
         reason TEXT NOT NULL DEFAULT ''
     )
 
-The machine worker checks :func:`cancel_requested` for its job at least every second while it
-streams. On a row it stops the machine (feed hold, then soft reset), ends the ``runs`` row with
-``outcome = 'cancelled'``, transitions the job ``CANCEL`` (engraving -> cancelled) and calls
-:func:`clear_cancel_request`. Rows for jobs that are no longer ``engraving`` are stale: the
-activity cancels those jobs itself, and a worker may delete them.
+The machine worker checks :meth:`WorkshopStore.cancel_requested` for its job at least every
+second while it streams. On a row it stops the machine (feed hold, then soft reset) and ends the
+run with ``outcome = 'cancelled'`` and the job ``CANCEL`` (engraving -> cancelled) in one
+transaction (:meth:`~crown_edge.store.Store.end_run`), which also deletes the row. Rows for jobs
+that are no longer ``engraving`` are stale: a cancel of such a job cancels it at once and deletes
+them.
 
-QA verdicts are written by the technician CLI (``qa pass|fail``) into ``qa_verdicts``; the
-activity marks a verdict delivered (``delivered_at``) when it hands it to Temporal.
+QA verdicts
+-----------
+
+One writer, :meth:`WorkshopStore.record_verdict`, for the technician (``qa pass|fail``) and the
+automatic check alike: the first verdict of an attempt is kept; a ``qa_pending`` job of that
+attempt moves on in the same transaction, and a pass consumes the reserved unit (once: a held
+unit is consumed only from ``reserved``). The activity marks a verdict delivered
+(``delivered_at``) when it hands it to Temporal.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
 
 from crown_edge.errors import IllegalTransition
-from crown_edge.lifecycle import TRANSITIONS, JobEvent
+from crown_edge.lifecycle import JobEvent
 from crown_edge.models import JobStatus
-from crown_edge.store import Job, Store
-from crown_edge.store.store import _get_job, _transition
+from crown_edge.store import sql
+from crown_edge.store.db import Database
+from crown_edge.store.jobs import Job, Verdict
 
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """A stored QA verdict of one attempt."""
-
-    job_id: str
-    attempt: int
-    passed: bool
-    notes: str
-    by: str
-    at: float
-    delivered_at: float | None
-
-
-def allowed(status: JobStatus, event: JobEvent) -> bool:
-    """Whether the lifecycle table allows ``event`` in ``status``."""
-    return (status, event) in TRANSITIONS
-
-
-# --- cancel requests ---------------------------------------------------------------------------
-
-
-def _stop(conn: sqlite3.Connection, job_id: str, reason: str, now: float) -> Job:
-    job = _get_job(conn, job_id)
-    if job.status is JobStatus.ENGRAVING:
-        conn.execute(
-            "INSERT INTO edge_cancel_requests (job_id, at, reason) VALUES (?, ?, ?) "
-            "ON CONFLICT (job_id) DO NOTHING",
-            (job_id, now, reason),
-        )
-        return job
-    conn.execute("DELETE FROM edge_cancel_requests WHERE job_id = ?", (job_id,))
-    if allowed(job.status, JobEvent.CANCEL):
-        return _transition(conn, job_id, JobEvent.CANCEL, now, sets={"reason": reason or None})
-    return job
-
-
-async def stop_job(store: Store, job_id: str, reason: str, now: float) -> Job:
-    """Cancel the job now, or ask its machine worker to when it is ``engraving``.
-
-    Returns the job after the change (still ``engraving`` when a request was written).
-    """
-    return await store.run_sql(lambda c: _stop(c, job_id, reason, now))
-
-
-async def cancel_requested(store: Store, job_id: str) -> str | None:
-    """The reason of a pending cancel request for the job, or None (for the machine worker)."""
-
-    def fn(conn: sqlite3.Connection) -> str | None:
-        row = conn.execute(
-            "SELECT reason FROM edge_cancel_requests WHERE job_id = ?", (job_id,)
-        ).fetchone()
-        return None if row is None else str(row[0])
-
-    return await store.run_sql(fn, write=False)
-
-
-async def clear_cancel_request(store: Store, job_id: str) -> None:
-    """Forget the job's cancel request (the machine worker has stopped the run)."""
-
-    def fn(conn: sqlite3.Connection) -> None:
-        conn.execute("DELETE FROM edge_cancel_requests WHERE job_id = ?", (job_id,))
-
-    await store.run_sql(fn)
-
-
-# --- jobs --------------------------------------------------------------------------------------
-
-
-async def set_schedule_details(
-    store: Store, job_id: str, *, due_date: str, due_at: float, artwork_url: str | None
-) -> None:
-    """Record what only the machine-run input carries: due date (queue order) and artwork URL."""
-
-    def fn(conn: sqlite3.Connection) -> None:
-        row = conn.execute("SELECT message FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-        if row is None:
-            return
-        message = json.loads(row[0])
-        message["due_date"] = due_date
-        if artwork_url:
-            message["artwork_url"] = artwork_url
-        conn.execute(
-            "UPDATE jobs SET due_at = ?, message = ? WHERE job_id = ?",
-            (due_at, json.dumps(message, sort_keys=True), job_id),
-        )
-
-    await store.run_sql(fn)
-
-
-async def switch_item(store: Store, job_id: str, item_id: str, now: float) -> Job:
-    """Make ``item_id`` the job's item while it holds no unit (the customer took an alternative).
-
-    Only a job still ``received``, or ``blocked`` for ``no_inventory``, without a live reservation
-    changes; any other job is returned as it is.
-    """
-
-    def fn(conn: sqlite3.Connection) -> Job:
-        job = _get_job(conn, job_id)
-        waiting = job.status is JobStatus.RECEIVED or (
-            job.status is JobStatus.BLOCKED and job.reason == "no_inventory"
-        )
-        held = conn.execute(
-            "SELECT 1 FROM reservations WHERE job_id = ? AND state = 'reserved'", (job_id,)
-        ).fetchone()
-        if not waiting or held is not None or job.item_id == item_id:
-            return job
-        row = conn.execute("SELECT message FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-        message = json.loads(row[0])
-        message["item_id"] = item_id
-        conn.execute(
-            "UPDATE jobs SET item_id = ?, message = ?, updated_at = ? WHERE job_id = ?",
-            (item_id, json.dumps(message, sort_keys=True), now, job_id),
-        )
-        return _get_job(conn, job_id)
-
-    return await store.run_sql(fn)
-
-
-async def available_units(store: Store, item_id: str) -> int | None:
-    """Units of the item available to reserve, None for an item the store does not know."""
-    row = await store.run_sql(
-        lambda c: c.execute("SELECT available FROM items WHERE item_id = ?", (item_id,)).fetchone(),
-        write=False,
-    )
-    return None if row is None else int(row[0])
-
-
-async def write_off(store: Store, job_id: str, now: float) -> bool:
-    """The reserved unit may carry the engraving: count it used, never back in stock."""
-    return await store.consume_reservation(job_id, now)
-
-
-async def apply_if_allowed(
-    store: Store,
-    job_id: str,
-    events: tuple[JobEvent, ...],
-    now: float,
-    *,
-    reason: str | None = None,
-) -> Job:
-    """Apply each of ``events`` in turn while the lifecycle allows it, in one transaction.
-
-    Used to bring the workshop's copy of a job to where the workflow says it ended; events the
-    job's state does not allow are skipped (the job is already there, or past it).
-    """
-
-    def fn(conn: sqlite3.Connection) -> Job:
-        job = _get_job(conn, job_id)
-        for event in events:
-            if allowed(job.status, event):
-                try:
-                    job = _transition(conn, job_id, event, now, sets={"reason": reason})
-                except IllegalTransition:  # pragma: no cover - guarded by allowed()
-                    break
-        return job
-
-    return await store.run_sql(fn)
-
-
-# --- QA verdicts -------------------------------------------------------------------------------
+_VERDICT_SELECT = (
+    "SELECT job_id, attempt, passed, notes, by, at, delivered_at FROM qa_verdicts "
+    "WHERE job_id = ? AND attempt = ?"
+)
 
 
 def _verdict(row: tuple[object, ...] | None) -> Verdict | None:
@@ -212,56 +63,199 @@ def _verdict(row: tuple[object, ...] | None) -> Verdict | None:
     )
 
 
-_VERDICT_SELECT = (
-    "SELECT job_id, attempt, passed, notes, by, at, delivered_at FROM qa_verdicts "
-    "WHERE job_id = ? AND attempt = ?"
-)
+def record_verdict(
+    conn: sqlite3.Connection,
+    job_id: str,
+    attempt: int | None,
+    passed: bool,
+    notes: str,
+    by: str,
+    now: float,
+) -> tuple[Verdict, Job]:
+    """Keep the attempt's first verdict and move a ``qa_pending`` job of that attempt on.
 
-
-async def deliver_verdict(store: Store, job_id: str, attempt: int, now: float) -> Verdict | None:
-    """The verdict of (job_id, attempt), marked delivered on first hand-over; None if absent."""
-
-    def fn(conn: sqlite3.Connection) -> Verdict | None:
-        found = _verdict(conn.execute(_VERDICT_SELECT, (job_id, attempt)).fetchone())
-        if found is not None and found.delivered_at is None:
-            conn.execute(
-                "UPDATE qa_verdicts SET delivered_at = ? WHERE job_id = ? AND attempt = ?",
-                (now, job_id, attempt),
-            )
-        return found
-
-    return await store.run_sql(fn)
-
-
-async def record_verdict(
-    store: Store, job_id: str, attempt: int, passed: bool, notes: str, by: str, now: float
-) -> Verdict:
-    """Store a verdict (first one wins) and move a ``qa_pending`` job on, in one transaction.
-
-    Pass: ``QA_PASS`` (qa_pending -> complete). Fail: ``QA_FAIL`` (-> qa_failed, retry_count + 1).
+    ``attempt`` None: the job's current attempt, which must be ``qa_pending`` (else
+    IllegalTransition, nothing written): a technician judges the item in front of them.
     """
+    job = sql.get_job(conn, job_id)
+    if attempt is None:
+        if job.status is not JobStatus.QA_PENDING:
+            raise IllegalTransition(job_id, str(job.status), "qa_pass" if passed else "qa_fail")
+        attempt = job.attempt
+    conn.execute(
+        "INSERT INTO qa_verdicts (job_id, attempt, passed, notes, by, at) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, attempt) DO NOTHING",
+        (job_id, attempt, int(passed), notes, by, now),
+    )
+    found = _verdict(conn.execute(_VERDICT_SELECT, (job_id, attempt)).fetchone())
+    assert found is not None
+    if job.status is JobStatus.QA_PENDING and job.attempt == attempt:
+        data = {"by": found.by, "notes": found.notes or None}
+        if found.passed:
+            sql.settle(conn, job_id, "consumed", now)
+            job = sql.transition(conn, job_id, JobEvent.QA_PASS, now, data=data)
+        else:
+            job = sql.transition(
+                conn,
+                job_id,
+                JobEvent.QA_FAIL,
+                now,
+                sets={"retry_count": job.retry_count + 1, "reason": found.notes or None},
+                data=data,
+            )
+    return found, job
 
-    def fn(conn: sqlite3.Connection) -> Verdict:
-        conn.execute(
-            "INSERT INTO qa_verdicts (job_id, attempt, passed, notes, by, at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, attempt) DO NOTHING",
-            (job_id, attempt, int(passed), notes, by, now),
+
+class WorkshopStore(Database):
+    """Cancels, verdicts and workflow-driven changes (mixed into the Store)."""
+
+    async def cancel(
+        self,
+        job_id: str,
+        reason: str,
+        now: float,
+        *,
+        settle_stock: bool = True,
+        strict: bool = False,
+    ) -> Job:
+        """Cancel the job now, or ask its machine worker to when it is ``engraving``.
+
+        Returns the job after the change (still ``engraving`` when a request was written).
+        ``settle_stock``: settle the held unit in the same transaction (written off when it may
+        carry engraving, else back on the shelf). ``strict``: a job that cannot be cancelled
+        raises IllegalTransition instead of being returned as it is.
+        """
+        return await self._write(
+            lambda c: sql.cancel_now_or_ask(
+                c, job_id, reason, now, settle_stock=settle_stock, strict=strict
+            )
         )
-        found = _verdict(conn.execute(_VERDICT_SELECT, (job_id, attempt)).fetchone())
-        assert found is not None
-        job = _get_job(conn, job_id)
-        if job.status is JobStatus.QA_PENDING and job.attempt == attempt:
-            if found.passed:
-                _transition(conn, job_id, JobEvent.QA_PASS, now, data={"by": found.by})
-            else:
-                _transition(
-                    conn,
-                    job_id,
-                    JobEvent.QA_FAIL,
-                    now,
-                    sets={"retry_count": job.retry_count + 1, "reason": found.notes or None},
-                    data={"by": found.by},
-                )
-        return found
 
-    return await store.run_sql(fn)
+    async def cancel_requested(self, job_id: str) -> str | None:
+        """The reason of a pending cancel request for the job, or None (for the machine worker)."""
+
+        def fn(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT reason FROM edge_cancel_requests WHERE job_id = ?", (job_id,)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._read(fn)
+
+    async def set_schedule_details(
+        self, job_id: str, *, due_date: str, due_at: float, artwork_url: str | None
+    ) -> None:
+        """Record what only the machine-run input carries: due date (queue order), artwork URL."""
+
+        def fn(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT message FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            if row is None:
+                return
+            message = json.loads(row[0])
+            message["due_date"] = due_date
+            if artwork_url:
+                message["artwork_url"] = artwork_url
+            conn.execute(
+                "UPDATE jobs SET due_at = ?, message = ? WHERE job_id = ?",
+                (due_at, json.dumps(message, sort_keys=True), job_id),
+            )
+
+        await self._write(fn)
+
+    async def switch_item(self, job_id: str, item_id: str, now: float) -> Job:
+        """Make ``item_id`` the job's item while it holds no unit (the customer took another).
+
+        Only a job still ``received``, or ``blocked`` for ``no_inventory``, without a live
+        reservation changes; any other job is returned as it is.
+        """
+
+        def fn(conn: sqlite3.Connection) -> Job:
+            job = sql.get_job(conn, job_id)
+            waiting = job.status is JobStatus.RECEIVED or (
+                job.status is JobStatus.BLOCKED and job.reason == "no_inventory"
+            )
+            held = conn.execute(
+                "SELECT 1 FROM reservations WHERE job_id = ? AND state = 'reserved'", (job_id,)
+            ).fetchone()
+            if not waiting or held is not None or job.item_id == item_id:
+                return job
+            message = dict(job.message)
+            message["item_id"] = item_id
+            conn.execute(
+                "UPDATE jobs SET item_id = ?, message = ?, updated_at = ? WHERE job_id = ?",
+                (item_id, json.dumps(message, sort_keys=True), now, job_id),
+            )
+            return sql.get_job(conn, job_id)
+
+        return await self._write(fn)
+
+    async def available_units(self, item_id: str) -> int | None:
+        """Units of the item available to reserve, None for an item the store does not know."""
+        row = await self._read(
+            lambda c: c.execute(
+                "SELECT available FROM items WHERE item_id = ?", (item_id,)
+            ).fetchone()
+        )
+        return None if row is None else int(row[0])
+
+    async def apply_if_allowed(
+        self,
+        job_id: str,
+        events: tuple[JobEvent, ...],
+        now: float,
+        *,
+        reason: str | None = None,
+    ) -> Job:
+        """Apply each of ``events`` in turn while the lifecycle allows it, in one transaction.
+
+        Brings the workshop's copy of a job to where the workflow says it ended; events the
+        job's state does not allow are skipped (the job is already there, or past it).
+        """
+
+        def fn(conn: sqlite3.Connection) -> Job:
+            job = sql.get_job(conn, job_id)
+            for event in events:
+                if sql.allowed(job.status, event):
+                    job = sql.transition(conn, job_id, event, now, sets={"reason": reason})
+            return job
+
+        return await self._write(fn)
+
+    async def record_verdict(
+        self,
+        job_id: str,
+        attempt: int | None,
+        passed: bool,
+        notes: str,
+        by: str,
+        now: float,
+    ) -> tuple[Verdict, Job]:
+        """Store a QA verdict and move the job on, in one transaction (see the module notes).
+
+        Pass: ``QA_PASS`` (qa_pending -> complete) and the unit consumed. Fail: ``QA_FAIL``
+        (-> qa_failed, retry_count + 1). ``attempt`` None: the job's current attempt, which must
+        be ``qa_pending``. Returns the kept verdict (the first of the attempt) and the job.
+        """
+        return await self._write(
+            lambda c: record_verdict(c, job_id, attempt, passed, notes, by, now)
+        )
+
+    async def deliver_verdict(self, job_id: str, attempt: int, now: float) -> Verdict | None:
+        """The verdict of (job_id, attempt), marked delivered on first hand-over; None if absent."""
+
+        def fn(conn: sqlite3.Connection) -> Verdict | None:
+            found = _verdict(conn.execute(_VERDICT_SELECT, (job_id, attempt)).fetchone())
+            if found is not None and found.delivered_at is None:
+                conn.execute(
+                    "UPDATE qa_verdicts SET delivered_at = ? WHERE job_id = ? AND attempt = ?",
+                    (now, job_id, attempt),
+                )
+            return found
+
+        return await self._write(fn)
+
+    async def verdict(self, job_id: str, attempt: int) -> Verdict | None:
+        """The stored verdict of (job_id, attempt), or None (read only)."""
+        return await self._read(
+            lambda c: _verdict(c.execute(_VERDICT_SELECT, (job_id, attempt)).fetchone())
+        )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -52,13 +50,9 @@ async def test_figures_from_the_store(store: Store, scheduler: Scheduler) -> Non
     await queued(store, scheduler, "J-2", now=100.0, rush=True)
     job = await scheduler.claim_next("flat-1", now=110.0)
     assert job is not None
+    # the verdict row is dated 250, the job moves on at 260: stored while it still engraves
+    await store.record_verdict(job.job_id, 1, True, "", "", now=250.0)
     await store.transition(job.job_id, JobEvent.FINISH, now=200.0)
-    await store.run_sql(
-        lambda c: c.execute(
-            "INSERT INTO qa_verdicts (job_id, attempt, passed, at) VALUES (?, 1, 1, 250)",
-            (job.job_id,),
-        )
-    )
     await store.transition(job.job_id, JobEvent.QA_PASS, now=260.0)
     metrics = EdgeMetrics(store)
     s = await metrics.refresh(now=300.0)
@@ -116,14 +110,8 @@ async def test_verdicts_count_by_result_and_survive_a_restart(
     for n in range(3):
         await queued(store, scheduler, f"J-{n}", now=100.0)
 
-    def verdicts(c: sqlite3.Connection) -> None:
-        for n, passed in enumerate((1, 0, 0)):
-            c.execute(
-                "INSERT INTO qa_verdicts (job_id, attempt, passed, at) VALUES (?, 1, ?, 200)",
-                (f"J-{n}", passed),
-            )
-
-    await store.run_sql(verdicts)
+    for n, passed in enumerate((True, False, False)):
+        await store.record_verdict(f"J-{n}", 1, passed, "", "", now=200.0)
     first = EdgeMetrics(store)
     await first.refresh(now=300.0)
     restarted = EdgeMetrics(store)  # a new process: same counters, no reset

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -13,7 +11,7 @@ from crown_edge.errors import UnknownJob
 from crown_edge.lifecycle import JobEvent
 from crown_edge.models import JobStatus
 from crown_edge.scheduler import Scheduler
-from crown_edge.store import Job, Store
+from crown_edge.store import Job, RunEnd, Store
 from crown_edge.workflow import names as n
 
 T = TypeVar("T")
@@ -111,22 +109,14 @@ class FakeMachine:
         total: int = 10,
         detail: dict[str, Any] | None = None,
     ) -> Job:
-        """End the open run: update the runs row and transition the job, like the daemon."""
+        """End the open run and transition the job in one transaction, like the daemon."""
         now = time.time()
-        body = json.dumps(detail or {})
-
-        def fn(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE runs SET ended_at = ?, outcome = ?, acked_lines = ?, total_lines = ?, "
-                "last_acked_line = ?, detail = ? WHERE job_id = ? AND ended_at IS NULL",
-                (now, outcome, acked, total, acked, body, job_id),
-            )
-
-        await self.store.run_sql(fn)
         sets: dict[str, Any] = {"acked_lines": acked, "total_lines": total}
         if event is JobEvent.FINISH:
             sets["progress"] = 1.0
-        return await self.store.transition(job_id, event, now, sets=sets)
+        end = RunEnd(outcome, acked, total, acked, detail or {})
+        job = await self.store.end_run(job_id, None, end, event, now, sets=sets)
+        return job if job is not None else await self.store.get_job(job_id)
 
     async def run(self, **kw: Any) -> Job:
         """Claim the next job and run it to the given end."""

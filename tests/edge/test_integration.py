@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import sys
 import time
 from dataclasses import replace
@@ -55,17 +54,7 @@ async def machine_worker(machine: FakeMachine) -> None:
 
 async def qa_pass(store: Store, job_id: str) -> None:
     """The technician's ``qa pass`` for attempt 1."""
-    now = time.time()
-
-    def fn(conn: sqlite3.Connection) -> None:
-        conn.execute(
-            "INSERT INTO qa_verdicts (job_id, attempt, passed, notes, by, at) "
-            "VALUES (?, 1, 1, 'looks right', 'tech-1', ?)",
-            (job_id, now),
-        )
-
-    await store.run_sql(fn)
-    await store.transition(job_id, JobEvent.QA_PASS, now)
+    await store.record_verdict(job_id, 1, True, "looks right", "tech-1", time.time())
 
 
 @pytest.mark.integration

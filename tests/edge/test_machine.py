@@ -16,7 +16,6 @@ from crown_edge.lifecycle import JobEvent
 from crown_edge.models import JobStatus
 from crown_edge.scheduler import Scheduler
 from crown_edge.store import Store
-from crown_edge.store import workshop as es
 from crown_edge.workflow import names as n
 from tests.edge.support import (
     FakeMachine,
@@ -168,7 +167,7 @@ async def test_next_attempt_after_failed_qa_is_reengraved(
     task = asyncio.create_task(ActivityEnvironment().run(edge.send_to_machine, run_input("M-6")))
     await machine.run()
     await task
-    await es.record_verdict(store, "M-6", 1, False, "smudged", "tech", time.time())
+    await store.record_verdict("M-6", 1, False, "smudged", "tech", time.time())
     assert (await store.get_job("M-6")).status is S.QA_FAILED
     task = asyncio.create_task(
         ActivityEnvironment().run(edge.send_to_machine, run_input("M-6", attempt=2))
@@ -203,12 +202,11 @@ async def test_cancel_while_engraving_asks_the_machine_worker(
     machine = FakeMachine(store, scheduler)
     await machine.claim()
     env.cancel()
-    reason = await eventually(lambda: es.cancel_requested(store, "M-8"), lambda r: r is not None)
+    reason = await eventually(lambda: store.cancel_requested("M-8"), lambda r: r is not None)
     assert reason == "cancelled by the workflow"
     assert not task.done(), "the activity waits for the machine to stop"
     # the daemon's machine worker acts on the request
     await machine.end("M-8", event=JobEvent.CANCEL, outcome="cancelled", acked=4)
-    await es.clear_cancel_request(store, "M-8")
     with pytest.raises(asyncio.CancelledError):
         await task
     assert (await store.get_job("M-8")).status is S.CANCELLED

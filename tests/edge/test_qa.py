@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from typing import Any
 
@@ -36,28 +35,12 @@ async def engraved(
 
 async def technician(store: Store, job_id: str, passed: bool, notes: str = "") -> None:
     """What ``crown-edge qa pass|fail`` does: store the verdict, move the job."""
-    now = time.time()
-
-    def fn(conn: sqlite3.Connection) -> None:
-        conn.execute(
-            "INSERT INTO qa_verdicts (job_id, attempt, passed, notes, by, at) "
-            "VALUES (?, 1, ?, ?, 'tech-1', ?)",
-            (job_id, int(passed), notes, now),
-        )
-
-    await store.run_sql(fn)
-    event = JobEvent.QA_PASS if passed else JobEvent.QA_FAIL
-    await store.transition(job_id, event, now)
+    await store.record_verdict(job_id, None, passed, notes, "tech-1", time.time())
 
 
 async def delivered_at(store: Store, job_id: str) -> float | None:
-    row = await store.run_sql(
-        lambda c: c.execute(
-            "SELECT delivered_at FROM qa_verdicts WHERE job_id = ?", (job_id,)
-        ).fetchone(),
-        write=False,
-    )
-    return None if row is None else row[0]
+    found = await store.verdict(job_id, 1)
+    return None if found is None else found.delivered_at
 
 
 async def test_verdict_given_before_the_activity_is_delivered(
