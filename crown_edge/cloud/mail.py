@@ -91,7 +91,8 @@ class MailSettings:
     message. ``store`` is the notifier's database (customer contacts, the sent set). A message a
     server refuses for now is tried ``max_attempts`` times in all, ``retry_initial`` seconds
     apart at first, doubling up to ``retry_max``. ``smtp_security`` is ``none``, ``starttls`` or
-    ``tls`` (implicit TLS, port 465).
+    ``tls`` (implicit TLS, port 465). An "out of stock" notice waits up to ``offer_wait``
+    seconds for the alternatives to be offered, so it can list them.
     """
 
     backend: Backend = "smtp"
@@ -110,6 +111,7 @@ class MailSettings:
     max_attempts: int = 8
     retry_initial: float = 5.0
     retry_max: float = 900.0
+    offer_wait: float = 10.0
 
     @classmethod
     def from_config(cls, table: Mapping[str, Any], base_dir: Path) -> MailSettings:
@@ -170,6 +172,7 @@ class MailSettings:
             max_attempts=attempts,
             retry_initial=initial,
             retry_max=maximum,
+            offer_wait=float(get("offer_wait", (int, float))),
         )
 
 

@@ -129,7 +129,11 @@ class Notifier:
 
     async def record(self, kind: str, payload: Mapping[str, Any]) -> None:
         """The cloud activities' sink: a status event the customer should hear about becomes
-        a pending notice. Never raises: a notification must not fail the job's activity."""
+        a pending notice; the alternatives offered for an item out of stock are kept for its
+        message. Never raises: a notification must not fail the job's activity."""
+        if kind == "alternatives_offered" and self.store is not None:
+            await self._offered(payload)
+            return
         if kind != "status" or self.store is None:
             return
         notice = notice_of(payload)
@@ -142,7 +146,12 @@ class Notifier:
                 return  # ordered without an email: nobody to tell
             if notice.kind in OPTIONAL_KINDS and not contact.notify_engraving:
                 return
-            if await asyncio.to_thread(store.enqueue, notice, self._clock()):
+            now, due = self._clock(), None
+            if notice.kind == "blocked" and notice.reason == "no_inventory":
+                offered = await asyncio.to_thread(store.offered, notice.job_id)
+                if offered is None or offered[1] < now - self.settings.offer_wait:
+                    due = now + self.settings.offer_wait  # the offer follows the status
+            if await asyncio.to_thread(store.enqueue, notice, now, due):
                 self._wake.set()
         except Exception:
             log.exception(
@@ -152,6 +161,23 @@ class Notifier:
                 extra={"job_id": notice.job_id, "event_id": notice.event_id},
             )
             self.failed.labels(notice.kind).inc()
+
+    async def _offered(self, payload: Mapping[str, Any]) -> None:
+        job_id, offered = payload.get("job_id"), payload.get("alternatives")
+        if not isinstance(job_id, str) or not isinstance(offered, list):
+            return
+        items = [
+            Alternative(str(a.get("name") or a["item_id"]), str(a.get("material") or ""))
+            for a in offered
+            if isinstance(a, Mapping) and a.get("item_id")
+        ]
+        assert self.store is not None
+        try:
+            await asyncio.to_thread(self.store.offer, job_id, items, self._clock())
+        except Exception:
+            log.exception("job %s: the alternatives offered could not be kept", job_id)
+            return
+        self._wake.set()
 
     # -- delivery ----------------------------------------------------------------------------
 
@@ -250,22 +276,29 @@ class Notifier:
             extra={"job_id": notice.job_id, "event_id": notice.event_id, "kind": notice.kind},
         )
 
-    async def _alternatives(self, job_id: str, kind: str) -> list[Alternative]:
-        """The items offered instead, from the job's view (best effort: the link has them)."""
-        if kind != "blocked" or self.view is None:
-            return []
+    async def _alternatives(self, job_id: str, kind: str) -> list[Alternative] | None:
+        """The items offered instead: as offered, else from the job's view; None if unknown
+        (the link shows them anyway)."""
+        if kind != "blocked":
+            return None
+        assert self.store is not None
+        offered = await asyncio.to_thread(self.store.offered, job_id)
+        if offered is not None:
+            return offered[0]
+        if self.view is None:
+            return None
         try:
             async with asyncio.timeout(VIEW_TIMEOUT):
                 view = await self.view(job_id)
         except Exception as exc:
             log.info("job %s: no view for the alternatives: %r", job_id, exc)
-            return []
-        offered = view.get("alternatives") if view is not None else None
-        if not isinstance(offered, list):
-            return []
+            return None
+        listed = view.get("alternatives") if view is not None else None
+        if not isinstance(listed, list):
+            return None
         return [
             Alternative(str(a.get("name") or a["item_id"]), str(a.get("material") or ""))
-            for a in offered
+            for a in listed
             if isinstance(a, Mapping) and a.get("item_id")
         ]
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crown_edge.cloud.notify_words import Contact, Notice
+from crown_edge.cloud.notify_words import Alternative, Contact, Notice
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS contacts (
@@ -45,6 +45,11 @@ CREATE TABLE IF NOT EXISTS notices (
     done_at REAL
 );
 CREATE INDEX IF NOT EXISTS notices_due ON notices (state, next_at);
+CREATE TABLE IF NOT EXISTS offers (
+    job_id TEXT PRIMARY KEY,
+    alternatives TEXT NOT NULL,
+    at REAL NOT NULL
+);
 """
 
 
@@ -104,8 +109,9 @@ class NoticeStore:
         ).fetchone()
         return _contact(row) if row is not None else None
 
-    def enqueue(self, notice: Notice, now: float) -> bool:
-        """Record ``notice`` as pending unless its event is already known; whether it is new."""
+    def enqueue(self, notice: Notice, now: float, due: float | None = None) -> bool:
+        """Record ``notice`` as pending (to be sent from ``due``, default ``now``) unless its
+        event is already known; whether it is new."""
         cur = self._run(
             "INSERT OR IGNORE INTO notices "
             "(event_id, job_id, kind, reason, design_url, next_at, created) "
@@ -116,11 +122,37 @@ class NoticeStore:
                 notice.kind,
                 notice.reason,
                 notice.design_url,
-                now,
+                now if due is None else due,
                 now,
             ),
         )
         return cur.rowcount == 1
+
+    def offer(self, job_id: str, alternatives: list[Alternative], now: float) -> None:
+        """The items offered for ``job_id``'s out-of-stock item; a waiting "out of stock"
+        notice of the job is due at once."""
+        data = json.dumps([[a.name, a.material] for a in alternatives])
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO offers (job_id, alternatives, at) VALUES (?,?,?) "
+                "ON CONFLICT (job_id) DO UPDATE SET alternatives = excluded.alternatives, "
+                "at = excluded.at",
+                (job_id, data, now),
+            )
+            self._db.execute(
+                "UPDATE notices SET next_at = ? WHERE job_id = ? AND kind = 'blocked' "
+                "AND state = 'pending' AND attempts = 0 AND next_at > ?",
+                (now, job_id, now),
+            )
+
+    def offered(self, job_id: str) -> tuple[list[Alternative], float] | None:
+        """The latest items offered for ``job_id`` and when; None before any offer."""
+        row = self._run("SELECT alternatives, at FROM offers WHERE job_id = ?", (job_id,))
+        found = row.fetchone()
+        if found is None:
+            return None
+        items = json.loads(found[0])
+        return [Alternative(str(name), str(material)) for name, material in items], found[1]
 
     def due(self, now: float, limit: int = 20) -> list[Pending]:
         """Pending notices whose time has come, oldest first."""

@@ -92,8 +92,10 @@ def notice_of(event: Mapping[str, object]) -> Notice | None:
     )
 
 
-def words_for(notice: Notice, contact: Contact, alternatives: Sequence[Alternative] = ()) -> Words:
-    """The customer's words for ``notice``; only known reason codes are explained."""
+def words_for(notice: Notice, alternatives: Sequence[Alternative] | None = None) -> Words:
+    """The customer's words for ``notice``; only known reason codes are explained.
+
+    ``alternatives`` are the items offered for one out of stock (None: not known yet)."""
     ref = f"order {notice.job_id}"
     if notice.kind == "design_ready":
         return Words(
@@ -107,16 +109,23 @@ def words_for(notice: Notice, contact: Contact, alternatives: Sequence[Alternati
         )
     if notice.kind == "blocked":
         if notice.reason == "no_inventory":
+            if alternatives is None:
+                offer = "You can choose another item for your order instead."
+            elif alternatives:
+                offer = "We can engrave your order on one of these instead:"
+            else:
+                offer = (
+                    "No other item can replace it right now: we go ahead as soon as it is back "
+                    "in stock, or you can cancel the order."
+                )
             return Words(
-                f"Your item is out of stock: please choose another ({ref})",
-                (
-                    reason_words("no_inventory") or "",
-                    "We can engrave your order on one of these instead:"
-                    if alternatives
-                    else "We can offer you other items instead.",
-                ),
+                f"Your item is out of stock ({ref})",
+                (reason_words("no_inventory") or "", offer),
                 "Choose another item (or cancel the order)",
-                tuple(f"{a.name} ({a.material})" if a.material else a.name for a in alternatives),
+                tuple(
+                    f"{a.name} ({_material(a.material)})" if a.material else a.name
+                    for a in alternatives or ()
+                ),
             )
         headline, sentence = status_words("blocked")
         explained = reason_words(notice.reason)
@@ -129,9 +138,9 @@ def words_for(notice: Notice, contact: Contact, alternatives: Sequence[Alternati
         return Words(
             f"We have your changes ({ref})",
             (
-                "Thank you: we received the changes you asked for.",
-                status_words("revision_requested")[1]
-                + " We will write again when the new preview is ready.",
+                "Thank you: we have the changes you asked for, and our designers are working "
+                "on a new preview of your engraving.",
+                "We will write again as soon as it is ready for you to look at.",
             ),
             "See your order",
         )
@@ -165,6 +174,11 @@ def words_for(notice: Notice, contact: Contact, alternatives: Sequence[Alternati
     return Words(f"{headline}: {ref}", (sentence,), "See your order")
 
 
+def _material(material: str) -> str:
+    """A material id in words (``anodised-aluminium`` → ``anodised aluminium``)."""
+    return material.replace("-", " ").replace("_", " ")
+
+
 def message_id(event_id: str, sender: str) -> str:
     """The Message-ID of the notice of ``event_id``: the same on every attempt, so a receiver
     that got a message whose acceptance never reached us can drop the second copy."""
@@ -181,11 +195,11 @@ def compose(
     sender: str,
     now: float,
     reply_to: str | None = None,
-    alternatives: Sequence[Alternative] = (),
+    alternatives: Sequence[Alternative] | None = None,
     design_svg: bytes | None = None,
 ) -> EmailMessage:
     """The email for ``notice``: plain-text and HTML parts, the preview attached when given."""
-    words = words_for(notice, contact, alternatives)
+    words = words_for(notice, alternatives)
     link = contact.status_url
     text_lines = ["Hello,", ""]
     for paragraph in words.paragraphs:
@@ -212,7 +226,7 @@ def compose(
     message["To"] = contact.email
     if reply_to:
         message["Reply-To"] = reply_to
-    message["Subject"] = f"{shop_name}: {words.subject}"
+    message["Subject"] = words.subject
     message["Date"] = formatdate(now, localtime=False)
     message["Message-ID"] = message_id(notice.event_id, sender)
     message["Auto-Submitted"] = "auto-generated"

@@ -276,3 +276,24 @@ async def test_the_door_refuses_a_malformed_email_and_keeps_a_good_one(
     assert flag.status == 400 and "notify_engraving" in json.dumps(flag.json())
     assert good.status == 202 and none.status == 202
     assert kept == Contact("J-1", "jane@example.com", good.json()["status_url"], text=("Hi",))
+
+
+async def test_out_of_stock_waits_for_the_offer_and_lists_it(tmp_path: Path) -> None:
+    async with MailSink(tmp_path / "mail") as sink:
+        settings = _settings(tmp_path, sink.port, offer_wait=3600.0)
+        async with Notifier(settings, SmtpTransport(settings)) as notifier:
+            await notifier.remember(Contact("J-1", "jane@example.com", LINK))
+            await notifier.record("status", _event(2, "blocked", reason="no_inventory"))
+            assert notifier.store is not None
+            assert notifier.store.counts() == {"pending": 1}
+            offer = [
+                {"item_id": "plaque-a5", "name": "Plaque A5", "material": "brass"},
+                {"item_id": "bad"},
+                "junk",
+            ]
+            await notifier.record("alternatives_offered", {"job_id": "J-1", "alternatives": offer})
+            await _until(lambda: len(sink.files()) == 1)
+        (message,) = sink.messages()
+    text = message.get_body(("plain",))
+    assert text is not None
+    assert "  - Plaque A5 (brass)\r\n  - bad\r\n" in text.get_content()

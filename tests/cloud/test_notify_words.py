@@ -70,7 +70,7 @@ def test_every_message_has_both_parts_the_link_and_no_codes_or_notes(
     text, html = _parts(message)
     assert LINK in text
     assert f'href="{LINK}"' in html
-    assert SHOP in text and SHOP in html and SHOP in str(message["Subject"])
+    assert SHOP in text and SHOP in html and SHOP in str(message["From"])
     assert message["To"] == "jane@example.com"
     assert message["Message-ID"] == message_id(f"J-7:{status}", SENDER)
     whole = " ".join((text, html, str(message["Subject"])))
@@ -93,11 +93,20 @@ def test_design_ready_attaches_the_preview_and_asks_for_approval() -> None:
 
 
 def test_blocked_lists_the_alternatives_and_links_to_choose() -> None:
-    offered = [Alternative("Brass plaque A5", "brass"), Alternative("Glass tumbler")]
+    offered = [
+        Alternative("Brass plaque A5", "brass"),
+        Alternative("Glass tumbler"),
+        Alternative("Trophy plate", "anodised-aluminium"),
+    ]
     text, html = _parts(_compose("blocked", "no_inventory", alternatives=offered))
     assert "Brass plaque A5 (brass)" in text and "Glass tumbler" in text
     assert "<li>Brass plaque A5 (brass)</li>" in html
+    assert "Trophy plate (anodised aluminium)" in text
     assert "Choose another item" in text
+    text, _ = _parts(_compose("blocked", "no_inventory", alternatives=[]))
+    assert "No other item can replace it right now" in text
+    text, _ = _parts(_compose("blocked", "no_inventory"))
+    assert "choose another item" in text
 
 
 def test_complete_and_escalated_say_what_happens_next() -> None:
