@@ -1,4 +1,4 @@
-"""The job lifecycle as one transition table (DESIGN.md §3).
+"""The job lifecycle as one transition table.
 
 ``TRANSITIONS[(state, event)] -> new state``. Anything not in the table is illegal and raises
 :class:`~crown_edge.errors.IllegalTransition`. Pure: no clock, no database. The store applies a

@@ -18,21 +18,29 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
+from prometheus_client import start_http_server
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
 from crown_edge import __version__
 from crown_edge.catalog import Catalog, load_catalog
 from crown_edge.config import EdgeConfig
 from crown_edge.control import ControlServer
+from crown_edge.daemon.binding import build_machines
 from crown_edge.daemon.handlers import build_handlers
 from crown_edge.daemon.jobs import JobOps
 from crown_edge.daemon.links import start_mqtt, start_temporal
 from crown_edge.daemon.machines import Machine, MachineWorker
 from crown_edge.daemon.notify import Notifier
 from crown_edge.daemon.words import decision_done, decision_refused
-from crown_edge.errors import CrownEdgeError, StoreError, UnknownMachine
+from crown_edge.errors import CrownEdgeError, StoreError, SyncError, UnknownMachine
 from crown_edge.metrics import EdgeMetrics
 from crown_edge.scheduler import Scheduler
 from crown_edge.store import Store
 from crown_edge.store.files import private_dir
+from crown_edge.workflow import names
+from crown_edge.workflow.data import ApprovalDecision, JobView
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +116,6 @@ class EdgeDaemon:
         happen in the cloud. ``jobs show`` lays this over a job the workshop still has as
         ``validated`` so a technician sees that it waits for the customer's approval.
         """
-        from crown_edge.workflow import names
-
         client = self.temporal_client
         if client is None:
             return None
@@ -128,14 +134,6 @@ class EdgeDaemon:
         Every refusal is one line saying why (walk-in or text-only job, already answered, no
         Temporal); the workflow's errors are translated here, at the daemon's boundary.
         """
-        from temporalio.client import WorkflowUpdateFailedError
-        from temporalio.exceptions import ApplicationError
-        from temporalio.service import RPCError, RPCStatusCode
-
-        from crown_edge.errors import SyncError
-        from crown_edge.workflow import names
-        from crown_edge.workflow.data import ApprovalDecision, JobView
-
         job = await self.store.get_job(job_id)  # UnknownJob: "unknown job: J-1"
         requires_design = job.intake.requires_design
         verb = "approve" if approved else "reject"
@@ -241,8 +239,6 @@ class EdgeDaemon:
             log.warning("job %s was engraving when the daemon stopped: now interrupted", job_id)
         await self.scheduler.start()
         if machine_factory is None:
-            from crown_edge.daemon.binding import build_machines
-
             machine_factory = build_machines
         self.machines.update(await machine_factory(self.config, stack))
         for cfg in self.config.machines:
@@ -292,8 +288,6 @@ class EdgeDaemon:
 
     @contextlib.contextmanager
     def _serve_metrics(self) -> Iterator[None]:
-        from prometheus_client import start_http_server
-
         cfg = self.config.metrics
         server, thread = start_http_server(cfg.port, cfg.host, registry=self.metrics.registry)
         self.metrics_url = f"http://{cfg.host}:{server.server_port}/metrics"

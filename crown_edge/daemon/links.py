@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Protocol
 
+from temporalio.client import Client
+
 from crown_edge.catalog import Catalog
 from crown_edge.config import EdgeConfig
 from crown_edge.daemon.activities import EdgeActivities, edge_worker
@@ -23,6 +25,7 @@ from crown_edge.scheduler import Scheduler
 from crown_edge.store import Store
 from crown_edge.sync import commands
 from crown_edge.sync.backoff import Backoff
+from crown_edge.sync.mqtt import MqttLink
 from crown_edge.sync.wire import Rejected
 
 log = logging.getLogger(__name__)
@@ -54,7 +57,6 @@ async def start_mqtt(
     commands to the control socket's ``handlers`` (one table for both)."""
     if not d.config.mqtt.enabled:
         return
-    from crown_edge.sync.mqtt import MqttLink
 
     async def on_command(verb: str, payload: dict[str, Any]) -> None:
         command = commands.parse_command(verb, payload)
@@ -94,8 +96,6 @@ async def _temporal_worker(d: Daemon, state: dict[str, bool]) -> AsyncIterator[N
 
 
 async def _serve_temporal(d: Daemon, state: dict[str, bool]) -> None:
-    from temporalio.client import Client
-
     cfg = d.config.temporal
     activities = EdgeActivities.from_config(d.config, d.store, d.scheduler, d.catalog, d.jobs)
     backoff = Backoff(initial=1.0, maximum=30.0)

@@ -91,6 +91,7 @@ class Store(QueueStore, WorkshopStore, OutboxStore):
                     job.sent_line,
                 )
                 sql.end_run(conn, job_id, end, now)
+                sql.clear_cancel(conn, job_id)  # asked of a run that is over: never of the next
                 sql.transition(
                     conn, job_id, JobEvent.INTERRUPT, now, sets={"reason": "daemon_restart"}
                 )

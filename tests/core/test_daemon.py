@@ -32,6 +32,7 @@ class FakeMachine:
         self.programs: list[tuple[str, int, int]] = []
         self.stopped = 0
         self.gate: asyncio.Event | None = None
+        self.halted = False
 
     async def run(
         self,
@@ -46,8 +47,11 @@ class FakeMachine:
         self.programs.append((job_id, start_line, len(lines)))
         if self.gate is not None:
             await self.gate.wait()
-        outcome = self.script.pop(0) if self.script else "completed"
         total = len(lines)
+        if self.halted:  # stopped mid-run, like a real controller: the run ends there
+            self.halted = False
+            return RunReport("interrupted", 2, total, start_line + 2, {"reason": "stopped"})
+        outcome = self.script.pop(0) if self.script else "completed"
         if outcome == "completed":
             on_progress(total, total)
             return RunReport("completed", total - start_line, total, total)
@@ -57,6 +61,9 @@ class FakeMachine:
 
     async def stop(self) -> None:
         self.stopped += 1
+        if self.gate is not None and not self.gate.is_set():
+            self.halted = True
+            self.gate.set()
 
     def work_position(self) -> dict[str, float] | None:
         return None
@@ -380,3 +387,42 @@ async def test_idle_workers_do_not_wake_each_other(
     await asyncio.sleep(0.3)
     # two workers, a 0.5 s poll: one look each for the wake, at most one more for the poll
     assert claims <= 2 * 2, claims
+
+
+async def test_cancel_of_an_engraving_job_goes_through_its_machine_worker(
+    daemon: tuple[EdgeDaemon, dict[str, FakeMachine]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker stops the machine and ends the run: the job is never cancelled under it."""
+    d, fakes = daemon
+    for fake in fakes.values():
+        fake.gate = asyncio.Event()  # the run goes on until the machine is stopped
+    await rpc(d, "jobs.submit", message=order("C-1"))
+    running = await wait_status(d, "C-1", "engraving")
+    before = {s["item_id"]: s for s in await rpc(d, "inventory.list")}["plaque-a5"]
+    job = await rpc(d, "jobs.cancel", job_id="C-1", reason="customer phoned")
+    assert (job["status"], job["reason"]) == ("cancelled", "customer phoned")
+    assert fakes[running["machine_id"]].stopped == 1
+    shown = await rpc(d, "jobs.show", job_id="C-1")
+    assert [r["outcome"] for r in shown["runs"]] == ["cancelled"]
+    assert [e["status"] for e in shown["events"]][-2:] == ["engraving", "cancelled"]
+    after = {s["item_id"]: s for s in await rpc(d, "inventory.list")}["plaque-a5"]
+    # the unit may carry engraving: written off, never back on the shelf
+    assert (after["reserved"], after["consumed"]) == (before["reserved"] - 1, 1)
+    assert after["available"] == before["available"]
+    assert not [r for r in caplog.records if "could not record outcome" in r.getMessage()]
+
+
+async def test_restart_without_a_fresh_unit_changes_nothing(
+    daemon: tuple[EdgeDaemon, dict[str, FakeMachine]],
+) -> None:
+    d, fakes = daemon
+    for fake in fakes.values():
+        fake.script = ["alarm"]
+    await rpc(d, "jobs.submit", message=order("C-2"))
+    await wait_status(d, "C-2", "interrupted")
+    await rpc(d, "inventory.set", item_id="plaque-a5", available=0)
+    before = {s["item_id"]: s for s in await rpc(d, "inventory.list")}["plaque-a5"]
+    with pytest.raises(ControlError, match="plaque-a5"):
+        await rpc(d, "jobs.resume", job_id="C-2", mode="restart")
+    assert (await rpc(d, "jobs.show", job_id="C-2"))["status"] == "interrupted"
+    assert {s["item_id"]: s for s in await rpc(d, "inventory.list")}["plaque-a5"] == before
