@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 ViewSource = Callable[[str], Awaitable[Mapping[str, Any] | None]]
 #: Longest wait for the job's view while composing a message.
 VIEW_TIMEOUT = 5.0
+#: On a clean stop, how long notices already due may still go out.
+DRAIN_TIMEOUT = 5.0
 
 
 class Notifier:
@@ -111,6 +113,11 @@ class Notifier:
     async def __aexit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if et is None:  # a clean stop: what is due now goes out first (bounded)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DRAIN_TIMEOUT):
+                    while await asyncio.to_thread(self._due_now):  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -119,6 +126,12 @@ class Notifier:
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
             self.store = None
+
+    def _due_now(self) -> bool:
+        if self.store is None or self._task is None or self._task.done():
+            return False
+        next_at = self.store.next_due()
+        return next_at is not None and next_at <= self._clock()
 
     # -- intake ------------------------------------------------------------------------------
 

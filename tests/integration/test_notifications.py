@@ -5,15 +5,19 @@ The approval flow end to end: an order with artwork and an email → one "design
 whose link opens the customer's page (HTTP 200, with its token) → approving through that page's
 approval endpoint completes the job → one "complete" message, and nothing else. Beside it, the
 other messages a customer may get (changes received, engraving started, escalated, out of
-stock with alternatives), and the door refusing a malformed address. The text part of every
-message kind is kept in ``var/test-artifacts/notifications/`` for reading.
+stock with alternatives), the door refusing a malformed address, and ``crown-edge up``
+printing its mail sink. The text part of every message kind is kept in
+``var/test-artifacts/notifications/`` for reading.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -21,6 +25,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from crown_edge.cloud.mail_sink import read_eml
 from hil.rig import Rig, rig
 from tests.cloud.client import post_json, request
 
@@ -84,6 +89,10 @@ def _keep(message: EmailMessage) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     body = f"Subject: {message['Subject']}\nTo: {message['To']}\n\n{_text(message)}"
     (ARTIFACTS / f"{_kind(message)}.txt").write_text(body)
+
+
+def _sink_messages(directory: Path) -> list[EmailMessage]:
+    return [read_eml(p) for p in sorted(directory.glob("*.eml"))]
 
 
 def _link(message: EmailMessage, job: str) -> str:
@@ -192,3 +201,35 @@ async def test_the_door_refuses_a_malformed_email(mail_rig: Rig) -> None:
     )
     assert status == 400
     assert any(reason.startswith("customer_email") for reason in body["reasons"])
+
+
+async def test_up_prints_the_mail_sink_and_fills_it(tmp_path: Path) -> None:
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "crown_edge",
+            "up",
+            "--demo",
+            "4",
+            "--exit-when-done",
+            "--json",
+            "--workdir",
+            str(tmp_path / "up"),
+            "--time-scale",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip().startswith("Mail sink  ")]
+    directory = Path(line.split()[2])
+    assert directory == tmp_path / "up" / "mail"
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["mail_sink"] == str(directory)
+    # every demo order carries an email: four "ready", and the artwork order's design
+    subjects = sorted(str(m["Subject"]).split(" (")[0] for m in _sink_messages(directory))
+    assert subjects == ["Your design is ready for your approval"] + ["Your order is ready"] * 4
