@@ -146,6 +146,8 @@ class DispatchStats:
     rejected: int = 0
     failed: int = 0
     stale_receipts: int = 0
+    poll_failures: int = 0
+    """Polls that failed (SQS unreachable, or a bug) and were retried after a back-off pause."""
 
 
 def _already_started(exc: BaseException) -> bool:
@@ -172,6 +174,7 @@ class Dispatcher:
         batch: int = 10,
         retry_delay: int | None = None,
         seen_capacity: int = 10_000,
+        backoff: Backoff | None = None,
     ) -> None:
         self.queues = queues_
         self.start_job = start_job
@@ -180,6 +183,8 @@ class Dispatcher:
         self.retry_delay = retry_delay
         self.seen = SeenJobs(seen_capacity)
         self.stats = DispatchStats()
+        self.backoff = backoff or Backoff(RETRY_INITIAL_S, RETRY_MAX_S)
+        """Pauses between failed polls."""
         self._task: asyncio.Task[None] | None = None
 
     async def poll_once(self, wait_seconds: int | None = None) -> int:
@@ -259,7 +264,7 @@ class Dispatcher:
     async def run(self) -> None:
         """Poll forever; failed polls are logged and retried with a growing, jittered pause
         (:class:`~crown_edge.sync.backoff.Backoff`), back to short once a poll succeeds."""
-        backoff = Backoff(RETRY_INITIAL_S, RETRY_MAX_S)
+        backoff = self.backoff
         while True:
             try:
                 await self.poll_once()
@@ -270,6 +275,7 @@ class Dispatcher:
             else:
                 backoff.reset()
                 continue
+            self.stats.poll_failures += 1
             await asyncio.sleep(backoff.next())
 
     async def __aenter__(self) -> Self:

@@ -13,6 +13,7 @@ from crown_edge.cloud.dispatcher import Dispatcher, SeenJobs, classify
 from crown_edge.errors import SyncError
 from crown_edge.models import IntakeMessage
 from crown_edge.sync import queues
+from crown_edge.sync.backoff import Backoff
 from crown_edge.sync.sqs import OrderQueue, ReceivedMessage, dead_letter_body
 from tests.sync.fakes import until
 
@@ -223,3 +224,42 @@ async def test_same_group_in_one_batch_is_handled_in_order_and_started_once() ->
     assert await poll == 3
     assert sorted(fake.deleted) == ["a", "b", "c"]
     assert dispatcher.stats.duplicates == 1
+
+
+class FlakyQueues(FakeQueues):
+    """SQS that is unreachable for the first ``outage`` receives."""
+
+    def __init__(self, outage: int) -> None:
+        super().__init__()
+        self.outage = outage
+
+    async def receive(self, name: str, max_messages: int, wait_seconds: int) -> list[Any]:
+        if self.outage > 0:
+            self.outage -= 1
+            raise SyncError("sqs unreachable")
+        await asyncio.sleep(0.01)  # a long poll waits; the fake's parent answers at once
+        return await super().receive(name, max_messages, wait_seconds)
+
+
+async def test_failed_polls_back_off_and_intake_resumes() -> None:
+    fake = FlakyQueues(outage=3)
+    fake.waiting[queues.ENGRAVING_QUEUE].append(_msg(GOOD, "m1"))
+    delays: list[float] = []
+    backoff = Backoff(0.01, 0.04, rand=lambda: 1.0)
+    started: list[str] = []
+
+    async def start(msg: IntakeMessage) -> None:
+        started.append(msg.job_id)
+
+    next_delay = backoff.next
+
+    def recorded() -> float:
+        delays.append(next_delay())
+        return delays[-1]
+
+    backoff.next = recorded  # type: ignore[method-assign]
+    async with Dispatcher(fake, start, wait_seconds=0, backoff=backoff) as dispatcher:
+        await until(lambda: fake.deleted == ["m1"])
+    assert started == ["J-1"]
+    assert dispatcher.stats.poll_failures == 3
+    assert delays == [0.01, 0.02, 0.04]  # doubling, capped, from the one Backoff
