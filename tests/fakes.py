@@ -6,8 +6,10 @@ the queue, the control socket, the CLI, MQTT sessions.
 
 - ``script``: outcomes popped per run, ``completed`` (default), ``alarm`` (ALARM:1 after 5
   lines), ``error`` (error:20 after 3 lines);
-- ``gate`` (asyncio) holds every run until set; ``hold`` (threading, set by a test thread)
-  reports half the program done and holds the run while set — :meth:`stop` clears it;
+- ``gate`` (asyncio) holds every run until set; :meth:`stop` while a run waits there ends it
+  ``interrupted`` after 2 lines (``stopped``), like a real controller;
+- ``hold`` (threading, set by a test thread) reports half the program done and holds the run
+  while set — :meth:`stop` clears it;
 - ``programs`` records ``(job_id, start_line, total_lines)`` per run, ``stopped`` counts stops.
 """
 
@@ -38,6 +40,7 @@ class FakeMachine:
         self.stopped = 0
         self.paused = False
         self.gate: asyncio.Event | None = None
+        self.halted = False
         self.hold = hold
 
     @property
@@ -74,6 +77,17 @@ class FakeMachine:
                 await asyncio.sleep(0.02)
         if self.gate is not None:
             await self.gate.wait()
+        if self.halted:  # stopped mid-run, like a real controller: the run ends there
+            self.halted = False
+            return RunResult(
+                job_id,
+                RunOutcome.INTERRUPTED,
+                2,
+                total,
+                start_line + 2,
+                start_line,
+                reason="stopped",
+            )
         outcome = self.script.pop(0) if self.script else "completed"
         if outcome == "completed":
             progress(total - start_line)
@@ -105,6 +119,9 @@ class FakeMachine:
         self.stopped += 1
         if self.hold is not None:
             self.hold.clear()
+        if self.gate is not None and not self.gate.is_set():
+            self.halted = True
+            self.gate.set()
 
 
 def _implements(machine: FakeMachine) -> MachineDriver:
