@@ -16,6 +16,8 @@ from crown_edge.drivers.grbl import protocol as p
 from crown_edge.drivers.grbl.driver import GrblDriver
 from crown_edge.errors import DriverError
 from crown_edge.sim.grbl import GrblSimulator
+from crown_edge.sim.grbl_gcode import LETTERS, Words, parse_words, program_opened_by
+from crown_edge.sim.grbl_report import FLOOD, MIST
 from tests.grbl.helpers import FAST, eventually, plate_program
 
 
@@ -200,3 +202,44 @@ async def test_rotary_a_axis_is_grblhal_only() -> None:
         assert hal.core.position[3] == pytest.approx(90.0)
         assert drv.status is not None and drv.status.mpos is not None
         assert len(drv.status.mpos) == 4
+
+
+# --- the simulator's pure parts: what one line says ---------------------------------------------
+
+_XYZ = LETTERS | frozenset("XYZ")
+
+
+@pytest.mark.parametrize(
+    ("clean", "mist", "expected"),
+    [
+        ("G1X1F600", False, None),
+        ("1X1", False, "error:1"),  # grbl's order: a word must start with a letter …
+        ("G1A5", False, "error:20"),  # … the letter must be known …
+        ("G1X1.2.3", False, "error:2"),  # … the number must parse …
+        ("G5X1", False, "error:20"),  # … then G and M codes are checked
+        ("M7", False, "error:20"),  # M7 only in a build with ENABLE_M7
+        ("M7", True, None),
+    ],
+)
+def test_parse_words_checks_in_grbls_order(clean: str, mist: bool, expected: str | None) -> None:
+    got = parse_words(clean, letters=_XYZ, mist=mist, spindle=(5, 0.0), coolant=0)
+    assert (got if isinstance(got, str) else None) == expected
+
+
+def test_parse_words_tracks_spindle_coolant_and_line_number() -> None:
+    got = parse_words("N12M4S300M8", letters=_XYZ, mist=True, spindle=(5, 0.0), coolant=MIST)
+    assert isinstance(got, Words)
+    assert (got.line_number, got.spindle, got.coolant) == (12, (4, 300.0), MIST | FLOOD)
+    off = parse_words("M9M5", letters=_XYZ, mist=False, spindle=got.spindle, coolant=got.coolant)
+    assert isinstance(off, Words) and (off.spindle, off.coolant) == ((5, 300.0), 0)
+
+
+def test_a_program_opens_at_its_header_and_takes_the_job_comment_after_it() -> None:
+    header = program_opened_by(None, "(crown-edge toolpath v1)")
+    assert header is not None and header.job_id is None
+    assert program_opened_by(header, "(job J-7)") is None  # names the header's program
+    assert header.job_id == "J-7"
+    header.received.append("G1 X1 F600")
+    second = program_opened_by(header, "(job J-8)")  # a job comment after motion: a new program
+    assert second is not None and second.job_id == "J-8"
+    assert program_opened_by(second, "G1 X2") is None
