@@ -169,3 +169,25 @@ def test_mail_settings_from_config(tmp_path: Path) -> None:
     for bad in ({"backend": "pigeon"}, {"smtp_port": 0}, {"sender": "nobody"}, {"typo": 1}):
         with pytest.raises(ConfigError):
             MailSettings.from_config(bad, tmp_path)
+
+
+def test_the_cloud_config_mail_table(tmp_path: Path) -> None:
+    from crown_edge.cli.cloud import load_cloud_config
+
+    env = {"CROWN_API_KEY": "env-key-0123456789abc"}
+    path = tmp_path / "cloud.toml"
+    secrets = '[api]\ntoken_secrets = ["secret-0123456789abcdef"]\n'
+    path.write_text(secrets)
+    assert load_cloud_config(path, env).mail is None  # no table: no notifications
+    path.write_text(secrets + '[mail]\nbackend = "off"\n')
+    assert load_cloud_config(path, env).mail is None
+    path.write_text(
+        secrets + '[mail]\nsmtp_host = "mail.example.com"\nsmtp_port = 587\n'
+        'smtp_security = "starttls"\nsender = "Shop <orders@example.com>"\n'
+    )
+    mail = load_cloud_config(path, env).mail
+    assert mail is not None and mail.backend == "smtp" and mail.smtp_port == 587
+    assert mail.store == tmp_path / "var/notifications.db"
+    path.write_text(secrets + '[mail]\nsmtp_security = "maybe"\n')
+    with pytest.raises(ConfigError, match=r"\[mail\] smtp_security"):
+        load_cloud_config(path, env)
