@@ -37,10 +37,9 @@ import asyncio
 import functools
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
@@ -50,7 +49,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.exceptions import HTTPException
 
 from crown_edge.cloud import pages
-from crown_edge.cloud.auth import Credentials, KeyCheck
+from crown_edge.cloud.api_settings import ApiSettings, ContactBook, OrderSender
+from crown_edge.cloud.auth import KeyCheck
 from crown_edge.cloud.bodies import (
     ERRORS,
     AlternativeIn,
@@ -104,43 +104,6 @@ log = logging.getLogger(__name__)
 
 MAX_SVG = 5 * 1024 * 1024
 SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
-
-
-class OrderSender(Protocol):
-    """Where accepted orders go (:class:`~crown_edge.sync.sqs.OrderQueue`)."""
-
-    async def send_order(self, message: IntakeMessage) -> str:
-        """Queue the message; return the queue's message id."""
-        ...
-
-
-class ContactBook(Protocol):
-    """Where an order's customer contact is kept (:class:`~crown_edge.cloud.notify.Notifier`)."""
-
-    async def remember(self, contact: Contact) -> None:
-        """Keep the contact durably before the order is queued."""
-        ...
-
-
-# --- the service -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ApiSettings:
-    """How the Order API answers.
-
-    ``shops`` lists the workshops an order may name (None: any); ``public_url`` is the base of
-    the links handed to customers (None: the address the request came to); ``allowed_origins``
-    are pages besides the API's own that may open the status WebSocket; ``metrics_open`` serves
-    ``/metrics`` without a key (set when it listens on its own, private address).
-    """
-
-    credentials: Credentials = field(repr=False)
-    designs_dir: Path | None = None
-    shops: frozenset[str] | None = None
-    public_url: str | None = None
-    allowed_origins: tuple[str, ...] = ()
-    metrics_open: bool = False
 
 
 class OrderApi:
