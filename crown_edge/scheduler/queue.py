@@ -88,29 +88,12 @@ class Scheduler:
         except KeyError:
             raise UnknownMachine(machine_id) from None
 
-    async def queue_sets(
-        self, job_id: str, *, estimate_s: float | None, attempt: int | None, start_line: int
-    ) -> dict[str, Any]:
-        """The columns a job entering the queue gets: eligibility, a fresh run's fields."""
-        job = await self.store.get_job(job_id)
+    def eligible(self, item_id: str) -> int:
+        """Eligibility mask of an item, 0 for an item the catalogue does not know."""
         try:
-            mask = self.mask_for(job.item_id)
+            return self.mask_for(item_id)
         except UnknownItem:
-            mask = 0
-        if mask == 0:
-            log.warning("job %s: no configured machine can engrave item %s", job_id, job.item_id)
-        sets: dict[str, Any] = {
-            "eligible_mask": mask,
-            "machine_id": None,
-            "progress": None,
-            "start_line": start_line,
-            "reason": None,
-        }
-        if estimate_s is not None:
-            sets["estimate_s"] = estimate_s
-        if attempt is not None:
-            sets["attempt"] = attempt
-        return sets
+            return 0
 
     async def enqueue(
         self,
@@ -128,12 +111,28 @@ class Scheduler:
 
         ``fresh_unit``: scrap the held unit and reserve a new one in the same transaction.
         """
-        sets = await self.queue_sets(
-            job_id, estimate_s=estimate_s, attempt=attempt, start_line=start_line
+        sets: dict[str, Any] = {
+            "machine_id": None,
+            "progress": None,
+            "start_line": start_line,
+            "reason": None,
+        }
+        if estimate_s is not None:
+            sets["estimate_s"] = estimate_s
+        if attempt is not None:
+            sets["attempt"] = attempt
+        job = await self.store.requeue(
+            job_id,
+            event,
+            now,
+            sets=sets,
+            data=data,
+            fresh_unit=fresh_unit,
+            eligible=self.eligible,
         )
-        return await self.store.requeue(
-            job_id, event, now, sets=sets, data=data, fresh_unit=fresh_unit
-        )
+        if job.eligible_mask == 0:
+            log.warning("job %s: no configured machine can engrave item %s", job_id, job.item_id)
+        return job
 
     async def pick_next(self, machine_id: str, now: float) -> str | None:
         """Which job ``machine_id`` would take now (read only)."""

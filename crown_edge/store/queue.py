@@ -49,14 +49,20 @@ class QueueView:
 Pick = Callable[[QueueView], str | None]
 
 
-def machine_rows(conn: sqlite3.Connection) -> tuple[MachineRow, ...]:
+def _engraving(conn: sqlite3.Connection) -> list[tuple[str, str, float | None, float]]:
+    """(machine_id, job_id, progress, estimate_s) of every engraving job."""
+    return conn.execute(
+        "SELECT machine_id, job_id, progress, estimate_s FROM jobs WHERE status = 'engraving'"
+    ).fetchall()
+
+
+def machine_rows(
+    conn: sqlite3.Connection,
+    engraving: list[tuple[str, str, float | None, float]] | None = None,
+) -> tuple[MachineRow, ...]:
     """Every machine row, by ordinal, with its engraving job."""
-    current = {
-        r[0]: (r[1], r[2])
-        for r in conn.execute(
-            "SELECT machine_id, job_id, progress FROM jobs WHERE status = 'engraving'"
-        )
-    }
+    rows = _engraving(conn) if engraving is None else engraving
+    current = {mid: (job_id, progress) for mid, job_id, progress, _ in rows}
     out = []
     for mid, ordinal, paused, avail, execution, alarm, hb in conn.execute(
         "SELECT machine_id, ordinal, paused, availability, execution, alarm, heartbeat_at "
@@ -71,11 +77,10 @@ def machine_rows(conn: sqlite3.Connection) -> tuple[MachineRow, ...]:
 
 def view(conn: sqlite3.Connection, head: int) -> QueueView:
     """The queue view with the first ``head`` queued jobs."""
+    engraving = _engraving(conn)
     busy = {
-        row[0]: float(row[1]) * (1.0 - float(row[2] or 0.0))
-        for row in conn.execute(
-            "SELECT machine_id, estimate_s, progress FROM jobs WHERE status = 'engraving'"
-        )
+        mid: float(estimate) * (1.0 - float(progress or 0.0))
+        for mid, _, progress, estimate in engraving
     }
     rows = conn.execute(
         "SELECT job_id, estimate_s, eligible_mask FROM jobs WHERE status = 'queued' "
@@ -92,7 +97,7 @@ def view(conn: sqlite3.Connection, head: int) -> QueueView:
         return str(row[0]) if row else None
 
     return QueueView(
-        machines=machine_rows(conn),
+        machines=machine_rows(conn, engraving),
         busy_s=busy,
         head=tuple(QueuedRow(r[0], float(r[1]), int(r[2])) for r in rows),
         first_eligible=first_eligible,
@@ -236,4 +241,4 @@ class QueueStore(Database):
 
     async def machine_rows(self) -> list[MachineRow]:
         """Stored machine rows (state, pause, current job), by ordinal."""
-        return list(await self._read(machine_rows))
+        return list(await self._read(lambda c: machine_rows(c)))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from crown_edge.catalog import Catalog
@@ -197,20 +197,26 @@ class Store(QueueStore, WorkshopStore, OutboxStore):
         sets: dict[str, Any],
         data: dict[str, Any] | None = None,
         fresh_unit: bool = False,
+        eligible: Callable[[str], int] | None = None,
     ) -> Job:
         """Put the job (back) in the queue with ``event``, in one transaction.
 
         ``fresh_unit``: the held unit is scrapped (consumed) and a fresh one reserved first
         (``jobs resume --restart``); NoInventory, and nothing changed, when none is left.
+        ``eligible(item_id)``: the job's ``eligible_mask`` (which machines may take it).
         """
 
         def fn(conn: sqlite3.Connection) -> Job:
-            if fresh_unit:
+            columns = dict(sets)
+            if fresh_unit or eligible is not None:
                 current = sql.get_job(conn, job_id)
-                sql.settle(conn, job_id, "consumed", now)
-                if not sql.reserve(conn, current, now, fresh=True):
-                    raise NoInventory(current.item_id)
-            return sql.transition(conn, job_id, event, now, sets=sets, data=data)
+                if eligible is not None:
+                    columns["eligible_mask"] = eligible(current.item_id)
+                if fresh_unit:
+                    sql.settle(conn, job_id, "consumed", now)
+                    if not sql.reserve(conn, current, now, fresh=True):
+                        raise NoInventory(current.item_id)
+            return sql.transition(conn, job_id, event, now, sets=columns, data=data)
 
         return await self._write(fn)
 
