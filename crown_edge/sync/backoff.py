@@ -1,9 +1,30 @@
-"""Reconnect back-off: exponential, jittered, capped. Pure (the random source is injected)."""
+"""Back-off: exponential, capped, jittered where many clients retry at once. Pure (the random
+source is injected).
+
+Every reconnect and retry delay in crown-edge comes from here: :class:`Backoff` for a loop that
+retries until it succeeds (the MQTT link, the bridge, the SQS dispatcher, the GRBL driver, the
+notifier), and :func:`capped_delay` for a schedule kept as an attempt count in a database (the
+outbox's resend timer, :class:`~crown_edge.sync.delivery.RetransmitSchedule`).
+"""
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
+
+
+def capped_delay(initial: float, maximum: float, factor: float, attempt: int) -> float:
+    """``initial`` x ``factor`` ** (``attempt`` - 1), at most ``maximum`` (attempt 1 = the first).
+
+    Never overflows, whatever the attempt count.
+    """
+    exponent = max(0, attempt - 1)
+    if exponent == 0 or factor == 1:
+        return float(min(maximum, initial))
+    if exponent * math.log(factor) >= math.log(maximum / initial):
+        return float(maximum)
+    return float(min(maximum, initial * factor**exponent))
 
 
 class Backoff:
@@ -26,14 +47,14 @@ class Backoff:
         self.maximum = maximum
         self.factor = factor
         self._rand = rand
-        self._current = initial
+        self._attempt = 0
 
     def next(self) -> float:
         """The delay before the next attempt; grows the following one."""
-        delay = self._current
-        self._current = min(self._current * self.factor, self.maximum)
+        self._attempt += 1
+        delay = capped_delay(self.initial, self.maximum, self.factor, self._attempt)
         return delay / 2 + (delay / 2) * self._rand()
 
     def reset(self) -> None:
         """Back to ``initial`` after a successful connection."""
-        self._current = self.initial
+        self._attempt = 0

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crown_edge.sync import wire
+from crown_edge.sync.backoff import capped_delay
 
 #: Field a sent event carries: the job's seq acknowledged without a hole (module docstring).
 ACKED_SEQ = "acked_seq"
@@ -59,10 +60,7 @@ class RetransmitSchedule:
 
     def delay(self, attempts: int) -> float:
         """Seconds to wait for the ack after the ``attempts``-th send (1 = the first send)."""
-        exponent = max(0, attempts - 1)
-        if exponent > 64:  # factor ** exponent would overflow long before it matters
-            return self.maximum
-        return float(min(self.maximum, self.timeout * self.factor**exponent))
+        return capped_delay(self.timeout, self.maximum, self.factor, attempts)
 
     def next_at(self, now: float, attempts: int) -> float:
         """When to send again if no ack came for the ``attempts``-th send made at ``now``."""

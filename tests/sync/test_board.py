@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from crown_edge.cloud.board import Applied, StatusBoard, event_problem, event_time
 from crown_edge.sync import topics
-from crown_edge.sync.backoff import Backoff
+from crown_edge.sync.backoff import Backoff, capped_delay
 
 
 def _ev(seq: int, status: str = "queued", job: str = "J-1") -> dict[str, Any]:
@@ -88,6 +91,29 @@ def test_backoff_grows_caps_and_resets() -> None:
     assert backoff.next() == 1.0
     low = Backoff(1.0, 4.0, rand=lambda: 0.0)
     assert low.next() == 0.5
+
+
+def test_capped_delay_never_overflows() -> None:
+    assert capped_delay(1.0, 5.0, 2.0, 10_000_000) == 5.0
+    assert capped_delay(1.0, 5.0, 1.0, 10_000_000) == 1.0  # factor 1: a constant delay
+    assert capped_delay(1.0, 4.0, 2.0, 3) == 4.0  # exactly at the cap
+
+
+@given(
+    initial=st.floats(0.001, 10.0),
+    spread=st.floats(1.0, 1000.0),
+    factor=st.floats(1.0, 4.0),
+    attempts=st.integers(1, 200),
+)
+def test_backoff_and_capped_delay_are_one_formula(
+    initial: float, spread: float, factor: float, attempts: int
+) -> None:
+    maximum = initial * spread
+    backoff = Backoff(initial, maximum, factor, rand=lambda: 1.0)
+    delays = [backoff.next() for _ in range(attempts)]
+    assert delays == [capped_delay(initial, maximum, factor, n) for n in range(1, attempts + 1)]
+    assert all(initial <= d <= maximum for d in delays)
+    assert delays == sorted(delays)  # never shrinks until reset
 
 
 def test_mqtt_settings_from_config(tmp_path: Any) -> None:
