@@ -202,7 +202,8 @@ def build_handlers(d: Daemon) -> dict[str, Callable[[dict[str, Any]], Any]]:
 
     async def jobs_cancel(args: dict[str, Any]) -> dict[str, Any]:
         job_id = _job_id(args)
-        job = await ops.cancel(job_id, str(args.get("reason", "technician")))
+        reason = str(args.get("reason", "technician"))
+        job = await ops.cancel(job_id, reason, wait=bool(args.get("wait", True)))
         return job.to_dict()
 
     async def jobs_top(args: dict[str, Any]) -> dict[str, Any]:

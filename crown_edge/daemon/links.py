@@ -64,7 +64,8 @@ async def start_mqtt(
             log.warning("mqtt command ignored: %s", command.reason)
             return
         try:
-            await handlers[command.handler](command.args())
+            # the link's receive loop runs commands in turn: a cancel never waits for a machine
+            await handlers[command.handler]({**command.args(), "wait": False})
         except CrownEdgeError as exc:
             log.warning("mqtt command %s %s refused: %s", verb, command.model_dump(), exc)
 
