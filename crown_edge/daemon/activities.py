@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -48,7 +47,7 @@ from crown_edge.config import EdgeConfig
 from crown_edge.daemon.fit import alternative_items, estimate_seconds, fit_text
 from crown_edge.daemon.jobs import JobOps
 from crown_edge.daemon.report import RunReporter
-from crown_edge.daemon.runs import auto_verdict, run_result
+from crown_edge.daemon.runs import auto_verdict, due_at_of, run_result
 from crown_edge.errors import (
     ConfigError,
     IllegalTransition,
@@ -96,16 +95,6 @@ def closed(job: Job) -> ApplicationError:
     if job.status is S.CANCELLED:
         return refuse(n.ERR_JOB_CANCELLED, job.reason or "cancelled on the workshop")
     return refuse(ERR_JOB_CLOSED, f"job {job.job_id} is {job.status} on the workshop")
-
-
-def _due_at(due_date: str) -> float | None:
-    try:
-        parsed = dt.datetime.fromisoformat(due_date.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.timestamp()
 
 
 class EdgeActivities:
@@ -320,7 +309,7 @@ class EdgeActivities:
                 return await self._result(req, job)
             now = self._clock()
             if event is JobEvent.ENQUEUE:
-                due_at = _due_at(req.due_date)
+                due_at = due_at_of(req.due_date)
                 if due_at is not None:
                     await self.store.set_schedule_details(
                         req.job_id,

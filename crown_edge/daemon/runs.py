@@ -8,6 +8,7 @@ attempt may own several rows; the last one is the run that counts.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -83,3 +84,14 @@ def auto_verdict(runs: Sequence[RunRecord], attempt: int) -> tuple[bool, str] | 
         if _text(run.detail, key):
             return False, f"auto: {key} {run.detail[key]}"
     return True, f"auto: {run.acked_lines}/{run.total_lines} lines acknowledged"
+
+
+def due_at_of(due_date: str) -> float | None:
+    """POSIX seconds of an ISO-8601 due date (UTC when it names no zone), None if unreadable."""
+    try:
+        parsed = dt.datetime.fromisoformat(due_date.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.timestamp()
