@@ -255,16 +255,16 @@ class Point:
 
 
 LOST_VALIDATED = (
-    "lost: killed after the reservation's commit (validated) and before the enqueue commit "
-    "(standalone intake writes them in two transactions), the walk-in job stays 'validated' "
-    "after the restart, holding its reserved unit: a re-sent jobs.submit returns the existing job "
-    "without queuing it and no command queues a validated job"
+    "lost: walk-in intake (JobOps.intake_local) commits validate_and_reserve, then enqueue, in "
+    "two transactions; killed between them, the job stays 'validated' after the restart holding "
+    "its reserved unit: a re-sent jobs.submit returns the existing job without queuing it, "
+    "nothing at start-up queues it and no command does"
 )
 LOST_QA_FAILED = (
-    "lost: killed after the QA fail verdict's commit and before the standalone re-engrave "
-    "(record_qa then the re-engrave policy, two transactions), the job stays 'qa_failed' after "
-    "the restart: qa.verdict wants qa_pending, jobs.resume wants interrupted, and nothing at "
-    "start-up applies the policy again: no command moves it on"
+    "lost: JobOps.record_qa commits the fail verdict, then the walk-in retry policy (re-engrave "
+    "or escalate) in a second transaction; killed between them, the job stays 'qa_failed' after "
+    "the restart: qa.verdict wants qa_pending, jobs.resume wants interrupted, nothing at "
+    "start-up applies the policy: no command moves it on"
 )
 
 CASES = [
@@ -272,7 +272,7 @@ CASES = [
     pytest.param(
         Point("reserved", just_submit),
         id="reserved",
-        marks=pytest.mark.xfail(strict=True, reason=LOST_VALIDATED),
+        marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=LOST_VALIDATED),
     ),
     pytest.param(Point("queued", just_submit), id="queued"),
     pytest.param(Point("claimed", just_submit), id="claimed"),
@@ -283,7 +283,7 @@ CASES = [
     pytest.param(
         Point("qa_failed", lambda d, c: until_qa(d, c, False), engravings=2),
         id="qa_failed",
-        marks=pytest.mark.xfail(strict=True, reason=LOST_QA_FAILED),
+        marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=LOST_QA_FAILED),
     ),
     pytest.param(Point("complete", lambda d, c: until_qa(d, c, True)), id="complete"),
     pytest.param(
