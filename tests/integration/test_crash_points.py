@@ -10,13 +10,18 @@ would (retry a call the crash cut off, resume an interrupted job, pass QA) until
 Then:
 
 - never engraved twice: across every program the controller received for the job, no cutting
-  line ran more often than the program has it (times the engravings a technician chose);
+  line ran more often than the program has it (times the engravings a technician chose); once
+  complete, every cutting line ran, except those between the last line the controller ran before
+  the crash and the resume mark (they "may be engraved", so a default resume never sends them);
 - never lost: the job ends complete (cancelled for the cancel points), and an interrupted job is
   never re-engraved before a technician resumes it;
 - stock conserved: on shelf + reserved + consumed = initial, per item, at the crash and after;
   the settled job holds no reserved unit;
 - every event delivered once: each job event reaches ``crown-trophy-job-events.fifo`` exactly
   once, in ``seq`` order, and nothing else.
+
+``pytest -s`` prints each point's figures (state, acknowledged line and mark at the kill, lines
+the controller ran, lines a default resume left out).
 """
 
 from __future__ import annotations
