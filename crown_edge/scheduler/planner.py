@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from crown_edge.config import MachineConfig
 from crown_edge.models import Item, Surface
@@ -40,6 +41,25 @@ def eligible_mask(item: Item, machines: Sequence[MachineConfig]) -> int:
         if can_do(machine, item):
             mask |= 1 << ordinal
     return mask
+
+
+class Queued(Protocol):
+    """What the planner reads of a queued job (a :class:`QueuedJob`, a store row, a Job)."""
+
+    @property
+    def job_id(self) -> str:
+        """The job."""
+        ...
+
+    @property
+    def estimate_s(self) -> float:
+        """Its estimated run time at speed factor 1."""
+        ...
+
+    @property
+    def eligible_mask(self) -> int:
+        """Bit ``ordinal`` set: that machine can engrave it."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +93,7 @@ class Planned:
     finish_at: float | None
 
 
-def plan(jobs: Iterable[QueuedJob], machines: Sequence[MachineSlot]) -> list[Planned]:
+def plan(jobs: Iterable[Queued], machines: Sequence[MachineSlot]) -> list[Planned]:
     """Greedy earliest-finish assignment of ``jobs`` (already in queue order) to machines.
 
     A job no usable machine can do gets ``machine_id=None`` and no ETA.
@@ -99,7 +119,7 @@ def plan(jobs: Iterable[QueuedJob], machines: Sequence[MachineSlot]) -> list[Pla
 
 
 def choose_for(
-    machine_id: str, head: Sequence[QueuedJob], machines: Sequence[MachineSlot]
+    machine_id: str, head: Sequence[Queued], machines: Sequence[MachineSlot]
 ) -> str | None:
     """The job ``machine_id`` should take now: the first of ``head`` planned onto it.
 

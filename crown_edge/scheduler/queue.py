@@ -20,7 +20,6 @@ from crown_edge.models import MachineState
 from crown_edge.scheduler.planner import (
     MachineSlot,
     Planned,
-    QueuedJob,
     choose_for,
     eligible_mask,
     plan,
@@ -58,7 +57,7 @@ def choose(
     me = next((s for s in machines if s.machine_id == machine_id), None)
     if me is None or not me.usable or me.free_at > now:
         return None
-    head = [QueuedJob(r.job_id, r.estimate_s, r.eligible_mask) for r in view.head]
+    head = view.head
     choice = choose_for(machine_id, head, machines)
     if choice is None and not any((j.eligible_mask >> me.ordinal) & 1 for j in head):
         choice = view.first_eligible(me.ordinal)
@@ -154,10 +153,7 @@ class Scheduler:
     async def snapshot(self, now: float, limit: int | None = None) -> list[tuple[Job, Planned]]:
         """Queued jobs in order with their position (1 = next), planned machine and ETA."""
         jobs, view = await self.store.queued()
-        planned = plan(
-            [QueuedJob(j.job_id, j.estimate_s, j.eligible_mask) for j in jobs],
-            slots(view, self.configs, now),
-        )
+        planned = plan(jobs, slots(view, self.configs, now))
         pairs = list(zip(jobs, planned, strict=True))
         return pairs[:limit] if limit is not None else pairs
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from crown_edge.models import IntakeMessage, JobStatus
 
@@ -169,8 +169,7 @@ class Verdict:
     delivered_at: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class MachineRow:
+class MachineRow(NamedTuple):
     """A machine as the store has it: pause, last reported state, the job it engraves."""
 
     machine_id: str

@@ -12,6 +12,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from crown_edge.errors import IllegalTransition
 from crown_edge.lifecycle import JobEvent
@@ -21,8 +22,7 @@ from crown_edge.store.db import Database
 from crown_edge.store.jobs import JOB_COLUMNS, Job, MachineRow, job_from_row
 
 
-@dataclass(frozen=True, slots=True)
-class QueuedRow:
+class QueuedRow(NamedTuple):
     """A queued job as the planner needs it."""
 
     job_id: str
@@ -99,7 +99,7 @@ def view(conn: sqlite3.Connection, head: int) -> QueueView:
     return QueueView(
         machines=machine_rows(conn, engraving),
         busy_s=busy,
-        head=tuple(QueuedRow(r[0], float(r[1]), int(r[2])) for r in rows),
+        head=tuple(QueuedRow._make(r) for r in rows),
         first_eligible=first_eligible,
     )
 
