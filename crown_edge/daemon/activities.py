@@ -413,24 +413,16 @@ class EdgeActivities:
         return run_result(job, await self.store.runs(req.job_id), req.attempt)
 
     async def _cancel_run(self, req: n.MachineRunInput) -> None:
-        """Stop this attempt: cancel it, or ask the machine worker and wait a while for it."""
-        reason = "cancelled by the workflow"
-        job = await self._cancel(req.job_id, reason)
-        waited = 0.0
-        while job.status is S.ENGRAVING and job.attempt == req.attempt:
-            if waited >= self.cancel_wait_s:
-                log.warning("job %s: machine has not stopped yet; request left", req.job_id)
-                return
-            activity.heartbeat({"status": "cancelling", "attempt": req.attempt})
-            await asyncio.sleep(self.poll_s)  # a bounded wait for the machine to stop
-            waited += self.poll_s
-            job = await self.store.get_job(req.job_id)
-        if job.status is not S.CANCELLED:
-            await self._cancel(req.job_id, reason)
-
-    async def _cancel(self, job_id: str, reason: str) -> Job:
-        # the workflow settles the unit itself (release_reservation); heartbeats while waiting
-        return await self.jobs.cancel(job_id, reason, settle_stock=False, strict=False, wait=False)
+        """Stop this attempt: cancel it, or ask the machine worker and wait a while for it (the
+        workflow settles the unit itself, with ``release_reservation``)."""
+        await self.jobs.cancel(
+            req.job_id,
+            "cancelled by the workflow",
+            settle_stock=False,
+            strict=False,
+            wait_s=self.cancel_wait_s,
+            on_wait=lambda: activity.heartbeat({"status": "cancelling", "attempt": req.attempt}),
+        )
 
     # --- QA ------------------------------------------------------------------------------------
 

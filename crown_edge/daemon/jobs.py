@@ -114,15 +114,18 @@ class JobOps:
         settle_stock: bool = True,
         strict: bool = True,
         wait: bool = True,
+        wait_s: float | None = None,
+        on_wait: Callable[[], None] | None = None,
     ) -> Job:
         """Cancel a job; an ``engraving`` one through its machine worker.
 
         ``settle_stock``: settle the held unit with the cancel (False when the workflow settles
         it itself). ``strict``: a job that cannot be cancelled raises IllegalTransition.
-        ``wait``: wait (at most ``cancel_wait_s``) until the worker has stopped an engraving job;
+        ``wait``: wait (at most ``wait_s``, default ``cancel_wait_s``) until the worker has
+        stopped an engraving job, calling ``on_wait`` at each look (an activity heartbeats);
         without it the job comes back still ``engraving``, its cancel requested.
         """
-        deadline = self.clock() + self.cancel_wait_s
+        deadline = time.monotonic() + (self.cancel_wait_s if wait_s is None else wait_s)
         while True:
             job = await self.store.cancel(
                 job_id, reason, self.clock(), settle_stock=settle_stock, strict=strict
@@ -131,9 +134,11 @@ class JobOps:
                 return job
             # the worker polls its cancel request; once the run ends the job has moved on
             while job.status is JobStatus.ENGRAVING:
-                if self.clock() >= deadline:
-                    log.warning("job %s: machine has not stopped yet; cancel left", job_id)
+                if time.monotonic() >= deadline:
+                    log.warning("job %s: machine has not stopped yet; request left", job_id)
                     return job
+                if on_wait is not None:
+                    on_wait()
                 await asyncio.sleep(CANCEL_POLL_S)
                 job = await self.store.get_job(job_id)
             if job.status is JobStatus.CANCELLED:
