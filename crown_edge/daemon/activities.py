@@ -251,31 +251,20 @@ class EdgeActivities:
     @activity.defn(name=n.RELEASE_RESERVATION)
     async def release_reservation(self, req: n.ReleaseInput) -> None:
         """Give the unit back (write it off when engraved) and end the job as ``reason`` says."""
-        now = self._clock()
-        if req.engraved:  # the unit may carry the engraving: count it used, never back in stock
-            await self.store.consume_reservation(req.job_id, now)
-        else:
-            await self.store.release_reservation(req.job_id, now)
-        try:
-            job = await self.store.get_job(req.job_id)
-        except UnknownJob:
-            return
         reason = req.reason.strip().lower().replace(" ", "_")
-        if job.status is S.ENGRAVING:  # its machine worker stops it (the unit is settled above)
-            await self.jobs.cancel(req.job_id, reason, settle_stock=False, strict=False, wait=False)
-            return
         events = _RELEASE_EVENTS.get(reason, ())
-        if not events:
+        job = await self.store.release(
+            req.job_id, self._clock(), engraved=req.engraved, events=events, reason=reason
+        )
+        if job is not None and not events and job.status is not S.ENGRAVING:
             log.info("job %s: released (%s), state %s kept", req.job_id, reason, job.status)
-            return
-        await self.store.apply_if_allowed(req.job_id, events, now, reason=reason)
 
     @activity.defn(name=n.MARK_COMPLETE)
     async def mark_complete(self, req: n.CompleteInput) -> None:
-        """Consume the reserved unit and mark the job complete (both idempotent)."""
-        now = self._clock()
-        await self.store.consume_reservation(req.job_id, now)
-        job = await self.store.apply_if_allowed(req.job_id, (JobEvent.COMPLETE,), now)
+        """Consume the reserved unit and mark the job complete (one idempotent transaction)."""
+        job = await self.store.apply_if_allowed(
+            req.job_id, (JobEvent.COMPLETE,), self._clock(), settle="consumed"
+        )
         if job.status is not S.COMPLETE:
             log.warning("job %s: mark_complete in state %s", req.job_id, job.status)
 

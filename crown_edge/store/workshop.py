@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from crown_edge.errors import IllegalTransition
+from crown_edge.errors import IllegalTransition, UnknownJob
 from crown_edge.lifecycle import JobEvent
 from crown_edge.models import JobStatus
 from crown_edge.store import sql
@@ -104,6 +104,19 @@ def record_verdict(
                 data=data,
             )
     return found, job
+
+
+def _apply(
+    conn: sqlite3.Connection,
+    job: Job,
+    events: tuple[JobEvent, ...],
+    now: float,
+    reason: str | None,
+) -> Job:
+    for event in events:
+        if sql.allowed(job.status, event):
+            job = sql.transition(conn, job.job_id, event, now, sets={"reason": reason})
+    return job
 
 
 class WorkshopStore(Database):
@@ -205,19 +218,50 @@ class WorkshopStore(Database):
         now: float,
         *,
         reason: str | None = None,
+        settle: str | None = None,
     ) -> Job:
         """Apply each of ``events`` in turn while the lifecycle allows it, in one transaction.
 
         Brings the workshop's copy of a job to where the workflow says it ended; events the
         job's state does not allow are skipped (the job is already there, or past it).
+        ``settle``: first settle the held unit, ``consumed`` or ``released`` (idempotent).
         """
 
         def fn(conn: sqlite3.Connection) -> Job:
             job = sql.get_job(conn, job_id)
-            for event in events:
-                if sql.allowed(job.status, event):
-                    job = sql.transition(conn, job_id, event, now, sets={"reason": reason})
-            return job
+            if settle is not None:
+                sql.settle(conn, job_id, settle, now)
+            return _apply(conn, job, events, now, reason)
+
+        return await self._write(fn)
+
+    async def release(
+        self,
+        job_id: str,
+        now: float,
+        *,
+        engraved: bool,
+        events: tuple[JobEvent, ...],
+        reason: str,
+    ) -> Job | None:
+        """The workflow lets the job go: settle its unit and end the job, in one transaction.
+
+        The unit is written off when ``engraved`` (it may carry the engraving), else back on the
+        shelf. An ``engraving`` job gets a cancel request (its machine worker stops it); any
+        other is brought on with :meth:`apply_if_allowed`'s rule. None: the job is unknown here.
+        """
+
+        def fn(conn: sqlite3.Connection) -> Job | None:
+            sql.settle(conn, job_id, "consumed" if engraved else "released", now)
+            try:
+                job = sql.get_job(conn, job_id)
+            except UnknownJob:
+                return None
+            if job.status is JobStatus.ENGRAVING:
+                return sql.cancel_now_or_ask(
+                    conn, job_id, reason, now, settle_stock=False, strict=False
+                )
+            return _apply(conn, job, events, now, reason)
 
         return await self._write(fn)
 
