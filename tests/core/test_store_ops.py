@@ -181,3 +181,29 @@ async def test_machine_state_and_its_message_are_one_write(
             "SELECT COUNT(*) FROM outbox WHERE topic = 'machines/flat-2/state'"
         ).fetchone()
     assert count == len(sent)
+
+
+async def test_the_workflow_letting_a_running_job_go_asks_its_worker(
+    store: Store, scheduler: Scheduler
+) -> None:
+    await engraving(store, scheduler, "W-1")
+    available, reserved, consumed = await stock(store)
+    cancel = (JobEvent.CANCEL,)
+    job = await store.release("W-1", 3.0, engraved=True, events=cancel, reason="cancelled")
+    assert job is not None and job.status is JobStatus.ENGRAVING
+    assert await store.cancel_requested("W-1") == "cancelled"
+    assert await stock(store) == (available, reserved - 1, consumed + 1)
+    assert await store.release("nobody", 3.0, engraved=False, events=cancel, reason="x") is None
+
+
+async def test_completion_consumes_the_unit_with_the_event(
+    store: Store, scheduler: Scheduler
+) -> None:
+    await engraving(store, scheduler, "W-2")
+    await store.end_run("W-2", "flat-1", RunEnd("completed", 9, 9, 9), JobEvent.FINISH, now=3.0)
+    available, reserved, consumed = await stock(store)
+    for now in (4.0, 5.0):  # a retried activity changes nothing the second time
+        job = await store.apply_if_allowed("W-2", (JobEvent.COMPLETE,), now, settle="consumed")
+        assert job.status is JobStatus.COMPLETE
+        assert await stock(store) == (available, reserved - 1, consumed + 1)
+    assert [e["status"] for e in await store.events("W-2")].count("complete") == 1
