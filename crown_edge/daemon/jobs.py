@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from crown_edge.catalog import Catalog
 from crown_edge.config import MachineConfig
@@ -31,6 +32,7 @@ from crown_edge.errors import CrownEdgeError, IllegalTransition, UnknownItem, Va
 from crown_edge.lifecycle import JobEvent
 from crown_edge.models import Execution, IntakeMessage, JobStatus
 from crown_edge.scheduler import Scheduler
+from crown_edge.scheduler.queue import queue_columns
 from crown_edge.store import Job, Store
 from crown_edge.workflow.names import MAX_ATTEMPTS
 
@@ -99,8 +101,8 @@ class JobOps:
                     msg.job_id, JobEvent.BLOCK, now, sets={"reason": reason}
                 )
                 raise
-            job = await self.store.validate_and_reserve(msg.job_id, now)
-            job = await self.scheduler.enqueue(msg.job_id, now, estimate_s=estimate, attempt=1)
+            # validated, unit reserved and queued in one transaction: no workflow would queue it
+            job = await self.scheduler.admit(msg.job_id, now, estimate_s=estimate, attempt=1)
             self.wake()
         return job
 
@@ -149,24 +151,25 @@ class JobOps:
 
     async def record_qa(self, job_id: str, passed: bool, notes: str, by: str) -> Job:
         """A technician's verdict on a ``qa_pending`` job (delivered to the workflow by the QA
-        activity); a job the daemon runs itself goes on by the retry policy."""
-        _, job = await self.store.record_verdict(job_id, None, passed, notes, by, self.clock())
-        local = self.standalone or job.message.get("origin") == "local"
-        if local and job.status is JobStatus.QA_FAILED:
-            job = await self._after_qa_fail(job)
+        activity); a job the daemon runs itself goes on by the retry policy in the same
+        transaction."""
+        _, job = await self.store.record_verdict(
+            job_id, None, passed, notes, by, self.clock(), after_fail=self._after_qa_fail
+        )
+        if job.status is JobStatus.QUEUED:
+            self.wake()
         return job
 
-    async def _after_qa_fail(self, job: Job) -> Job:
-        now = self.clock()
-        if after_qa_fail(job.attempt) is JobEvent.ESCALATE:
-            return await self.store.transition(
-                job.job_id, JobEvent.ESCALATE, now, sets={"reason": ESCALATED_REASON}
-            )
-        job = await self.scheduler.enqueue(
-            job.job_id, now, event=JobEvent.REENGRAVE, attempt=job.attempt + 1
-        )
-        self.wake()
-        return job
+    def _after_qa_fail(self, job: Job) -> tuple[JobEvent, dict[str, Any]] | None:
+        """The retry policy for jobs without a workflow (standalone, walk-in); pure."""
+        if not (self.standalone or job.message.get("origin") == "local"):
+            return None  # the workflow decides
+        event = after_qa_fail(job.attempt)
+        if event is JobEvent.ESCALATE:
+            return event, {"reason": ESCALATED_REASON}
+        columns = queue_columns(attempt=job.attempt + 1)
+        columns["eligible_mask"] = self.scheduler.eligible(job.item_id)
+        return event, columns
 
     # --- resume --------------------------------------------------------------------------------
 

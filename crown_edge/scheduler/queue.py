@@ -16,7 +16,7 @@ from crown_edge.catalog import Catalog
 from crown_edge.config import MachineConfig
 from crown_edge.errors import UnknownItem, UnknownMachine
 from crown_edge.lifecycle import JobEvent
-from crown_edge.models import MachineState
+from crown_edge.models import JobStatus, MachineState
 from crown_edge.scheduler.planner import (
     MachineSlot,
     Planned,
@@ -62,6 +62,28 @@ def choose(
     if choice is None and not any((j.eligible_mask >> me.ordinal) & 1 for j in head):
         choice = view.first_eligible(me.ordinal)
     return choice
+
+
+def queue_columns(
+    *, estimate_s: float | None = None, attempt: int | None = None, start_line: int = 0
+) -> dict[str, Any]:
+    """The columns a job entering the queue gets: a fresh run's fields (eligibility aside)."""
+    sets: dict[str, Any] = {
+        "machine_id": None,
+        "progress": None,
+        "start_line": start_line,
+        "reason": None,
+    }
+    if estimate_s is not None:
+        sets["estimate_s"] = estimate_s
+    if attempt is not None:
+        sets["attempt"] = attempt
+    return sets
+
+
+def _warn_if_stuck(job: Job) -> None:
+    if job.status is JobStatus.QUEUED and job.eligible_mask == 0:
+        log.warning("job %s: no configured machine can engrave item %s", job.job_id, job.item_id)
 
 
 class Scheduler:
@@ -110,16 +132,7 @@ class Scheduler:
 
         ``fresh_unit``: scrap the held unit and reserve a new one in the same transaction.
         """
-        sets: dict[str, Any] = {
-            "machine_id": None,
-            "progress": None,
-            "start_line": start_line,
-            "reason": None,
-        }
-        if estimate_s is not None:
-            sets["estimate_s"] = estimate_s
-        if attempt is not None:
-            sets["attempt"] = attempt
+        sets = queue_columns(estimate_s=estimate_s, attempt=attempt, start_line=start_line)
         job = await self.store.requeue(
             job_id,
             event,
@@ -129,8 +142,21 @@ class Scheduler:
             fresh_unit=fresh_unit,
             eligible=self.eligible,
         )
-        if job.eligible_mask == 0:
-            log.warning("job %s: no configured machine can engrave item %s", job_id, job.item_id)
+        _warn_if_stuck(job)
+        return job
+
+    async def admit(
+        self, job_id: str, now: float, *, estimate_s: float | None = None, attempt: int = 1
+    ) -> Job:
+        """Validate, reserve and queue a walk-in job in one transaction (it has no workflow to
+        queue it later); NoInventory (the job ``blocked``) when no unit is left."""
+        job = await self.store.validate_and_reserve(
+            job_id,
+            now,
+            queue=queue_columns(estimate_s=estimate_s, attempt=attempt),
+            eligible=self.eligible,
+        )
+        _warn_if_stuck(job)
         return job
 
     async def pick_next(self, machine_id: str, now: float) -> str | None:

@@ -56,6 +56,19 @@ def _run_record(r: tuple[Any, ...]) -> RunRecord:
     )
 
 
+def _validate(conn: sqlite3.Connection, job_id: str, now: float) -> Job:
+    job = sql.get_job(conn, job_id)
+    if job.status is not JobStatus.RECEIVED:
+        if job.status is JobStatus.BLOCKED and job.reason == "no_inventory":
+            if not sql.reserve(conn, job, now):
+                return job
+            return sql.transition(conn, job_id, JobEvent.REVALIDATE, now, sets={"reason": None})
+        return job
+    if sql.reserve(conn, job, now):
+        return sql.transition(conn, job_id, JobEvent.VALIDATE, now)
+    return sql.transition(conn, job_id, JobEvent.BLOCK, now, sets={"reason": "no_inventory"})
+
+
 class Store(QueueStore, WorkshopStore, OutboxStore):
     """The workshop's durable store. Use as an async context manager."""
 
@@ -236,29 +249,31 @@ class Store(QueueStore, WorkshopStore, OutboxStore):
 
         return await self._write(fn)
 
-    async def validate_and_reserve(self, job_id: str, now: float) -> Job:
+    async def validate_and_reserve(
+        self,
+        job_id: str,
+        now: float,
+        *,
+        queue: dict[str, Any] | None = None,
+        eligible: Callable[[str], int] | None = None,
+    ) -> Job:
         """Reserve one unit of the job's item and mark it ``validated``, atomically.
 
         Idempotent: a job that already holds a reservation is not charged twice. With no unit
         left the job becomes ``blocked`` (reason ``no_inventory``) and NoInventory is raised
-        after the block is committed.
+        after the block is committed. ``queue``: a job validated now is also queued (``ENQUEUE``
+        with these columns, ``eligible(item_id)`` its eligibility mask) in the same
+        transaction, as a walk-in job with no workflow to queue it later must be.
         """
 
         def fn(conn: sqlite3.Connection) -> Job:
-            job = sql.get_job(conn, job_id)
-            if job.status is not JobStatus.RECEIVED:
-                if job.status is JobStatus.BLOCKED and job.reason == "no_inventory":
-                    if not sql.reserve(conn, job, now):
-                        return job
-                    return sql.transition(
-                        conn, job_id, JobEvent.REVALIDATE, now, sets={"reason": None}
-                    )
+            job = _validate(conn, job_id, now)
+            if queue is None or job.status is not JobStatus.VALIDATED:
                 return job
-            if sql.reserve(conn, job, now):
-                return sql.transition(conn, job_id, JobEvent.VALIDATE, now)
-            return sql.transition(
-                conn, job_id, JobEvent.BLOCK, now, sets={"reason": "no_inventory"}
-            )
+            columns = dict(queue)
+            if eligible is not None:
+                columns["eligible_mask"] = eligible(job.item_id)
+            return sql.transition(conn, job_id, JobEvent.ENQUEUE, now, sets=columns)
 
         job = await self._write(fn)
         if job.status is JobStatus.BLOCKED and job.reason == "no_inventory":

@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
+from typing import Any
 
 from crown_edge.errors import IllegalTransition, UnknownJob
 from crown_edge.lifecycle import JobEvent
@@ -41,6 +43,10 @@ from crown_edge.models import JobStatus
 from crown_edge.store import sql
 from crown_edge.store.db import Database
 from crown_edge.store.jobs import Job, Verdict
+
+#: ``after_fail(job) -> (event, columns)``: the policy after a failed QA (run inside the verdict's
+#: transaction), or None to leave the job ``qa_failed``.
+AfterFail = Callable[[Job], tuple[JobEvent, dict[str, Any]] | None]
 
 _VERDICT_SELECT = (
     "SELECT job_id, attempt, passed, notes, by, at, delivered_at FROM qa_verdicts "
@@ -71,11 +77,13 @@ def record_verdict(
     notes: str,
     by: str,
     now: float,
+    after_fail: AfterFail | None = None,
 ) -> tuple[Verdict, Job]:
     """Keep the attempt's first verdict and move a ``qa_pending`` job of that attempt on.
 
     ``attempt`` None: the job's current attempt, which must be ``qa_pending`` (else
     IllegalTransition, nothing written): a technician judges the item in front of them.
+    ``after_fail(job)``: what follows a failed QA (event and columns), or None: the job waits.
     """
     job = sql.get_job(conn, job_id)
     if attempt is None:
@@ -103,6 +111,10 @@ def record_verdict(
                 sets={"retry_count": job.retry_count + 1, "reason": found.notes or None},
                 data=data,
             )
+            follow = after_fail(job) if after_fail is not None else None
+            if follow is not None:
+                event, sets = follow
+                job = sql.transition(conn, job_id, event, now, sets=sets)
     return found, job
 
 
@@ -273,15 +285,19 @@ class WorkshopStore(Database):
         notes: str,
         by: str,
         now: float,
+        *,
+        after_fail: AfterFail | None = None,
     ) -> tuple[Verdict, Job]:
         """Store a QA verdict and move the job on, in one transaction (see the module notes).
 
         Pass: ``QA_PASS`` (qa_pending -> complete) and the unit consumed. Fail: ``QA_FAIL``
-        (-> qa_failed, retry_count + 1). ``attempt`` None: the job's current attempt, which must
-        be ``qa_pending``. Returns the kept verdict (the first of the attempt) and the job.
+        (-> qa_failed, retry_count + 1), then ``after_fail``'s event when it gives one (a job
+        the daemon runs itself: another run, or escalation). ``attempt`` None: the job's
+        current attempt, which must be ``qa_pending``. Returns the kept verdict (the first of
+        the attempt) and the job.
         """
         return await self._write(
-            lambda c: record_verdict(c, job_id, attempt, passed, notes, by, now)
+            lambda c: record_verdict(c, job_id, attempt, passed, notes, by, now, after_fail)
         )
 
     async def deliver_verdict(self, job_id: str, attempt: int, now: float) -> Verdict | None:

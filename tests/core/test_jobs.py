@@ -9,6 +9,7 @@ import pytest
 
 from crown_edge.catalog import load_catalog
 from crown_edge.daemon.jobs import ESCALATED_REASON, JobOps, after_qa_fail
+from crown_edge.errors import NoInventory
 from crown_edge.lifecycle import JobEvent
 from crown_edge.models import JobStatus
 from crown_edge.scheduler import Scheduler
@@ -99,3 +100,63 @@ async def test_a_walk_in_job_escalates_after_the_last_failed_qa(
     await store.end_run("J-4", "flat-1", RunEnd("completed", 9, 9, 9), JobEvent.FINISH, 3.0)
     job = await ops.record_qa("J-4", False, "blurred", "tech")
     assert (job.status, job.reason) == (JobStatus.ESCALATED, ESCALATED_REASON)
+
+
+def commits(store: Store) -> list[int]:
+    """A counter of the store's committed write transactions (each one calls on_commit)."""
+    count = [0]
+
+    def seen() -> None:
+        count[0] += 1
+
+    store.on_commit.append(seen)
+    return count
+
+
+async def test_a_walk_in_job_is_validated_reserved_and_queued_in_one_transaction(
+    store: Store, scheduler: Scheduler
+) -> None:
+    ops = ops_for(store, scheduler)
+    count = commits(store)
+    job = await ops.intake_local(message("W-1"))
+    assert (job.status, job.attempt, job.message["origin"]) == (JobStatus.QUEUED, 1, "local")
+    assert job.eligible_mask != 0
+    assert count == [2]  # received; then validated + reserved + queued together
+    statuses = [e["status"] for e in await store.events("W-1")]
+    assert statuses == ["received", "validated", "queued"]
+
+
+async def test_a_walk_in_job_without_stock_is_blocked_not_queued(
+    store: Store, scheduler: Scheduler
+) -> None:
+    await store.set_stock("plaque-a5", 0, now=0.5)
+    with pytest.raises(NoInventory):
+        await ops_for(store, scheduler).intake_local(message("W-2"))
+    job = await store.get_job("W-2")
+    assert (job.status, job.reason) == (JobStatus.BLOCKED, "no_inventory")
+
+
+async def test_a_failed_qa_and_the_next_run_are_one_transaction(
+    store: Store, scheduler: Scheduler
+) -> None:
+    ops = ops_for(store, scheduler)
+    await ops.intake_local(message("W-3"))
+    await scheduler.claim("W-3", "flat-1", now=2.0)
+    await store.end_run("W-3", "flat-1", RunEnd("completed", 9, 9, 9), JobEvent.FINISH, 3.0)
+    count = commits(store)
+    job = await ops.record_qa("W-3", False, "blurred", "tech")
+    assert (job.status, job.attempt, job.retry_count) == (JobStatus.QUEUED, 2, 1)
+    assert count == [1]
+    events = await store.events("W-3")
+    assert [e["event"] for e in events][-2:] == ["qa_fail", "reengrave"]
+    assert events[-2]["notes"] == "blurred"
+
+
+async def test_a_workflow_job_waits_in_qa_failed_for_its_workflow(
+    store: Store, scheduler: Scheduler
+) -> None:
+    ops = JobOps(store, scheduler, load_catalog(), standalone=False)
+    await engraving(store, scheduler, "W-4")
+    await store.end_run("W-4", "flat-1", RunEnd("completed", 9, 9, 9), JobEvent.FINISH, 3.0)
+    job = await ops.record_qa("W-4", False, "blurred", "tech")
+    assert (job.status, job.retry_count) == (JobStatus.QA_FAILED, 1)
