@@ -47,6 +47,20 @@ def _event_is(name: str) -> Callable[[sqlite3.Connection, str], bool]:
     return lambda db, job_id: _newest_event(db, job_id) == name
 
 
+def _has_event(name: str) -> Callable[[sqlite3.Connection, str], bool]:
+    """The commit that wrote event ``name``, also when the same transaction wrote more events
+    after it (a walk-in job is validated, reserved and queued in one transaction; a failed QA is
+    recorded with its re-engrave or escalation in one)."""
+
+    def hit(db: sqlite3.Connection, job_id: str) -> bool:
+        row = db.execute(
+            "SELECT 1 FROM job_events WHERE job_id = ? AND event = ? LIMIT 1", (job_id, name)
+        ).fetchone()
+        return row is not None
+
+    return hit
+
+
 def _first_ack(db: sqlite3.Connection, job_id: str) -> bool:
     """The first progress commit that records an acknowledged line (progress is stored at a
     bounded rate: this is the first durable sign of an acknowledged line)."""
@@ -72,14 +86,14 @@ def _run_ended(db: sqlite3.Connection, job_id: str) -> bool:
 #: point name -> condition on the database after a commit
 POINTS: dict[str, Callable[[sqlite3.Connection, str], bool]] = {
     "received": _event_is("receive"),
-    "reserved": _event_is("validate"),
+    "reserved": _has_event("validate"),
     "queued": _event_is("enqueue"),
     "claimed": _event_is("start"),
     "first_line_acked": _first_ack,
     "mid_run": _mid_run,
     "run_ended": _run_ended,
     "finished": _event_is("finish"),
-    "qa_failed": _event_is("qa_fail"),
+    "qa_failed": _has_event("qa_fail"),
     "complete": _event_is("qa_pass"),
     "cancel_queued": _event_is("cancel"),
     "cancel_engraving": _event_is("cancel"),

@@ -259,26 +259,9 @@ class Point:
     """How many times the technician chose to have the item engraved."""
 
 
-LOST_VALIDATED = (
-    "lost: walk-in intake (JobOps.intake_local) commits validate_and_reserve, then enqueue, in "
-    "two transactions; killed between them, the job stays 'validated' after the restart holding "
-    "its reserved unit: a re-sent jobs.submit returns the existing job without queuing it, "
-    "nothing at start-up queues it and no command does"
-)
-LOST_QA_FAILED = (
-    "lost: JobOps.record_qa commits the fail verdict, then the walk-in retry policy (re-engrave "
-    "or escalate) in a second transaction; killed between them, the job stays 'qa_failed' after "
-    "the restart: qa.verdict wants qa_pending, jobs.resume wants interrupted, nothing at "
-    "start-up applies the policy: no command moves it on"
-)
-
 CASES = [
     pytest.param(Point("received", just_submit), id="received"),
-    pytest.param(
-        Point("reserved", just_submit),
-        id="reserved",
-        marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=LOST_VALIDATED),
-    ),
+    pytest.param(Point("reserved", just_submit), id="reserved"),
     pytest.param(Point("queued", just_submit), id="queued"),
     pytest.param(Point("claimed", just_submit), id="claimed"),
     pytest.param(Point("first_line_acked", just_submit), id="first_line_acked"),
@@ -286,9 +269,7 @@ CASES = [
     pytest.param(Point("run_ended", just_submit), id="run_ended"),
     pytest.param(Point("finished", just_submit), id="finished"),
     pytest.param(
-        Point("qa_failed", lambda d, c: until_qa(d, c, False), engravings=2),
-        id="qa_failed",
-        marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=LOST_QA_FAILED),
+        Point("qa_failed", lambda d, c: until_qa(d, c, False), engravings=2), id="qa_failed"
     ),
     pytest.param(Point("complete", lambda d, c: until_qa(d, c, True)), id="complete"),
     pytest.param(
