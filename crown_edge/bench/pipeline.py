@@ -1,11 +1,14 @@
 """``crown-edge bench pipeline``: orders through the whole flow on ``up``, against bare Temporal.
 
-N text orders are POSTed to the Order API (one at a time, while earlier ones are being made)
-and followed to ``complete`` on the full
+First a few orders one at a time on the idle workshop (``concurrency["1"]``, and how long a
+walk-in customer waits from the order to the laser's first line); then N text orders POSTed
+to the Order API by :data:`CONCURRENCY` customers at once and followed to ``complete`` on the full
 stack with zero-time simulated lasers (motion time 0, automatic QA): SQS, dispatcher, workflow,
 workshop activities, scheduler, GRBL streaming at 1 Mbaud, store, MQTT. In the same run, on the
 same Temporal server, N bare workflows each run as many no-op activities as one of our jobs did
-(counted from a job's history). ``throughput_ratio`` = our jobs/s ÷ bare workflows/s.
+(counted from a job's history), started the way the dispatcher starts ours once the stack has
+gone idle. ``throughput_ratio`` = our jobs/s ÷ bare workflows/s. ``stages`` gives p50/p99 of
+each gap of the jobs' timelines (:mod:`crown_edge.workflow.timeline`).
 """
 
 from __future__ import annotations
@@ -20,10 +23,13 @@ from typing import Any
 
 from crown_edge.config import MachineConfig
 
-#: orders in flight at the Order API at once (customers order independently of each other)
-CONCURRENCY = 1
+#: customers ordering at once in the throughput run (each order is its own customer); the idle
+#: run orders one at a time, each after the previous one finished
+CONCURRENCY = 8
 #: run the workshop daemon as its own process (see StackSettings.edge_process)
 EDGE_PROCESS = True
+#: seconds the stack is left alone before the bare baseline (trailing status events, timers)
+SETTLE_S = 3.0
 
 
 def _log(text: str) -> None:
@@ -35,12 +41,68 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _bench(n: int, workdir: Path) -> dict[str, Any]:
+def _order(i: int) -> dict[str, Any]:
+    return {
+        "job_id": f"BENCH-{i:05d}",
+        "customer_id": f"C-{i % 13}",
+        "item_id": ("plaque-a5", "trophy-plate", "plaque-small")[i % 3],
+        "due_date": "2026-12-24",
+        "text": ["Club Champion", f"No. {i}"],
+        "rush": i % 5 == 0,
+    }
+
+
+def _figures(accept: list[float]) -> dict[str, Any]:
+    return {
+        "orders": len(accept),
+        "accept_p50_ms": round(statistics.median(accept), 2),
+        "accept_p99_ms": round(_pct(accept, 0.99), 2),
+    }
+
+
+def stage_table(timelines: list[list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    """p50/p99 ms of each gap (``previous->stage``) across the jobs' timelines."""
+    from crown_edge.workflow import timeline
+
+    per_gap: dict[str, list[float]] = {}
+    for rows in timelines:
+        for name, gap in timeline.gaps(rows).items():
+            per_gap.setdefault(name, []).append(gap)
+    return {
+        name: {
+            "p50_ms": round(statistics.median(values), 1),
+            "p99_ms": round(_pct(values, 0.99), 1),
+            "jobs": len(values),
+        }
+        for name, values in per_gap.items()
+    }
+
+
+async def _timeline(stack: Any, job_id: str, accepted_at: float) -> list[dict[str, Any]]:
+    """The job's stages: the POST's answer, the workflow's history and the workshop's events."""
+    from crown_edge.cloud.jobs import history_marks
+    from crown_edge.control import call
+    from crown_edge.workflow import names, timeline
+
+    history = await stack.client.get_workflow_handle(names.workflow_id(job_id)).fetch_history()
+    cloud = history_marks(history.events)
+    shown = await call(stack.config.control_socket, "jobs.show", {"job_id": job_id})
+    edge = timeline.edge_marks(shown.get("events") or [], shown.get("runs") or [])
+    # the workshop's own record of a stage comes first, but the job is complete when the
+    # workflow recorded it (its mark_complete activity), after the workshop's QA verdict
+    edge.pop(timeline.COMPLETE, None)
+    marks = {timeline.ACCEPTED: accepted_at, **cloud, **edge}
+    if timeline.COMPLETE in cloud:
+        marks[timeline.COMPLETE] = cloud[timeline.COMPLETE]
+    return timeline.timeline(marks)
+
+
+async def _bench(n: int, idle_n: int, workdir: Path) -> dict[str, Any]:
     from temporalio.worker import Worker
 
     from crown_edge.bench.bare import BARE_QUEUE, BareWorkflow, noop
     from crown_edge.stack import FullStack, StackSettings
-    from crown_edge.workflow import names
+    from crown_edge.workflow import names, timeline
 
     lasers = tuple(
         MachineConfig(
@@ -58,35 +120,46 @@ async def _bench(n: int, workdir: Path) -> dict[str, Any]:
         time_scale=0.0,
         qa_mode="auto",
         extra_machines=lasers,
+        edge_process=EDGE_PROCESS,
     )
     async with FullStack(settings) as stack:
-        _log(f"pipeline: {n} orders through the Order API")
-        accept: list[float] = []
-        sem = asyncio.Semaphore(CONCURRENCY)
 
-        async def post(i: int) -> str:
-            order = {
-                "job_id": f"BENCH-{i:05d}",
-                "customer_id": f"C-{i % 13}",
-                "item_id": ("plaque-a5", "trophy-plate", "plaque-small")[i % 3],
-                "due_date": "2026-12-24",
-                "text": ["Club Champion", f"No. {i}"],
-                "rush": i % 5 == 0,
-            }
+        async def post(i: int, accept: list[float], sem: asyncio.Semaphore) -> tuple[str, float]:
+            order = _order(i)
             async with sem:
                 t0 = time.perf_counter()
                 status, body = await stack.post_order(order)
                 accept.append((time.perf_counter() - t0) * 1000)
+                accepted_at = time.time()
             if status != 202:
                 raise RuntimeError(f"order refused: {status} {body}")
-            return str(order["job_id"])
+            return str(order["job_id"]), accepted_at
 
+        _log(f"pipeline: {idle_n} orders one at a time on an idle workshop")
+        idle_accept: list[float] = []
+        idle_timelines = []
+        first_line: list[float] = []
+        one = asyncio.Semaphore(1)
+        for i in range(n, n + idle_n):
+            posted = time.time()
+            job_id, accepted_at = await post(i, idle_accept, one)
+            await _finished(stack, job_id)
+            rows = await _timeline(stack, job_id, accepted_at)
+            idle_timelines.append(rows)
+            at = {r["stage"]: r["at"] for r in rows}
+            if at.get(timeline.FIRST_LINE) is not None:
+                first_line.append((at[timeline.FIRST_LINE] - posted) * 1000)
+
+        _log(f"pipeline: {n} orders through the Order API, {CONCURRENCY} customers at once")
+        accept: list[float] = []
+        sem = asyncio.Semaphore(CONCURRENCY)
         started = time.perf_counter()
-        jobs = await asyncio.gather(*(post(i) for i in range(n)))
-        results = await asyncio.gather(*(_finished(stack, j) for j in jobs))
+        posted_jobs = await asyncio.gather(*(post(i, accept, sem) for i in range(n)))
+        results = await asyncio.gather(*(_finished(stack, j) for j, _ in posted_jobs))
         ours_s = time.perf_counter() - started
         complete = sum(1 for r in results if r["status"] == "complete")
-        handle = stack.client.get_workflow_handle(names.workflow_id(jobs[0]))
+        timelines = [await _timeline(stack, j, at) for j, at in posted_jobs]
+        handle = stack.client.get_workflow_handle(names.workflow_id(posted_jobs[0][0]))
         history = await handle.fetch_history()
         steps = sum(
             1
@@ -94,32 +167,47 @@ async def _bench(n: int, workdir: Path) -> dict[str, Any]:
             if e.WhichOneof("attributes")
             in ("activity_task_scheduled_event_attributes", "marker_recorded_event_attributes")
         )
-        _log(f"bare: {n} workflows of {steps} no-op activities each")
+        await asyncio.sleep(SETTLE_S)
+        _log(f"bare: {n} workflows of {steps} no-op activities each, {CONCURRENCY} starts at once")
         async with Worker(
             stack.client, task_queue=BARE_QUEUE, workflows=[BareWorkflow], activities=[noop]
         ):
+            starts = asyncio.Semaphore(CONCURRENCY)
+
+            async def bare(i: int) -> None:
+                async with starts:  # started as the dispatcher starts ours: one call per order
+                    h = await stack.client.start_workflow(
+                        BareWorkflow.run,
+                        steps,
+                        id=f"bare-{i}-{time.time_ns()}",
+                        task_queue=BARE_QUEUE,
+                    )
+                await h.result()
+
             t0 = time.perf_counter()
-            handles = [
-                await stack.client.start_workflow(
-                    BareWorkflow.run, steps, id=f"bare-{i}-{time.time_ns()}", task_queue=BARE_QUEUE
-                )
-                for i in range(n)
-            ]
-            await asyncio.gather(*(h.result() for h in handles))
+            await asyncio.gather(*(bare(i) for i in range(n)))
             bare_s = time.perf_counter() - t0
     ours = n / ours_s
-    bare = n / bare_s
+    bare_rate = n / bare_s
+    fig = _figures(accept)
     return {
         "jobs": n,
         "complete": complete,
         "activities_per_job": steps,
-        "accept_p50_ms": round(statistics.median(accept), 2),
-        "accept_p99_ms": round(_pct(accept, 0.99), 2),
+        "accept_p50_ms": fig["accept_p50_ms"],
+        "accept_p99_ms": fig["accept_p99_ms"],
         "ours_jobs_per_s": round(ours, 3),
-        "bare_workflows_per_s": round(bare, 3),
-        "throughput_ratio": round(ours / bare, 3),
+        "bare_workflows_per_s": round(bare_rate, 3),
+        "throughput_ratio": round(ours / bare_rate, 3),
         "ours_wall_s": round(ours_s, 2),
         "bare_wall_s": round(bare_s, 2),
+        "concurrency": {"1": _figures(idle_accept), str(CONCURRENCY): fig},
+        "order_to_first_line_p50_ms": (
+            round(statistics.median(first_line), 1) if first_line else None
+        ),
+        "order_to_first_line_p99_ms": round(_pct(first_line, 0.99), 1) if first_line else None,
+        "stages": stage_table(timelines),
+        "stages_idle": stage_table(idle_timelines),
     }
 
 
@@ -139,9 +227,9 @@ async def _finished(stack: Any, job_id: str, timeout: float = 900.0) -> dict[str
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    """Run the benchmark; ``quick`` uses 10 jobs instead of 60."""
+    """Run the benchmark; ``quick`` uses 10 jobs (3 on the idle workshop) instead of 60 (10)."""
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="crown-bench-pipeline-") as tmp:
-        return asyncio.run(_bench(10 if quick else 60, Path(tmp)))
+        return asyncio.run(_bench(10 if quick else 60, 3 if quick else 10, Path(tmp)))

@@ -12,6 +12,7 @@ from rich.live import Live
 
 from crown_edge.cli import views
 from crown_edge.cli.common import console, emit, fail, pct, rpc, ts
+from crown_edge.workflow import timeline
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 IntervalOpt = Annotated[float, typer.Option(help="Seconds between refreshes.")]
@@ -172,6 +173,15 @@ def jobs_show(ctx: typer.Context, job_id: str, json_out: JsonOpt = False) -> Non
         emit(None, False, runs)
     if resume := data.get("resume"):
         print(f"Resume: {resume['hint'].replace('JOB', data['job_id'])}")
+
+
+@jobs_app.command("timeline")
+def jobs_timeline(ctx: typer.Context, job_id: str, json_out: JsonOpt = False) -> None:
+    """When the job passed each stage, and the time since the stage before ("-": not recorded
+    here; cloud stages show when the job's events carry them)."""
+    data = rpc(ctx, "jobs.show", {"job_id": job_id})
+    rows = timeline.timeline(timeline.edge_marks(data["events"], data["runs"]))
+    emit(rows, json_out, None if json_out else views.timeline_table(rows))
 
 
 def _print_design(program: dict[str, Any]) -> None:

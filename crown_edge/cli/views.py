@@ -112,6 +112,37 @@ def duration(seconds: float | None) -> str:
     return f"{s}s"
 
 
+def clock_ms(value: float | None) -> str:
+    """A time as local HH:MM:SS.mmm; '-' for none."""
+    if value is None:
+        return "-"
+    return dt.datetime.fromtimestamp(value).strftime("%H:%M:%S.%f")[:-3]
+
+
+def gap_text(gap_ms: float | None) -> str:
+    """A gap between stages: ``850 ms``, ``2.4 s`` or ``3m10s``; '-' for none."""
+    if gap_ms is None:
+        return "-"
+    if gap_ms < 1000:
+        return f"{gap_ms:.0f} ms"
+    if gap_ms < 60_000:
+        return f"{gap_ms / 1000:.1f} s"
+    return duration(gap_ms / 1000)
+
+
+def timeline_table(rows: Sequence[Mapping[str, Any]]) -> Table:
+    """A job's stages (:func:`crown_edge.workflow.timeline.timeline` rows) as a table."""
+    from crown_edge.workflow.timeline import MEANING
+
+    t = table("stage", "at", "gap", "what", title="Timeline")
+    for row in rows:
+        stage = str(row["stage"])
+        t.add_row(
+            stage, clock_ms(row.get("at")), gap_text(row.get("gap_ms")), MEANING.get(stage, "")
+        )
+    return t
+
+
 def remaining_s(estimate_s: float | None, progress: float | None) -> float | None:
     """Time left of a running job from its estimate and progress (0..1)."""
     if not estimate_s or progress is None:

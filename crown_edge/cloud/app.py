@@ -4,6 +4,7 @@ Routes and who may use them::
 
     POST /orders                          API key   intake → 202 {job_id, status_url, …} | 400
     GET  /orders/{job_id}                 token|key the job's view (JSON)
+    GET  /orders/{job_id}/timeline        API key   [{stage, at, gap_ms}] from its workflow
     POST /orders/{job_id}/approval        token     approve or request changes (200 view | 409)
     POST /orders/{job_id}/alternative     token     take an offered item, or cancel (200 | 409)
     POST /orders/{job_id}/rating          token     1-5 stars once complete (200 | 409)
@@ -231,6 +232,13 @@ class OrderApi:
             responses=ERRORS,
             summary="The order's view (order token or API key)",
         )
+        app.add_api_route(
+            "/orders/{job_id}/timeline",
+            r.timeline,
+            methods=["GET"],
+            responses=ERRORS,
+            summary="The order's stages with their times (API key)",
+        )
         for path, handler, model in (
             ("approval", r.approval, ApprovalIn),
             ("alternative", r.alternative, AlternativeIn),
@@ -337,6 +345,21 @@ class _Routes:
         if not by_token:  # the back office sees the raw view (reasons, machine) as well
             shown = {**view, **shown, "reason": view.get("reason")}
         return JSONResponse(shown)
+
+    async def timeline(self, request: Request, job_id: str) -> Response:
+        api = self.api
+        api._require_key(request)
+        if not JOB_ID.fullmatch(job_id):
+            raise ApiError(404, "not_found")
+        try:
+            rows = await api.jobs.timeline(job_id)
+        except Unavailable as exc:
+            raise ApiError(
+                503, "workflow_unavailable", ["try again shortly"], {"Retry-After": "5"}
+            ) from exc
+        if rows is None:
+            raise ApiError(404, "not_found")
+        return JSONResponse(rows)
 
     async def _view(self, job_id: str, by_token: bool) -> dict[str, Any] | None:
         view = await self.api.jobs.view(job_id)

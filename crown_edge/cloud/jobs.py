@@ -14,8 +14,10 @@ Order API passes on as 409.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from temporalio.client import (
@@ -27,7 +29,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from crown_edge.cloud.board import StatusBoard
-from crown_edge.workflow import names
+from crown_edge.workflow import names, timeline
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +117,13 @@ class Jobs:
             durable = None  # the live board still knows the latest event, if any
         return merge(durable, self.board.job(job_id))
 
+    async def timeline(self, job_id: str) -> list[dict[str, Any]] | None:
+        """The job's stages from its workflow's history (:func:`job_timeline`); None when
+        there is no workflow, or no Temporal client."""
+        if self.temporal is None:
+            return None
+        return await job_timeline(self.temporal, job_id)
+
     async def update(self, job_id: str, name: str, arg: Any) -> dict[str, Any]:
         """Run the workflow update ``name``; the job's new view, or :class:`Refused`."""
         if self.temporal is None:
@@ -135,3 +144,62 @@ class Jobs:
         if isinstance(result, Mapping):
             return merge(dict(result), self.board.job(job_id)) or {}
         return await self.view(job_id) or {"job_id": job_id}
+
+
+#: Cloud-side activities whose completion marks a stage of the job's timeline.
+_ACTIVITY_STAGES = {
+    names.VALIDATE_JOB: timeline.VALIDATED,
+    names.CREATE_DESIGN: timeline.DESIGN_READY,
+    names.QUALITY_CHECK: timeline.QA_VERDICT,
+    names.MARK_COMPLETE: timeline.COMPLETE,
+}
+
+
+def history_marks(events: Iterable[Any]) -> dict[str, float]:
+    """Stage times from a workflow's history (Temporal's durable record of the job).
+
+    The start event marks ``workflow_started``, and its memo's stage fields (``accepted_at``,
+    ``sqs_sent_at``, ``sqs_received_at``, set by whoever started it) the stages before; the
+    completion of ``validate_job``, ``create_design``, ``quality_check`` and ``mark_complete``
+    mark theirs, the first time each completed.
+    """
+    marks: dict[str, float] = {}
+    scheduled: dict[int, str] = {}
+    for event in events:
+        kind = event.WhichOneof("attributes")
+        at = event.event_time.ToDatetime(tzinfo=dt.UTC).timestamp()
+        if kind == "workflow_execution_started_event_attributes":
+            timeline.mark(marks, timeline.WORKFLOW_STARTED, at)
+            memo = event.workflow_execution_started_event_attributes.memo.fields
+            for field, stage in timeline.STAGE_FIELDS.items():
+                if field in memo:
+                    try:
+                        value = json.loads(memo[field].data)
+                    except ValueError:
+                        continue
+                    if isinstance(value, int | float) and not isinstance(value, bool):
+                        timeline.mark(marks, stage, float(value))
+        elif kind == "activity_task_scheduled_event_attributes":
+            name = event.activity_task_scheduled_event_attributes.activity_type.name
+            scheduled[event.event_id] = name
+        elif kind == "activity_task_completed_event_attributes":
+            done = event.activity_task_completed_event_attributes
+            reached = _ACTIVITY_STAGES.get(scheduled.get(done.scheduled_event_id, ""))
+            if reached is not None:
+                timeline.mark(marks, reached, at)
+    return marks
+
+
+async def job_timeline(temporal: Client, job_id: str) -> list[dict[str, Any]] | None:
+    """The job's timeline from its workflow's history; None when there is no workflow."""
+    handle = temporal.get_workflow_handle(names.workflow_id(job_id))
+    try:
+        async with asyncio.timeout(CALL_TIMEOUT):
+            history = await handle.fetch_history()
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            return None
+        raise Unavailable(str(exc)) from exc
+    except TimeoutError as exc:
+        raise Unavailable("the workflow service did not answer in time") from exc
+    return timeline.timeline(history_marks(history.events))
