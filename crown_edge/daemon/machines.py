@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -112,6 +112,7 @@ class MachineWorker:
         self.current: Job | None = None
         self._last_state: MachineState | None = None
         self._last_progress_at = 0.0
+        self._first_line: str | None = None  # the job whose first acknowledged line is awaited
         self._last_published = 0.0
         self._pending: set[asyncio.Task[None]] = set()
         self.fault: str | None = None
@@ -176,6 +177,7 @@ class MachineWorker:
     async def run_job(self, job: Job) -> None:
         """Run one claimed job to an outcome and record it."""
         self.current = job
+        self._first_line = job.job_id
         logs.bind(job_id=job.job_id)
         log.info("job %s: engraving on %s (attempt %s)", job.job_id, self.config.id, job.attempt)
         try:
@@ -254,12 +256,16 @@ class MachineWorker:
 
     def _progress(self, job: Job, acked: int, total: int) -> None:
         now = self.clock()
+        if self._first_line == job.job_id and acked > job.start_line:
+            self._first_line = None  # the laser fired: the job's timeline keeps when, once
+            self._keep(self.store.mark_first_line(job.job_id, now))
         if now - self._last_progress_at < 1.0 and acked < total:
             return
         self._last_progress_at = now
-        task = asyncio.get_running_loop().create_task(
-            self._store_progress(job.job_id, acked, total, now)
-        )
+        self._keep(self._store_progress(job.job_id, acked, total, now))
+
+    def _keep(self, write: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(write)
         self._pending.add(task)  # the loop only keeps weak references to tasks
         task.add_done_callback(self._progress_done)
 

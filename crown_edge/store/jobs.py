@@ -140,6 +140,9 @@ class RunRecord:
     last_acked_line: int | None
     detail: dict[str, Any]
     sent_line: int | None = None
+    first_line_at: float | None = None
+    """When the machine acknowledged the run's first line (None: not yet, or before this was
+    recorded)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,4 +135,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_event ON outbox (event_id) WHERE event_id IS NOT NULL;
     CREATE INDEX outbox_job_seq ON outbox (job_id, seq) WHERE job_id IS NOT NULL;
     """,
+    # 5: when the machine acknowledged the run's first line (a job's timeline: the laser fired)
+    """
+    ALTER TABLE runs ADD COLUMN first_line_at REAL;
+    """,
 )

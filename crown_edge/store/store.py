@@ -35,7 +35,7 @@ from crown_edge.store.workshop import WorkshopStore
 
 _RUN_COLUMNS = (
     "job_id, attempt, machine_id, started_at, ended_at, outcome, start_line, acked_lines, "
-    "total_lines, last_acked_line, detail, sent_line"
+    "total_lines, last_acked_line, detail, sent_line, first_line_at"
 )
 
 
@@ -53,6 +53,7 @@ def _run_record(r: tuple[Any, ...]) -> RunRecord:
         last_acked_line=r[9],
         detail=json.loads(r[10] or "{}"),
         sent_line=r[11],
+        first_line_at=r[12],
     )
 
 
@@ -338,6 +339,17 @@ class Store(QueueStore, WorkshopStore, OutboxStore):
                 "UPDATE jobs SET progress = ?, acked_lines = ?, last_acked_line = ?, "
                 "total_lines = ?, updated_at = ? WHERE job_id = ? AND status = 'engraving'",
                 (progress, acked, acked, total, now, job_id),
+            )
+        )
+
+    async def mark_first_line(self, job_id: str, now: float) -> None:
+        """The machine acknowledged the first line of the job's latest run at ``now`` (kept once
+        per run: a later call changes nothing, also when the run has ended meanwhile)."""
+        await self._write(
+            lambda c: c.execute(
+                "UPDATE runs SET first_line_at = ? WHERE id = "
+                "(SELECT MAX(id) FROM runs WHERE job_id = ?) AND first_line_at IS NULL",
+                (now, job_id),
             )
         )
 
