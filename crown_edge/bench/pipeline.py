@@ -121,6 +121,7 @@ async def _bench(n: int, idle_n: int, workdir: Path) -> dict[str, Any]:
         qa_mode="auto",
         extra_machines=lasers,
         edge_process=EDGE_PROCESS,
+        drain_events=True,
     )
     async with FullStack(settings) as stack:
 
@@ -159,15 +160,19 @@ async def _bench(n: int, idle_n: int, workdir: Path) -> dict[str, Any]:
         ours_s = time.perf_counter() - started
         complete = sum(1 for r in results if r["status"] == "complete")
         timelines = [await _timeline(stack, j, at) for j, at in posted_jobs]
-        handle = stack.client.get_workflow_handle(names.workflow_id(posted_jobs[0][0]))
-        history = await handle.fetch_history()
-        steps = sum(
-            1
-            for e in history.events
-            if e.WhichOneof("attributes")
-            in ("activity_task_scheduled_event_attributes", "marker_recorded_event_attributes")
-        )
-        await asyncio.sleep(SETTLE_S)
+        await asyncio.sleep(SETTLE_S)  # the jobs' last activities (status, notice) settle
+        counts = []
+        for job_id, _ in posted_jobs[:10]:
+            handle = stack.client.get_workflow_handle(names.workflow_id(job_id))
+            history = await handle.fetch_history()
+            counts.append(
+                sum(
+                    1
+                    for e in history.events
+                    if e.WhichOneof("attributes") == "activity_task_scheduled_event_attributes"
+                )
+            )
+        steps = max(counts)
         _log(f"bare: {n} workflows of {steps} no-op activities each, {CONCURRENCY} starts at once")
         async with Worker(
             stack.client, task_queue=BARE_QUEUE, workflows=[BareWorkflow], activities=[noop]
