@@ -7,7 +7,8 @@ stack with zero-time simulated lasers (motion time 0, automatic QA): SQS, dispat
 workshop activities, scheduler, GRBL streaming at 1 Mbaud, store, MQTT. In the same run, on the
 same Temporal server, N bare workflows each run as many no-op activities as one of our jobs did
 (counted from a job's history), started the way the dispatcher starts ours once the stack has
-gone idle. ``throughput_ratio`` = our jobs/s ÷ bare workflows/s. ``stages`` gives p50/p99 of
+gone idle. ``throughput_ratio`` = our jobs/s ÷ bare workflows/s. The bare run is repeated on
+an in-memory dev server (``bare_memory_*``): the difference is what Temporal's SQLite file costs. ``stages`` gives p50/p99 of
 each gap of the jobs' timelines (:mod:`crown_edge.workflow.timeline`).
 """
 
@@ -98,9 +99,6 @@ async def _timeline(stack: Any, job_id: str, accepted_at: float) -> list[dict[st
 
 
 async def _bench(n: int, idle_n: int, workdir: Path) -> dict[str, Any]:
-    from temporalio.worker import Worker
-
-    from crown_edge.bench.bare import BARE_QUEUE, BareWorkflow, noop
     from crown_edge.stack import FullStack, StackSettings
     from crown_edge.workflow import names, timeline
 
@@ -174,24 +172,15 @@ async def _bench(n: int, idle_n: int, workdir: Path) -> dict[str, Any]:
             )
         steps = max(counts)
         _log(f"bare: {n} workflows of {steps} no-op activities each, {CONCURRENCY} starts at once")
-        async with Worker(
-            stack.client, task_queue=BARE_QUEUE, workflows=[BareWorkflow], activities=[noop]
-        ):
-            starts = asyncio.Semaphore(CONCURRENCY)
+        bare_s = await _bare(stack.client, n, steps)
+    # the same bare run on an in-memory dev server: how much the SQLite file costs Temporal
+    from temporalio.client import Client
 
-            async def bare(i: int) -> None:
-                async with starts:  # started as the dispatcher starts ours: one call per order
-                    h = await stack.client.start_workflow(
-                        BareWorkflow.run,
-                        steps,
-                        id=f"bare-{i}-{time.time_ns()}",
-                        task_queue=BARE_QUEUE,
-                    )
-                await h.result()
+    from crown_edge.embedded import TemporalDevServer
 
-            t0 = time.perf_counter()
-            await asyncio.gather(*(bare(i) for i in range(n)))
-            bare_s = time.perf_counter() - t0
+    _log("bare: the same on an in-memory Temporal dev server")
+    with TemporalDevServer() as memory:
+        memory_s = await _bare(await Client.connect(memory.target), n, steps)
     ours = n / ours_s
     bare_rate = n / bare_s
     fig = _figures(accept)
@@ -206,6 +195,8 @@ async def _bench(n: int, idle_n: int, workdir: Path) -> dict[str, Any]:
         "throughput_ratio": round(ours / bare_rate, 3),
         "ours_wall_s": round(ours_s, 2),
         "bare_wall_s": round(bare_s, 2),
+        "bare_memory_wall_s": round(memory_s, 2),
+        "bare_memory_workflows_per_s": round(n / memory_s, 3),
         "concurrency": {"1": _figures(idle_accept), str(CONCURRENCY): fig},
         "order_to_first_line_p50_ms": (
             round(statistics.median(first_line), 1) if first_line else None
@@ -214,6 +205,28 @@ async def _bench(n: int, idle_n: int, workdir: Path) -> dict[str, Any]:
         "stages": stage_table(timelines),
         "stages_idle": stage_table(idle_timelines),
     }
+
+
+async def _bare(client: Any, n: int, steps: int) -> float:
+    """Seconds for ``n`` bare workflows of ``steps`` no-op activities, started as the
+    dispatcher starts ours (one start call per order, :data:`CONCURRENCY` at once)."""
+    from temporalio.worker import Worker
+
+    from crown_edge.bench.bare import BARE_QUEUE, BareWorkflow, noop
+
+    async with Worker(client, task_queue=BARE_QUEUE, workflows=[BareWorkflow], activities=[noop]):
+        starts = asyncio.Semaphore(CONCURRENCY)
+
+        async def bare(i: int) -> None:
+            async with starts:
+                handle = await client.start_workflow(
+                    BareWorkflow.run, steps, id=f"bare-{i}-{time.time_ns()}", task_queue=BARE_QUEUE
+                )
+            await handle.result()
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(bare(i) for i in range(n)))
+        return time.perf_counter() - t0
 
 
 #: Status words after which a job does no more work (a complete job's workflow stays open for
