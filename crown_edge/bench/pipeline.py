@@ -8,8 +8,9 @@ workshop activities, scheduler, GRBL streaming at 1 Mbaud, store, MQTT. In the s
 same Temporal server, N bare workflows each run as many no-op activities as one of our jobs did
 (counted from a job's history), started the way the dispatcher starts ours once the stack has
 gone idle. ``throughput_ratio`` = our jobs/s ÷ bare workflows/s. The bare run is repeated on
-an in-memory dev server (``bare_memory_*``): the difference is what Temporal's SQLite file costs. ``stages`` gives p50/p99 of
-each gap of the jobs' timelines (:mod:`crown_edge.workflow.timeline`).
+an in-memory dev server (``bare_memory_*``): the difference is what Temporal's SQLite file
+costs. ``stages`` gives p50/p99 of each gap of the jobs' timelines
+(:mod:`crown_edge.workflow.timeline`).
 """
 
 from __future__ import annotations
