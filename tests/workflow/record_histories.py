@@ -33,8 +33,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
 from crown_edge.catalog import load_catalog
-from crown_edge.sync.cloud_activities import CloudActivities
-from crown_edge.sync.starter import workflow_worker
+from crown_edge.cloud.activities import CloudActivities
+from crown_edge.cloud.starter import workflow_worker
 from crown_edge.toolpath import ArtworkLimits
 from crown_edge.workflow import names as n
 from crown_edge.workflow.data import (
