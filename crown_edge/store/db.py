@@ -134,16 +134,6 @@ class Database:
                 callback()
         return result
 
-    async def run_sql(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
-        """Test hook: run ``fn`` on the connection (in a transaction when ``write``).
-
-        Product code never calls it: every operation is a typed Store method. It stays only
-        while two tests (``tests/sync/test_delivery.py``, ``tests/sync/test_outbox_store.py``)
-        damage rows on purpose; they can open the file with :mod:`sqlite3` instead, and then
-        this goes.
-        """
-        return await (self._write(fn) if write else self._read(fn))
-
     async def healthy(self) -> bool:
         """True when the database answers a trivial query (used for the systemd watchdog)."""
         try:

@@ -4,6 +4,8 @@ workshop's store + link: nothing lost between workshop and ``crown-trophy-job-ev
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
 import uuid
 from pathlib import Path
@@ -103,9 +105,8 @@ async def test_a_gap_in_seq_is_replayed(
     shop = f"shop-{uuid.uuid4().hex[:6]}"
     async with Store.from_path(tmp_path / "edge.db") as store:
         await produce(store, "G-1", 5, time.time())
-        await store.run_sql(
-            lambda c: c.execute("UPDATE outbox SET sent_at = 1 WHERE job_id = 'G-1' AND seq = 2")
-        )
+        with contextlib.closing(sqlite3.connect(store.path)) as db, db:  # damage on purpose
+            db.execute("UPDATE outbox SET sent_at = 1 WHERE job_id = 'G-1' AND seq = 2")
         bridge = Bridge(bridge_settings(mqtt_broker, uuid.uuid4().hex), OrderQueue(sqs, sqs_queues))
         async with bridge:
             bridge.jobs.learn("G-1", shop)

@@ -3,6 +3,7 @@ retransmit, replay from the job history, bounds (logged and counted by the link)
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -74,7 +75,8 @@ async def test_replay_requeues_from_the_history(store: Store) -> None:
     rows = await store.outbox_due(10, now=100.0)
     await store.outbox_tried([r.id for r in rows], 100.0, SCHEDULE.delay)
     await store.outbox_acked(ids, now=101.0)
-    await store.run_sql(lambda c: c.execute("DELETE FROM outbox WHERE seq = 3"))  # pruned
+    with contextlib.closing(sqlite3.connect(store.path)) as db, db:  # pruned
+        db.execute("DELETE FROM outbox WHERE seq = 3")
     assert await store.outbox_replay("J-1", 2, 3, now=200.0) == 2
     replayed = await store.outbox_due(10, now=200.0)
     assert [(e.payload["seq"], e.payload["event_id"]) for e in replayed] == [
@@ -115,9 +117,7 @@ async def test_migration_4_fills_the_ids_of_queued_events(tmp_path: Path) -> Non
     conn.commit()
     conn.close()
     async with Store.from_path(path) as store:
-        row = await store.run_sql(
-            lambda c: c.execute("SELECT event_id, job_id, seq FROM outbox").fetchone(),
-            write=False,
-        )
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            row = db.execute("SELECT event_id, job_id, seq FROM outbox").fetchone()
         assert tuple(row) == ("e1", "J-1", 1)
         assert await store.outbox_acked(["e1"], now=2.0) == 1
