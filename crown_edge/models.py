@@ -16,7 +16,7 @@ from crown_edge.errors import MessageInvalid
 
 
 class JobStatus(StrEnum):
-    """Job status words (DESIGN.md §3). Outside tools rely on these exact strings."""
+    """Job status words. Outside tools rely on these exact strings."""
 
     RECEIVED = "received"
     VALIDATED = "validated"
@@ -112,7 +112,7 @@ class MaterialProfile:
 
 @dataclass(frozen=True, slots=True)
 class MachineState:
-    """A machine's live state in MTConnect words (DESIGN.md §3)."""
+    """A machine's live state in MTConnect words."""
 
     machine_id: str
     availability: Availability

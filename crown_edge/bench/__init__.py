@@ -1,4 +1,4 @@
-"""Benchmarks run by ``crown-edge bench NAME`` (DESIGN.md §9).
+"""Benchmarks run by ``crown-edge bench NAME``.
 
 Each module exposes ``run(quick: bool) -> dict``.
 """

@@ -1,4 +1,4 @@
-"""Toolpath benchmark (DESIGN.md §9): render 1,000 trophy plates, time them, compare air travel.
+"""Toolpath benchmark: render 1,000 trophy plates, time them, compare air travel.
 
 Plates are generated from a fixed seed: realistic award text (titles, names, clubs, seasons) on
 the catalogue's items, 1 to 4 lines each. A text that does not fit is shortened to the item's

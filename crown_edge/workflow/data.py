@@ -248,7 +248,7 @@ class JobView:
 
 @dataclass(frozen=True, slots=True)
 class JobStatusEvent:
-    """One status change, as published by ``publish_status`` (DESIGN.md §4 ``events`` payload).
+    """One status change, as published by ``publish_status`` (the ``events`` payload).
 
     ``seq`` grows by one per status change of the job; ``event_id`` is ``{job_id}:{seq}`` so
     consumers drop stale and duplicate deliveries.

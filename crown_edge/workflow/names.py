@@ -212,7 +212,7 @@ ERR_NO_ELIGIBLE_MACHINE: Final = "NoEligibleMachine"
 #: Raised by workshop activities when a technician cancelled the job on the workshop.
 ERR_JOB_CANCELLED: Final = "JobCancelled"
 
-#: ApplicationError type -> ``blocked`` reason word (DESIGN.md §3).
+#: ApplicationError type -> ``blocked`` reason word.
 BLOCKING_ERRORS: Final = {
     ERR_NO_INVENTORY: "no_inventory",
     ERR_TEXT_DOES_NOT_FIT: "text_does_not_fit",

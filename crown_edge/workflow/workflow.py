@@ -1,6 +1,6 @@
 """EngravingWorkflow: one engraving job from intake to complete (deterministic code only).
 
-Flow (DESIGN.md §1, seed "Temporal Workflow Definition")::
+Flow (docs/architecture.md shows the whole data path)::
 
     received -> validate_job (reserves a unit) -> validated
         -> [requires_design] designing -> pending_approval -> approved
