@@ -12,18 +12,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 from crown_edge.config import EdgeConfig, MachineConfig
-from crown_edge.daemon.machines import Machine, RunReport
-from crown_edge.daemon.outcome import run_ending
 from crown_edge.drivers.base import (
+    MachineDriver,
     ProgressCallback,
     ReserveCallback,
     RunOutcome,
-    RunProgress,
     RunResult,
 )
 from crown_edge.drivers.grbl.driver import GrblDriver
@@ -122,40 +120,6 @@ class GrblMachine:
             result = dataclasses.replace(result, interlock=self.tripped)
         return result
 
-    async def run(
-        self,
-        job_id: str,
-        lines: Sequence[str],
-        start_line: int,
-        on_progress: Callable[[int, int], None],
-        *,
-        cylinder: bool = False,
-        on_reserve: ReserveCallback | None = None,
-    ) -> RunReport:
-        """The worker's former entry point: :meth:`run_program` as a RunReport (until the worker
-        takes the RunResult itself)."""
-
-        def progress(p: RunProgress) -> None:
-            on_progress(p.last_acked_line, p.total_lines)
-
-        result = await self.run_program(
-            job_id,
-            lines,
-            start_line=start_line,
-            on_progress=progress,
-            cylinder=cylinder,
-            on_reserve=on_reserve,
-        )
-        ending = run_ending(result)
-        return RunReport(
-            ending.outcome,
-            ending.acked_lines,
-            ending.total_lines,
-            ending.last_acked_line,
-            ending.detail,
-            sent_line=ending.sent_line,
-        )
-
     async def _trip(self, error: DriverError) -> None:
         self.tripped = str(error.fields.get("reason") or error)
         log.warning("machine %s: interlock tripped (%s): stopping", self.config.id, self.tripped)
@@ -205,7 +169,7 @@ class SimulatedMachine(GrblMachine):
         self.simulator = simulator
 
 
-async def build_machines(config: EdgeConfig, stack: AsyncExitStack) -> dict[str, Machine]:
+async def build_machines(config: EdgeConfig, stack: AsyncExitStack) -> dict[str, MachineDriver]:
     """Start drivers (and simulators for ``driver = "sim"``) for every configured machine."""
     from crown_edge.sim.grbl import GrblSimulator
 
@@ -213,7 +177,7 @@ async def build_machines(config: EdgeConfig, stack: AsyncExitStack) -> dict[str,
     for dev in config.devices:
         device = ModbusDevice.from_profile(dev.id, dev.profile, dev.url)
         devices[dev.id] = await stack.enter_async_context(device)
-    machines: dict[str, Machine] = {}
+    machines: dict[str, MachineDriver] = {}
     for cfg in config.machines:
         url = cfg.port
         sim = None

@@ -1,6 +1,8 @@
 """One worker per machine: claim the next job, check interlocks, stream it, record the outcome.
 
-The worker is the only writer of a machine's runs. Outcomes map onto the lifecycle:
+The worker is the only writer of a machine's runs. The machine returns a typed
+:class:`~crown_edge.drivers.base.RunResult`; :func:`crown_edge.daemon.outcome.run_ending` maps
+it onto the lifecycle:
 
 - ``completed``  -> ``finish`` (``qa_pending``)
 - ``interrupted`` (alarm, lost port, silent controller, door/e-stop, shutdown) -> ``interrupt``;
@@ -18,14 +20,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from crown_edge import logs
 from crown_edge.catalog import Catalog
 from crown_edge.config import MachineConfig
+from crown_edge.daemon.outcome import SHUTDOWN, run_ending
 from crown_edge.daemon.programs import render_program
+from crown_edge.drivers.base import MachineDriver, RunOutcome, RunResult
 from crown_edge.errors import CrownEdgeError
 from crown_edge.lifecycle import JobEvent
 from crown_edge.models import Availability, Execution, MachineState, Surface
@@ -39,50 +42,8 @@ FAULT_BACKOFF_S = (5.0, 120.0)  # first and longest hold-off after a fault befor
 HEARTBEAT_S = 30.0  # an unchanged machine state is re-published this often (its heartbeat)
 
 
-@dataclass(frozen=True, slots=True)
-class RunReport:
-    """What a driver reports at the end of a program run."""
-
-    outcome: str  # completed | interrupted | failed
-    acked_lines: int
-    total_lines: int
-    last_acked_line: int
-    detail: dict[str, Any] = field(default_factory=dict)
-    sent_line: int | None = None
-    """The last program line that left for the controller (None: the driver cannot tell)."""
-
-
-class Machine(Protocol):
-    """What the worker needs from a machine driver."""
-
-    async def run(
-        self,
-        job_id: str,
-        lines: Sequence[str],
-        start_line: int,
-        on_progress: Callable[[int, int], None],
-        *,
-        cylinder: bool = False,
-        on_reserve: Callable[[int], Awaitable[None]] | None = None,
-    ) -> RunReport:
-        """Stream a program; return how it ended (never raise for machine faults).
-
-        ``cylinder``: the item sits in the rotary chuck (clamp and enable it first).
-        ``on_reserve(line)``: save the resume mark before lines up to ``line`` leave.
-        """
-        ...
-
-    async def stop(self) -> None:
-        """Feed-hold, then stop: laser off, state recorded."""
-        ...
-
-    def state(self) -> MachineState:
-        """The machine's live state."""
-        ...
-
-    def work_position(self) -> dict[str, float] | None:
-        """Where the head is (work coordinates by axis letter), if the machine can tell."""
-        ...
+Machine = MachineDriver
+"""The daemon's name for the one machine protocol (see ``drivers.base.MachineDriver``)."""
 
 
 class MachineWorker:
@@ -184,14 +145,15 @@ class MachineWorker:
             try:
                 program = await asyncio.to_thread(render_program, job, self.catalog, self.config)
             except CrownEdgeError as exc:
-                await self._finish(job, RunReport("failed", 0, 0, 0, {"error": str(exc)}))
+                failed = RunResult(job.job_id, RunOutcome.FAILED, 0, 0, 0, error_text=str(exc))
+                await self._finish(job, failed)
                 return
             run = asyncio.create_task(
-                self.machine.run(
+                self.machine.run_program(
                     job.job_id,
                     program.lines,
-                    job.start_line,
-                    lambda acked, total: self._progress(job, acked, total),
+                    start_line=job.start_line,
+                    on_progress=lambda p: self._progress(job, p.last_acked_line, p.total_lines),
                     cylinder=self._is_cylinder(job),
                     on_reserve=lambda line: self.store.mark_sent(job.job_id, line),
                 ),
@@ -199,21 +161,20 @@ class MachineWorker:
             )
             try:
                 cancel_reason = await self._watch_cancel(job, run)
-                report = await run
+                result = await run
             except asyncio.CancelledError:
                 run.cancel()
                 raise
             if cancel_reason is not None:
-                await self._finish(job, report, cancelled=cancel_reason)
+                await self._finish(job, result, cancelled=cancel_reason)
             else:
-                await self._finish(job, report)
+                await self._finish(job, result)
         except asyncio.CancelledError:
             # daemon shutdown: stop the laser, record an interruption, never re-run it
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.machine.stop())
-            await asyncio.shield(
-                self._finish(job, RunReport("interrupted", 0, 0, 0, {"reason": "shutdown"}))
-            )
+            stopped = RunResult(job.job_id, RunOutcome.INTERRUPTED, 0, 0, 0, reason=SHUTDOWN)
+            await asyncio.shield(self._finish(job, stopped))
             raise
         finally:
             self.current = None
@@ -221,7 +182,7 @@ class MachineWorker:
             if self.on_change:
                 self.on_change()
 
-    async def _watch_cancel(self, job: Job, run: asyncio.Task[RunReport]) -> str | None:
+    async def _watch_cancel(self, job: Job, run: asyncio.Task[RunResult]) -> str | None:
         """While the run goes on, honour a cancel request (a technician's or the workflow's)."""
         while not run.done():
             await asyncio.wait({run}, timeout=CANCEL_POLL_S)
@@ -277,55 +238,31 @@ class MachineWorker:
     async def _store_progress(self, job_id: str, acked: int, total: int, now: float) -> None:
         await self.store.save_progress(job_id, acked, total, now)
 
-    async def _finish(self, job: Job, report: RunReport, cancelled: str | None = None) -> None:
+    async def _finish(self, job: Job, result: RunResult, cancelled: str | None = None) -> None:
         now = self.clock()
-        if cancelled is not None:
-            report = RunReport(
-                "cancelled",
-                report.acked_lines,
-                report.total_lines,
-                report.last_acked_line,
-                {**report.detail, "reason": cancelled},
-                report.sent_line,
-            )
-        total = report.total_lines
-        progress = report.acked_lines / total if total else 0.0
+        ending = run_ending(result, cancelled=cancelled)
         sets: dict[str, Any] = {
-            "acked_lines": report.acked_lines,
-            "total_lines": total,
-            "last_acked_line": report.last_acked_line,
-            "progress": progress,
+            "acked_lines": ending.acked_lines,
+            "total_lines": ending.total_lines,
+            "last_acked_line": ending.last_acked_line,
+            "progress": ending.progress,
         }
-        if report.sent_line is not None:
-            sets["sent_line"] = report.sent_line  # exact now that the run is over
-        if report.outcome == "completed":
+        if ending.sent_line is not None:
+            sets["sent_line"] = ending.sent_line  # exact now that the run is over
+        if ending.reason is not None:
+            sets["reason"] = ending.reason
+        if ending.event is JobEvent.FINISH:
             self._clear_fault()
-        if report.outcome == "cancelled":
-            event = JobEvent.CANCEL
-            sets["reason"] = str(report.detail.get("reason", "cancelled"))
-        elif report.outcome == "completed":
-            event = JobEvent.FINISH
-        elif (
-            report.outcome == "interrupted"
-            and report.acked_lines == 0
-            and (report.detail.get("reason") != "shutdown")
-        ):
-            event = JobEvent.REQUEUE  # nothing was engraved: another machine may take it
-            sets["machine_id"] = None
-            self._set_fault(str(report.detail.get("reason", "machine fault")), now)
-        elif report.outcome == "interrupted":
-            event = JobEvent.INTERRUPT
-            sets["reason"] = str(report.detail.get("reason", "interrupted"))
-        else:
-            event = JobEvent.MACHINE_ERROR
-            sets["reason"] = str(report.detail.get("error", "machine_error"))
+        elif ending.event is JobEvent.REQUEUE:
+            sets["machine_id"] = None  # nothing was engraved: another machine may take it
+            self._set_fault(ending.fault or "machine fault", now)
         end = RunEnd(
-            report.outcome,
-            report.acked_lines,
-            total,
-            report.last_acked_line,
-            report.detail,
-            report.sent_line,
+            ending.outcome,
+            ending.acked_lines,
+            ending.total_lines,
+            ending.last_acked_line,
+            ending.detail,
+            ending.sent_line,
         )
         # one transaction: the run row, the job's event and outbox row, the cancel request
         try:
@@ -333,23 +270,24 @@ class MachineWorker:
                 job.job_id,
                 self.config.id,
                 end,
-                event,
+                ending.event,
                 now,
                 sets=sets,
-                data={"outcome": report.outcome, **report.detail},
+                data=ending.payload,
             )
         except CrownEdgeError as exc:
-            log.warning("job %s: could not record outcome %s: %s", job.job_id, event, exc)
+            log.warning("job %s: could not record outcome %s: %s", job.job_id, ending.event, exc)
         else:
             if recorded is None:
-                log.info("job %s: no longer engraving; run ended %s", job.job_id, report.outcome)
+                log.info("job %s: no longer engraving; run ended %s", job.job_id, ending.outcome)
+        why = ending.reason or ending.fault
         log.info(
             "job %s: %s on %s (%s/%s lines)%s",
             job.job_id,
-            report.outcome,
+            ending.outcome,
             self.config.id,
-            report.acked_lines,
-            total,
-            f": {report.detail['reason']}" if report.detail.get("reason") else "",
+            ending.acked_lines,
+            ending.total_lines,
+            f": {why}" if why else "",
         )
         await self.publish_state(force=True)
