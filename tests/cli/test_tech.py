@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +23,13 @@ from crown_edge.cli import app, main
 from crown_edge.config import EdgeConfig, MachineConfig, MqttConfig, TemporalConfig
 from crown_edge.control import call
 from crown_edge.daemon.app import EdgeDaemon
-from crown_edge.daemon.machines import RunReport
+from crown_edge.drivers.base import (
+    ProgressCallback,
+    ReserveCallback,
+    RunOutcome,
+    RunProgress,
+    RunResult,
+)
 from crown_edge.models import Availability, Execution, MachineState
 
 runner = CliRunner()
@@ -36,22 +42,24 @@ class GatedMachine:
         self.machine_id = machine_id
         self.hold = loop_gate
 
-    async def run(
+    async def run_program(
         self,
         job_id: str,
         lines: Sequence[str],
-        start_line: int,
-        on_progress: Callable[[int, int], None],
         *,
+        start_line: int = 0,
+        on_progress: ProgressCallback | None = None,
         cylinder: bool = False,
-        on_reserve: Callable[[int], Awaitable[None]] | None = None,
-    ) -> RunReport:
+        on_reserve: ReserveCallback | None = None,
+    ) -> RunResult:
         total = len(lines)
-        on_progress(total // 2, total)
+        if on_progress is not None:
+            on_progress(RunProgress(job_id, total // 2, total))
         while self.hold.is_set():  # noqa: ASYNC110 (a threading.Event set by the test thread)
             await asyncio.sleep(0.02)
-        on_progress(total, total)
-        return RunReport("completed", total, total, total)
+        if on_progress is not None:
+            on_progress(RunProgress(job_id, total, total))
+        return RunResult(job_id, RunOutcome.COMPLETED, total, total, total)
 
     async def stop(self) -> None:
         self.hold.clear()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,13 @@ import pytest
 from crown_edge.config import EdgeConfig, MachineConfig, MqttConfig, TemporalConfig
 from crown_edge.control import call
 from crown_edge.daemon.app import EdgeDaemon
-from crown_edge.daemon.machines import RunReport
+from crown_edge.drivers.base import (
+    ProgressCallback,
+    ReserveCallback,
+    RunOutcome,
+    RunProgress,
+    RunResult,
+)
 from crown_edge.errors import ControlError
 from crown_edge.models import Availability, Execution, MachineState
 
@@ -34,30 +40,45 @@ class FakeMachine:
         self.gate: asyncio.Event | None = None
         self.halted = False
 
-    async def run(
+    async def run_program(
         self,
         job_id: str,
         lines: Sequence[str],
-        start_line: int,
-        on_progress: Callable[[int, int], None],
         *,
+        start_line: int = 0,
+        on_progress: ProgressCallback | None = None,
         cylinder: bool = False,
-        on_reserve: Callable[[int], Awaitable[None]] | None = None,
-    ) -> RunReport:
+        on_reserve: ReserveCallback | None = None,
+    ) -> RunResult:
         self.programs.append((job_id, start_line, len(lines)))
         if self.gate is not None:
             await self.gate.wait()
         total = len(lines)
         if self.halted:  # stopped mid-run, like a real controller: the run ends there
             self.halted = False
-            return RunReport("interrupted", 2, total, start_line + 2, {"reason": "stopped"})
+            return RunResult(
+                job_id,
+                RunOutcome.INTERRUPTED,
+                2,
+                total,
+                start_line + 2,
+                start_line,
+                reason="stopped",
+            )
         outcome = self.script.pop(0) if self.script else "completed"
         if outcome == "completed":
-            on_progress(total, total)
-            return RunReport("completed", total - start_line, total, total)
+            if on_progress is not None:
+                on_progress(RunProgress(job_id, total - start_line, total, start_line))
+            return RunResult(
+                job_id, RunOutcome.COMPLETED, total - start_line, total, total, start_line
+            )
         if outcome == "alarm":
-            return RunReport("interrupted", 5, total, start_line + 5, {"reason": "ALARM:1"})
-        return RunReport("failed", 3, total, start_line + 3, {"error": "error:20"})
+            return RunResult(
+                job_id, RunOutcome.INTERRUPTED, 5, total, start_line + 5, start_line, alarm_code=1
+            )
+        return RunResult(
+            job_id, RunOutcome.FAILED, 3, total, start_line + 3, start_line, error_code=20
+        )
 
     async def stop(self) -> None:
         self.stopped += 1

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,12 @@ import pytest
 from crown_edge.config import EdgeConfig, MachineConfig, TemporalConfig
 from crown_edge.control import call
 from crown_edge.daemon.app import EdgeDaemon
-from crown_edge.daemon.machines import RunReport
+from crown_edge.drivers.base import (
+    ProgressCallback,
+    ReserveCallback,
+    RunOutcome,
+    RunResult,
+)
 from crown_edge.embedded import MqttBroker
 from crown_edge.models import Availability, Execution, MachineState
 from tests.brokers import needs_mosquitto
@@ -31,17 +36,18 @@ class IdleMachine:
     def __init__(self, machine_id: str) -> None:
         self.machine_id = machine_id
 
-    async def run(
+    async def run_program(
         self,
         job_id: str,
         lines: Sequence[str],
-        start_line: int,
-        on_progress: Callable[[int, int], None],
         *,
+        start_line: int = 0,
+        on_progress: ProgressCallback | None = None,
         cylinder: bool = False,
-        on_reserve: Callable[[int], Awaitable[None]] | None = None,
-    ) -> RunReport:
-        return RunReport("completed", len(lines) - start_line, len(lines), len(lines))
+        on_reserve: ReserveCallback | None = None,
+    ) -> RunResult:
+        total = len(lines)
+        return RunResult(job_id, RunOutcome.COMPLETED, total - start_line, total, total, start_line)
 
     async def stop(self) -> None:
         pass
