@@ -1,6 +1,7 @@
 """The SQS → Temporal dispatcher: intake messages become workflow starts, exactly once per job.
 
-For every message, priority queue first:
+Each intake queue has its own long poll (a standard order never waits out the empty rush queue's
+poll); for every message:
 
 1. the body is decoded (:func:`~crown_edge.sync.wire.decode_object`: any bytes, however
    hostile, give a JSON object or a reason) and parsed (:meth:`IntakeMessage.parse`); a message
@@ -22,8 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal, Protocol, Self
@@ -43,6 +46,26 @@ MAX_REASON = 300
 RETRY_INITIAL_S = 1.0
 """Pause after a first failed poll (SQS unreachable, or a bug); doubles up to RETRY_MAX_S."""
 RETRY_MAX_S = 30.0
+
+#: The timeline stages of the message being started, in epoch seconds (``accepted_at``,
+#: ``sqs_sent_at``, ``sqs_received_at``): set around each ``start_job`` call, so a starter can
+#: keep them with the workflow (its memo) without a change to :data:`StartJob`.
+INTAKE_STAGES: ContextVar[dict[str, float] | None] = ContextVar("INTAKE_STAGES", default=None)
+
+
+def intake_stages(message: ReceivedMessage, received_at: float) -> dict[str, float]:
+    """The stages an intake message tells: handed over, taken by SQS, received here."""
+    attrs = message.attributes or {}
+    stages = {"sqs_received_at": received_at}
+    try:
+        if "accepted_at" in attrs:
+            stages["accepted_at"] = float(attrs["accepted_at"])
+        if "SentTimestamp" in attrs:
+            stages["sqs_sent_at"] = int(attrs["SentTimestamp"]) / 1000.0
+    except ValueError:
+        pass  # a stage nobody can read is a stage not recorded
+    return stages
+
 
 #: Starts (or finds) the job's workflow. Must be idempotent on ``msg.job_id``.
 StartJob = Callable[[IntakeMessage], Awaitable[None]]
@@ -198,6 +221,18 @@ class Dispatcher:
         got = await self.queues.receive(queues.PRIORITY_QUEUE, self.batch, wait)
         if not got:
             got = await self.queues.receive(queues.ENGRAVING_QUEUE, self.batch, wait)
+        await self._handle_batch(got)
+        return len(got)
+
+    async def poll_queue(self, name: str, wait_seconds: int | None = None) -> int:
+        """One long poll of queue ``name`` and the handling of what it gave (as
+        :meth:`poll_once`); :meth:`run` keeps one of these going per intake queue."""
+        wait = self.wait_seconds if wait_seconds is None else wait_seconds
+        got = await self.queues.receive(name, self.batch, wait)
+        await self._handle_batch(got)
+        return len(got)
+
+    async def _handle_batch(self, got: list[ReceivedMessage]) -> None:
         groups: dict[str, list[ReceivedMessage]] = {}
         for message in got:
             group = (message.attributes or {}).get("MessageGroupId", message.message_id)
@@ -208,7 +243,6 @@ class Dispatcher:
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]
-        return len(got)
 
     async def _handle_group(self, messages: list[ReceivedMessage]) -> None:
         for message in messages:
@@ -236,6 +270,7 @@ class Dispatcher:
             log.info("duplicate intake for job %s dropped", verdict.job_id)
             await self._delete(message)
             return
+        token = INTAKE_STAGES.set(intake_stages(message, time.time()))
         try:
             await self.start_job(verdict.message)
         except Exception as exc:
@@ -254,6 +289,8 @@ class Dispatcher:
             self.stats.duplicates += 1
         else:
             self.stats.started += 1
+        finally:
+            INTAKE_STAGES.reset(token)
         self.seen.add(verdict.message.job_id)
         await self._delete(message)
 
@@ -262,16 +299,24 @@ class Dispatcher:
             self.stats.stale_receipts += 1
 
     async def run(self) -> None:
-        """Poll forever; failed polls are logged and retried with a growing, jittered pause
-        (:class:`~crown_edge.sync.backoff.Backoff`), back to short once a poll succeeds."""
-        backoff = self.backoff
+        """Poll forever, each intake queue with its own long poll: a standard order never waits
+        out the empty rush queue's poll, nor a rush order the standard queue's. Failed polls
+        are logged and retried with a growing, jittered pause (one
+        :class:`~crown_edge.sync.backoff.Backoff`), back to short once a poll succeeds."""
+        await asyncio.gather(
+            self._poll_forever(queues.PRIORITY_QUEUE),
+            self._poll_forever(queues.ENGRAVING_QUEUE),
+        )
+
+    async def _poll_forever(self, name: str) -> None:
+        backoff = self.backoff  # one pause for both: an outage is the endpoint's, not a queue's
         while True:
             try:
-                await self.poll_once()
+                await self.poll_queue(name)
             except SyncError as exc:
-                log.warning("dispatcher poll failed: %s", exc)
+                log.warning("dispatcher poll of %s failed: %s", name, exc)
             except Exception:  # a bug must not stop intake for good
-                log.exception("dispatcher poll crashed")
+                log.exception("dispatcher poll of %s crashed", name)
             else:
                 backoff.reset()
                 continue

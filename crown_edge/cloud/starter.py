@@ -17,6 +17,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import Worker
 
 from crown_edge.cloud.activities import CloudActivities
+from crown_edge.cloud.dispatcher import INTAKE_STAGES
 from crown_edge.models import IntakeMessage
 from crown_edge.workflow.data import EngravingJob, JobResult
 from crown_edge.workflow.names import ORDERS_TASK_QUEUE, workflow_id
@@ -31,10 +32,13 @@ async def start_job(
     """Start the job's workflow, or return the handle of the one already started for it.
 
     Rush jobs get ``Priority(priority_key=1)``, standard jobs 5. ``default_shop_id`` names the
-    workshop for a message without ``shop_id``.
+    workshop for a message without ``shop_id``. The intake stages the dispatcher knows
+    (:data:`~crown_edge.cloud.dispatcher.INTAKE_STAGES`) go in the workflow's memo: its
+    history then holds the job's timeline from the order's hand-over on.
     """
     job = EngravingJob.from_intake(msg, default_shop_id=default_shop_id)
     wid = workflow_id(msg.job_id)
+    stages = INTAKE_STAGES.get()  # the dispatcher's: kept with the workflow for its timeline
     try:
         return await client.start_workflow(
             EngravingWorkflow.run,
@@ -44,6 +48,7 @@ async def start_job(
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             priority=Priority(priority_key=job.priority),
+            memo=dict(stages) if stages else None,
         )
     except WorkflowAlreadyStartedError:
         log.info("job %s: workflow %s already ran; duplicate start ignored", msg.job_id, wid)

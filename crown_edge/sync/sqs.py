@@ -18,6 +18,7 @@ import asyncio
 import functools
 import json
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -88,6 +89,9 @@ def dlq_group_id(job_id: str | None) -> str:
     return "invalid"
 
 
+#: Message attribute of an intake message: when the Order API handed it to SQS (epoch s).
+ACCEPTED_AT = "accepted_at"
+
 _CALL_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sqs")
 _POLL_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sqs-poll")
 
@@ -130,7 +134,12 @@ class OrderQueue:
     # -- intake ------------------------------------------------------------------------------------
 
     async def send_order(self, message: IntakeMessage) -> str:
-        """Queue an intake message (rush → priority queue). Returns the SQS message id."""
+        """Queue an intake message (rush → priority queue). Returns the SQS message id.
+
+        The message attribute ``accepted_at`` (epoch seconds) is when it was handed over: with
+        SQS's own ``SentTimestamp`` it starts the job's timeline
+        (:mod:`crown_edge.workflow.timeline`).
+        """
         name = queues.PRIORITY_QUEUE if message.rush else queues.ENGRAVING_QUEUE
         result = await self._call(
             "send_message",
@@ -138,6 +147,9 @@ class OrderQueue:
             MessageBody=json.dumps(message.to_dict()),
             MessageGroupId=message.job_id,
             MessageDeduplicationId=message.job_id,
+            MessageAttributes={
+                ACCEPTED_AT: {"DataType": "Number", "StringValue": f"{time.time():.6f}"}
+            },
         )
         return str(result["MessageId"])
 
@@ -161,11 +173,19 @@ class OrderQueue:
             QueueUrl=self.url(name),
             MaxNumberOfMessages=max(1, min(10, max_messages)),
             WaitTimeSeconds=max(0, min(20, wait_seconds)),
-            MessageSystemAttributeNames=["ApproximateReceiveCount", "MessageGroupId"],
+            MessageSystemAttributeNames=[
+                "ApproximateReceiveCount",
+                "MessageGroupId",
+                "SentTimestamp",
+            ],
+            MessageAttributeNames=[ACCEPTED_AT],
         )
         out = []
         for raw in result.get("Messages", []):
-            attrs = raw.get("Attributes", {})
+            attrs = dict(raw.get("Attributes", {}))
+            accepted = raw.get("MessageAttributes", {}).get(ACCEPTED_AT, {}).get("StringValue")
+            if accepted is not None:
+                attrs[ACCEPTED_AT] = str(accepted)
             out.append(
                 ReceivedMessage(
                     queue=name,
