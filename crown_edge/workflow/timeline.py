@@ -46,8 +46,8 @@ CLOUD_STAGES: Final = (ACCEPTED, SQS_SENT, SQS_RECEIVED, WORKFLOW_STARTED)
 
 #: What each stage means, for tools that print the timeline.
 MEANING: Final[Mapping[str, str]] = {
-    ACCEPTED: "the Order API accepted the order (202)",
-    SQS_SENT: "the order was on the intake queue",
+    ACCEPTED: "the Order API accepted the order and handed it to SQS",
+    SQS_SENT: "SQS took it (its own SentTimestamp)",
     SQS_RECEIVED: "the dispatcher took it from the queue",
     WORKFLOW_STARTED: "the job's workflow started",
     RECEIVED: "the workshop recorded the job",
