@@ -28,11 +28,11 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from crown_edge.artwork import load_job_artwork
 from crown_edge.catalog import Catalog
 from crown_edge.errors import ArtworkError, TextDoesNotFit, UnknownItem, ValidationError
 from crown_edge.models import Item, MaterialProfile
 from crown_edge.toolpath import Artwork, ArtworkLimits, render_job
-from crown_edge.toolpath.library import load_job_artwork
 from crown_edge.toolpath.preview import preview_svg
 from crown_edge.workflow import names
 from crown_edge.workflow.data import (

@@ -24,7 +24,7 @@ def render_program(job: Job, catalog: Catalog, machine: MachineConfig | None = N
 
     Blocking (artwork may be fetched): call it in a worker thread from the event loop.
     """
-    from crown_edge.daemon.artwork import load_job_artwork
+    from crown_edge.artwork import load_job_artwork
     from crown_edge.toolpath import RotaryConfig, render_job
 
     msg = job.intake

@@ -1,7 +1,7 @@
 """Engraving content → G-code: layout, surfaces, artwork, stroke order, emission, preview, estimate.
 
 Everything here is pure (values in, values out); artwork is fetched by
-:mod:`crown_edge.daemon.artwork`. The public API other components (scheduler, Temporal
+:mod:`crown_edge.artwork`. The public API other components (scheduler, Temporal
 activities, the CLI) call::
 
     from crown_edge.toolpath import render_job, check_fit
@@ -14,7 +14,7 @@ activities, the CLI) call::
         material,                  # crown_edge.models.MaterialProfile (power, feed, passes, air)
         job_id="J-123",            # [A-Za-z0-9._-]{1,64}; the only outside text in the G-code
         font=None,                 # one of available_fonts(), default "futural"
-        artwork=None,              # Artwork from parse_svg() or daemon.artwork.load_artwork()
+        artwork=None,              # Artwork from parse_svg() or crown_edge.artwork.load_artwork()
         rotary=None,               # RotaryConfig for cylinders (axis "Y" or "A", per_rotation)
         machine=None,              # MachineParams for the estimate (accel, rapid, junction dev.)
     )

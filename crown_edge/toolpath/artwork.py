@@ -1,7 +1,7 @@
 """Artwork: turn an SVG's shapes into polylines and fit them into a region. Pure: bytes in.
 
 Fetching the bytes (sockets, files, limits on time and size) is the daemon's part,
-:mod:`crown_edge.daemon.artwork`; :class:`ArtworkLimits` is here because it also bounds parsing
+:mod:`crown_edge.artwork`; :class:`ArtworkLimits` is here because it also bounds parsing
 (``max_points``). A document that is not an SVG, does not parse or has nothing to draw is an
 :class:`~crown_edge.errors.ArtworkError` with a ``reason`` field, never a crash.
 """

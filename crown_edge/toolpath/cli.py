@@ -10,8 +10,8 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from crown_edge.artwork import load_artwork
 from crown_edge.catalog import load_catalog
-from crown_edge.daemon.artwork import load_artwork
 from crown_edge.errors import CrownEdgeError
 from crown_edge.models import EngravingArea, Item
 from crown_edge.toolpath.artwork import ArtworkLimits

@@ -3,7 +3,7 @@
 Customers may pick stock artwork (stars, laurels, club crests the shop keeps) instead of sending
 a file. ``library:star`` names ``crown_edge/data/artwork/star.svg``; such files are the shop's own,
 so they are read from disk, while every other URL goes through the customer-URL rules of
-:func:`crown_edge.daemon.artwork.load_job_artwork` (``https://`` only, size, type and time limits).
+:func:`crown_edge.artwork.load_job_artwork` (``https://`` only, size, type and time limits).
 """
 
 from __future__ import annotations
@@ -11,12 +11,8 @@ from __future__ import annotations
 import re
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from crown_edge.errors import ArtworkError
-
-if TYPE_CHECKING:
-    from crown_edge.toolpath.artwork import Artwork, ArtworkLimits
 
 SCHEME = "library:"
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -38,11 +34,3 @@ def library_path(url: str) -> Path:
             reason="unknown_library_artwork",
         )
     return Path(str(resources.files("crown_edge").joinpath(f"data/artwork/{name}.svg")))
-
-
-def load_job_artwork(url: str, limits: ArtworkLimits | None = None) -> Artwork:
-    """Moved to :func:`crown_edge.daemon.artwork.load_job_artwork` (fetching is not pure);
-    kept until the cloud's design activity imports it from there."""
-    from crown_edge.daemon.artwork import load_job_artwork as load
-
-    return load(url, limits)

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crown_edge.daemon.artwork import fetch_artwork_bytes, load_artwork, load_artwork_async
+from crown_edge.artwork import fetch_artwork_bytes, load_artwork, load_artwork_async
 from crown_edge.errors import ArtworkError
 from crown_edge.toolpath.artwork import Artwork, ArtworkLimits, fit_artwork, parse_svg
 from crown_edge.toolpath.layout import Region

@@ -1,6 +1,7 @@
 """Fetching artwork: an SVG's bytes from a customer's URL or a technician's file, within limits.
 
-The I/O half of artwork (the parsing is pure, :mod:`crown_edge.toolpath.artwork`). Every
+The I/O half of artwork, shared by the cloud's design activity, the daemon's program rendering and
+the toolpath CLI (the parsing is pure, :mod:`crown_edge.toolpath.artwork`). Every
 failure — bad scheme, private address, refused connection, wrong content type, too large, too
 slow, not an SVG — is an :class:`~crown_edge.errors.ArtworkError` with a ``reason`` field, never
 a crash or a hang.
