@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,52 +23,9 @@ from crown_edge.cli import app, main
 from crown_edge.config import EdgeConfig, MachineConfig, MqttConfig, TemporalConfig
 from crown_edge.control import call
 from crown_edge.daemon.app import EdgeDaemon
-from crown_edge.drivers.base import (
-    ProgressCallback,
-    ReserveCallback,
-    RunOutcome,
-    RunProgress,
-    RunResult,
-)
-from crown_edge.models import Availability, Execution, MachineState
+from tests.fakes import FakeMachine
 
 runner = CliRunner()
-
-
-class GatedMachine:
-    """Runs a program at once, or, while ``hold`` is set, reports half of it and waits."""
-
-    def __init__(self, machine_id: str, loop_gate: threading.Event) -> None:
-        self.machine_id = machine_id
-        self.hold = loop_gate
-
-    async def run_program(
-        self,
-        job_id: str,
-        lines: Sequence[str],
-        *,
-        start_line: int = 0,
-        on_progress: ProgressCallback | None = None,
-        cylinder: bool = False,
-        on_reserve: ReserveCallback | None = None,
-    ) -> RunResult:
-        total = len(lines)
-        if on_progress is not None:
-            on_progress(RunProgress(job_id, total // 2, total))
-        while self.hold.is_set():  # noqa: ASYNC110 (a threading.Event set by the test thread)
-            await asyncio.sleep(0.02)
-        if on_progress is not None:
-            on_progress(RunProgress(job_id, total, total))
-        return RunResult(job_id, RunOutcome.COMPLETED, total, total, total)
-
-    async def stop(self) -> None:
-        self.hold.clear()
-
-    def work_position(self) -> dict[str, float] | None:
-        return None
-
-    def state(self) -> MachineState:
-        return MachineState(self.machine_id, Availability.AVAILABLE, Execution.READY)
 
 
 @dataclass
@@ -101,7 +58,7 @@ def edge(tmp_path: Path) -> Iterator[Running]:
     hold = threading.Event()
     daemon = EdgeDaemon(config)
     loop = asyncio.new_event_loop()
-    machines = {"laser-1": GatedMachine("laser-1", hold)}
+    machines = {"laser-1": FakeMachine("laser-1", hold=hold)}
 
     async def factory(cfg: EdgeConfig, stack: AsyncExitStack) -> dict[str, Any]:
         return dict(machines)

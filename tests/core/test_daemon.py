@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -18,79 +18,8 @@ import pytest
 from crown_edge.config import EdgeConfig, MachineConfig, MqttConfig, TemporalConfig
 from crown_edge.control import call
 from crown_edge.daemon.app import EdgeDaemon
-from crown_edge.drivers.base import (
-    ProgressCallback,
-    ReserveCallback,
-    RunOutcome,
-    RunProgress,
-    RunResult,
-)
 from crown_edge.errors import ControlError
-from crown_edge.models import Availability, Execution, MachineState
-
-
-class FakeMachine:
-    """A machine that runs programs instantly; ``script`` pops outcomes per run."""
-
-    def __init__(self, machine_id: str) -> None:
-        self.machine_id = machine_id
-        self.script: list[str] = []
-        self.programs: list[tuple[str, int, int]] = []
-        self.stopped = 0
-        self.gate: asyncio.Event | None = None
-        self.halted = False
-
-    async def run_program(
-        self,
-        job_id: str,
-        lines: Sequence[str],
-        *,
-        start_line: int = 0,
-        on_progress: ProgressCallback | None = None,
-        cylinder: bool = False,
-        on_reserve: ReserveCallback | None = None,
-    ) -> RunResult:
-        self.programs.append((job_id, start_line, len(lines)))
-        if self.gate is not None:
-            await self.gate.wait()
-        total = len(lines)
-        if self.halted:  # stopped mid-run, like a real controller: the run ends there
-            self.halted = False
-            return RunResult(
-                job_id,
-                RunOutcome.INTERRUPTED,
-                2,
-                total,
-                start_line + 2,
-                start_line,
-                reason="stopped",
-            )
-        outcome = self.script.pop(0) if self.script else "completed"
-        if outcome == "completed":
-            if on_progress is not None:
-                on_progress(RunProgress(job_id, total - start_line, total, start_line))
-            return RunResult(
-                job_id, RunOutcome.COMPLETED, total - start_line, total, total, start_line
-            )
-        if outcome == "alarm":
-            return RunResult(
-                job_id, RunOutcome.INTERRUPTED, 5, total, start_line + 5, start_line, alarm_code=1
-            )
-        return RunResult(
-            job_id, RunOutcome.FAILED, 3, total, start_line + 3, start_line, error_code=20
-        )
-
-    async def stop(self) -> None:
-        self.stopped += 1
-        if self.gate is not None and not self.gate.is_set():
-            self.halted = True
-            self.gate.set()
-
-    def work_position(self) -> dict[str, float] | None:
-        return None
-
-    def state(self) -> MachineState:
-        return MachineState(self.machine_id, Availability.AVAILABLE, Execution.READY)
+from tests.fakes import FakeMachine
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -17,52 +17,17 @@ import pytest
 from crown_edge.config import EdgeConfig, MachineConfig, TemporalConfig
 from crown_edge.control import call
 from crown_edge.daemon.app import EdgeDaemon
-from crown_edge.drivers.base import (
-    ProgressCallback,
-    ReserveCallback,
-    RunOutcome,
-    RunResult,
-)
 from crown_edge.embedded import MqttBroker
-from crown_edge.models import Availability, Execution, MachineState
 from tests.brokers import needs_mosquitto
+from tests.fakes import FakeMachine
 
 pytestmark = [pytest.mark.integration, needs_mosquitto]
-
-
-class IdleMachine:
-    """A machine that is never given work in this test."""
-
-    def __init__(self, machine_id: str) -> None:
-        self.machine_id = machine_id
-
-    async def run_program(
-        self,
-        job_id: str,
-        lines: Sequence[str],
-        *,
-        start_line: int = 0,
-        on_progress: ProgressCallback | None = None,
-        cylinder: bool = False,
-        on_reserve: ReserveCallback | None = None,
-    ) -> RunResult:
-        total = len(lines)
-        return RunResult(job_id, RunOutcome.COMPLETED, total - start_line, total, total, start_line)
-
-    async def stop(self) -> None:
-        pass
-
-    def work_position(self) -> dict[str, float] | None:
-        return None
-
-    def state(self) -> MachineState:
-        return MachineState(self.machine_id, Availability.AVAILABLE, Execution.READY)
 
 
 @contextlib.asynccontextmanager
 async def running(config: EdgeConfig) -> AsyncIterator[EdgeDaemon]:
     async def factory(cfg: EdgeConfig, stack: AsyncExitStack) -> dict[str, Any]:
-        return {m.id: IdleMachine(m.id) for m in cfg.machines}
+        return {m.id: FakeMachine(m.id) for m in cfg.machines}
 
     daemon = EdgeDaemon(config)
     task = asyncio.create_task(daemon.run(machine_factory=factory, install_signals=False))
