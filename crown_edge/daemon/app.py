@@ -31,9 +31,10 @@ from crown_edge.daemon.binding import build_machines
 from crown_edge.daemon.handlers import build_handlers
 from crown_edge.daemon.jobs import JobOps
 from crown_edge.daemon.links import start_mqtt, start_temporal
-from crown_edge.daemon.machines import Machine, MachineWorker
+from crown_edge.daemon.machines import MachineWorker
 from crown_edge.daemon.notify import Notifier
 from crown_edge.daemon.words import decision_done, decision_refused
+from crown_edge.drivers.base import MachineDriver
 from crown_edge.errors import CrownEdgeError, StoreError, SyncError, UnknownMachine
 from crown_edge.metrics import EdgeMetrics
 from crown_edge.scheduler import Scheduler
@@ -44,7 +45,7 @@ from crown_edge.workflow.data import ApprovalDecision, JobView
 
 log = logging.getLogger(__name__)
 
-MachineFactory = Callable[[EdgeConfig, AsyncExitStack], Awaitable[dict[str, Machine]]]
+MachineFactory = Callable[[EdgeConfig, AsyncExitStack], Awaitable[dict[str, MachineDriver]]]
 
 
 class EdgeDaemon:
@@ -66,7 +67,7 @@ class EdgeDaemon:
         self.started_at = clock()
         self.store = Store.from_path(config.store_path)
         self.scheduler = Scheduler(self.store, config.machines, self.catalog)
-        self.machines: dict[str, Machine] = {}
+        self.machines: dict[str, MachineDriver] = {}
         self.workers: dict[str, MachineWorker] = {}
         #: every job change of the control socket, MQTT commands and the Temporal activities
         self.jobs = JobOps(

@@ -24,9 +24,9 @@ from typing import Any
 
 from crown_edge.catalog import Catalog
 from crown_edge.config import MachineConfig
-from crown_edge.daemon.machines import Machine
 from crown_edge.daemon.programs import render_program
 from crown_edge.daemon.resume import ResumeAdvice, at_program_end, check_to_qa, choose_from_line
+from crown_edge.drivers.base import MachineDriver
 from crown_edge.drivers.grbl.streamer import position_after
 from crown_edge.errors import CrownEdgeError, IllegalTransition, UnknownItem, ValidationError
 from crown_edge.lifecycle import JobEvent
@@ -67,7 +67,7 @@ class JobOps:
         scheduler: Scheduler,
         catalog: Catalog,
         *,
-        machines: Mapping[str, Machine] | None = None,
+        machines: Mapping[str, MachineDriver] | None = None,
         machine_configs: Sequence[MachineConfig] = (),
         standalone: bool = True,
         clock: Callable[[], float] = time.time,
@@ -77,7 +77,7 @@ class JobOps:
         self.store = store
         self.scheduler = scheduler
         self.catalog = catalog
-        self.machines: Mapping[str, Machine] = machines if machines is not None else {}
+        self.machines: Mapping[str, MachineDriver] = machines if machines is not None else {}
         self.machine_configs = {m.id: m for m in machine_configs}
         self.standalone = standalone
         self.clock = clock

@@ -42,17 +42,13 @@ FAULT_BACKOFF_S = (5.0, 120.0)  # first and longest hold-off after a fault befor
 HEARTBEAT_S = 30.0  # an unchanged machine state is re-published this often (its heartbeat)
 
 
-Machine = MachineDriver
-"""The daemon's name for the one machine protocol (see ``drivers.base.MachineDriver``)."""
-
-
 class MachineWorker:
     """Runs jobs on one machine, one at a time."""
 
     def __init__(
         self,
         config: MachineConfig,
-        machine: Machine,
+        machine: MachineDriver,
         store: Store,
         scheduler: Scheduler,
         catalog: Catalog,
