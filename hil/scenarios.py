@@ -167,6 +167,15 @@ async def door_open_stops_the_laser(rig: Rig) -> None:
     try:
         job = await rig.order(item_id="glass-tumbler", text=["Best Man", "14.06.2026"])
         await rig.wait_edge(job, "engraving", timeout=60)
+        # "engraving" is recorded at the claim, before the pre-job interlock check: open the door
+        # only once the program runs (a door open before the start only holds the job back)
+        for _ in range(3000):
+            shown = await rig.ctl("jobs.show", job_id=job)
+            if shown["status"] == "engraving" and (shown["acked_lines"] or 0) > 0:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError(f"{job} never started its program: {shown}")
         modbus.open_door()
         view = await rig.wait_edge(job, "interrupted", timeout=60)
         assert not sim.laser_on
