@@ -13,11 +13,8 @@ printing its mail sink. The text part of every message kind is kept in
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -201,35 +198,3 @@ async def test_the_door_refuses_a_malformed_email(mail_rig: Rig) -> None:
     )
     assert status == 400
     assert any(reason.startswith("customer_email") for reason in body["reasons"])
-
-
-async def test_up_prints_the_mail_sink_and_fills_it(tmp_path: Path) -> None:
-    proc = await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "crown_edge",
-            "up",
-            "--demo",
-            "4",
-            "--exit-when-done",
-            "--json",
-            "--workdir",
-            str(tmp_path / "up"),
-            "--time-scale",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip().startswith("Mail sink  ")]
-    directory = Path(line.split()[2])
-    assert directory == tmp_path / "up" / "mail"
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert summary["mail_sink"] == str(directory)
-    # every demo order carries an email: four "ready", and the artwork order's design
-    subjects = sorted(str(m["Subject"]).split(" (")[0] for m in _sink_messages(directory))
-    assert subjects == ["Your design is ready for your approval"] + ["Your order is ready"] * 4

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from crown_edge.cloud.mail_sink import read_eml
+
 pytestmark = pytest.mark.integration
 
 
@@ -36,8 +38,16 @@ def test_up_runs_demo_orders_to_complete(tmp_path: Path) -> None:
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["ok"] is True
     assert sorted(summary["jobs"].values()) == ["complete"] * 4
-    for line in ("Order API  ", "MQTT broker  ", "SQS (moto)  ", "API key  "):
+    for line in ("Order API  ", "MQTT broker  ", "SQS (moto)  ", "API key  ", "Mail sink  "):
         assert line in proc.stderr, line  # the banner tools read
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip().startswith("Mail sink  ")]
+    directory = Path(line.split()[2])
+    assert directory == tmp_path / "up" / "mail"
+    assert summary["mail_sink"] == str(directory)
+    # every demo order carries an email: four "ready", and the artwork order's design
+    sink = [read_eml(p) for p in sorted(directory.glob("*.eml"))]
+    subjects = sorted(str(m["Subject"]).split(" (")[0] for m in sink)
+    assert subjects == ["Your design is ready for your approval"] + ["Your order is ready"] * 4
     links = [ln for ln in proc.stderr.splitlines() if ln.strip().startswith("Customer page")]
     assert len(links) == 4
     assert all("/status/" in ln and "?token=" in ln for ln in links)
