@@ -5,8 +5,8 @@ The approval flow end to end: an order with artwork and an email → one "design
 whose link opens the customer's page (HTTP 200, with its token) → approving through that page's
 approval endpoint completes the job → one "complete" message, and nothing else. Beside it, the
 other messages a customer may get (changes received, engraving started, escalated, out of
-stock with alternatives), the door refusing a malformed address, and ``crown-edge up``
-printing its mail sink. The text part of every message kind is kept in
+stock with alternatives) and the door refusing a malformed address (``crown-edge up``'s mail
+sink is checked in test_up.py, on its one run). The text part of every message kind is kept in
 ``var/test-artifacts/notifications/`` for reading.
 """
 
