@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from crown_edge.cloud.notify_words import Alternative, Contact, Notice
+from crown_edge.store.files import private_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS contacts (
@@ -69,10 +70,12 @@ class NoticeStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
+        private_database(path)  # customer emails: owner-only before SQLite writes a byte
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        private_database(path)  # the WAL and shared-memory files now exist
 
     def close(self) -> None:
         """Close the database."""

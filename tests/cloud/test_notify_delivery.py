@@ -297,3 +297,25 @@ async def test_out_of_stock_waits_for_the_offer_and_lists_it(tmp_path: Path) -> 
     text = message.get_body(("plain",))
     assert text is not None
     assert "  - Plaque A5 (brass)\r\n  - bad\r\n" in text.get_content()
+
+
+def test_the_notice_store_is_owner_only(tmp_path: Path) -> None:
+    """Customer emails and texts: the database and its WAL files are 0600, like the workshop's."""
+    import os
+    import stat
+
+    from crown_edge.cloud.notify_store import NoticeStore
+
+    path = tmp_path / "notify" / "notifications.db"
+    old = os.umask(0o022)
+    try:
+        store = NoticeStore(path)
+    finally:
+        os.umask(old)
+    try:
+        files = [p for p in path.parent.iterdir() if p.name.startswith(path.name)]
+        assert path in files
+        for p in files:
+            assert stat.S_IMODE(p.stat().st_mode) == 0o600, (p, oct(p.stat().st_mode))
+    finally:
+        store.close()
