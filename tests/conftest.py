@@ -11,13 +11,22 @@ should start their own instance with the launcher rather than disturb the shared
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from crown_edge.embedded import MotoServer, MqttBroker, TemporalDevServer, find_mosquitto
 from tests.brokers import MOSQUITTO_MISSING
+
+# Property tests draw the same examples on every run, so a gate is never failed by an example no
+# earlier run saw; ``HYPOTHESIS_PROFILE=explore`` draws fresh ones (and keeps what fails in
+# .hypothesis/) when hunting for new counterexamples on purpose.
+settings.register_profile("gate", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "gate"))
 
 
 @pytest.fixture(scope="session")
