@@ -64,6 +64,8 @@ class StackSettings:
     http_port: int = 0
     machine_speed_factor: float = 1.0
     extra_machines: tuple[MachineConfig, ...] = field(default=())
+    #: Modbus devices beyond the simulated rotary chuck (e.g. a hardware target's I/O modules)
+    extra_devices: tuple[DeviceConfig, ...] = field(default=())
     #: run the workshop daemon as its own ``crown-edge run`` process (as on a real workshop PC)
     edge_process: bool = False
     #: the Order API key; None: ``$CROWN_API_KEY``, else ``workdir/api-key`` (made on first use)
@@ -189,6 +191,7 @@ class FullStack:
                 )
             )
         machines.extend(s.extra_machines)
+        devices += s.extra_devices
         self.config = EdgeConfig(
             shop_id=s.shop_id,
             store_path=s.workdir / "edge.db",
