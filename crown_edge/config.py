@@ -18,6 +18,7 @@ BAUD_RATES = (9600, 19200, 38400, 57600, 115200, 230400, 250000, 500000, 1000000
 DRIVERS = ("grbl", "sim")
 QA_MODES = ("manual", "auto")
 ROTARY_AXES = ("Y", "A")
+LASER_MODES = ("armed", "dry")
 MAX_MACHINES = 62  # machine eligibility is a 62-bit mask in the store
 
 
@@ -40,6 +41,9 @@ class MachineConfig:
     stall_timeout_s: float = 10.0
     """``Run`` with the position frozen this long (controller still answering) ends the job
     ``interrupted`` (reason ``stalled``); 0 turns the watchdog off."""
+    laser: str = "armed"
+    """``"dry"``: every program runs in its dry-run form (all motion, laser power held at zero;
+    :func:`crown_edge.toolpath.dry_run`), e.g. a machine on the HIL rig or being commissioned."""
 
     @property
     def has_rotary(self) -> bool:
@@ -368,6 +372,7 @@ def parse_config(data: dict[str, Any], base_dir: Path) -> EdgeConfig:
         "speed_factor",
         "sim_time_scale",
         "stall_timeout_s",
+        "laser",
     }
     for i, raw in enumerate(raw_machines):
         sec = f"machines[{i}]"
@@ -403,6 +408,7 @@ def parse_config(data: dict[str, Any], base_dir: Path) -> EdgeConfig:
                 speed_factor=_float(sec, raw, "speed_factor", 1.0, 0.1, 10.0),
                 sim_time_scale=_float(sec, raw, "sim_time_scale", 0.0, 0.0, 10.0),
                 stall_timeout_s=_float(sec, raw, "stall_timeout_s", 10.0, 0.0, 600.0),
+                laser=_choice(sec, raw, "laser", "armed", LASER_MODES),
             )
         )
     if len({m.id for m in machines}) != len(machines):

@@ -424,6 +424,9 @@ def edge_config_toml(cfg: EdgeConfig) -> str:
             f"rotary_axis = {q(m.rotary_axis)}",
             f"speed_factor = {m.speed_factor}",
             f"sim_time_scale = {m.sim_time_scale}",
+            f"stall_timeout_s = {m.stall_timeout_s}",
+            f"rotary_per_rotation = {m.rotary_per_rotation}",
+            f"laser = {q(m.laser)}",
         ]
         if m.port:
             lines.append(f"port = {q(m.port)}")

@@ -22,10 +22,12 @@ class Program:
 def render_program(job: Job, catalog: Catalog, machine: MachineConfig | None = None) -> Program:
     """Render the job's text (and artwork) for its item; raises the toolpath's typed errors.
 
-    Blocking (artwork may be fetched): call it in a worker thread from the event loop.
+    Blocking (artwork may be fetched): call it in a worker thread from the event loop. On a
+    machine configured ``laser = "dry"`` the program is the dry-run form (every motion, laser
+    power held at zero).
     """
     from crown_edge.artwork import load_job_artwork
-    from crown_edge.toolpath import RotaryConfig, render_job
+    from crown_edge.toolpath import RotaryConfig, dry_run, render_job
 
     msg = job.intake
     item = catalog.item(job.item_id)
@@ -46,4 +48,7 @@ def render_program(job: Job, catalog: Catalog, machine: MachineConfig | None = N
         artwork=artwork,
         rotary=rotary,
     )
-    return Program(job.job_id, tuple(result.gcode), float(result.estimate_s))
+    lines = tuple(result.gcode)
+    if machine is not None and machine.laser == "dry":
+        lines = dry_run(lines)
+    return Program(job.job_id, lines, float(result.estimate_s))

@@ -26,6 +26,9 @@ activities, the CLI) call::
     result.preview_svg()  # SVG for the approval step
     result.gcode_text()   # the program as one string
 
+    dry_run(result.gcode)  # the same motion with the laser held at zero (M5/S0): the HIL rig's
+                           # default on real machines, and machines configured laser = "dry"
+
 Output is deterministic for the same input (the stroke-order search has an evaluation budget;
 ``time_budget_s=`` adds a wall-clock cap at the price of reproducibility). A plate renders in a
 few milliseconds (``crown-edge bench toolpath``), so callers may run it inline or in a thread.
@@ -48,6 +51,7 @@ from crown_edge.toolpath.artwork import (
     ArtworkLimits,
     parse_svg,
 )
+from crown_edge.toolpath.dry import dry_run, fires_laser
 from crown_edge.toolpath.estimate import Estimate, MachineParams, estimate_gcode
 from crown_edge.toolpath.fonts import DEFAULT_FONT, available_fonts
 from crown_edge.toolpath.gcode import GRAMMAR, grammar_violations, is_grammar_line
@@ -66,7 +70,9 @@ __all__ = [
     "RotaryConfig",
     "available_fonts",
     "check_fit",
+    "dry_run",
     "estimate_gcode",
+    "fires_laser",
     "grammar_violations",
     "is_grammar_line",
     "parse_svg",
