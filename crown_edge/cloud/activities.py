@@ -44,6 +44,7 @@ from crown_edge.workflow.data import (
     OfferAlternativesInput,
     RatingEvent,
     RevisionInput,
+    StatusReport,
 )
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class CloudActivities:
             self.escalate,
             self.publish_status,
             self.record_rating,
+            self.report_status,
         ]
 
     async def _emit(self, kind: str, payload: dict[str, Any]) -> None:
@@ -164,16 +166,7 @@ class CloudActivities:
     @activity.defn(name=names.NOTIFY_CUSTOMER)
     async def notify_customer(self, note: Notification) -> None:
         """Send the customer a notification about a transition of their job."""
-        await self._emit(
-            "notification",
-            {
-                "job_id": note.job_id,
-                "customer_id": note.customer_id,
-                "kind": note.kind,
-                "message": note.message,
-                **note.data,
-            },
-        )
+        await self._emit("notification", _notification(note))
 
     @activity.defn(name=names.OFFER_ALTERNATIVES)
     async def offer_alternatives(self, offer: OfferAlternativesInput) -> None:
@@ -217,6 +210,19 @@ class CloudActivities:
         """Publish one status change of the workflow."""
         await self._emit("status", event.to_dict())
 
+    @activity.defn(name=names.REPORT_STATUS)
+    async def report_status(self, report: StatusReport) -> None:
+        """Publish status changes in order, then send the customer's notices.
+
+        One call per batch instead of ``publish_status`` per change plus ``notify_customer``:
+        the events and their order are the same. A retry publishes the batch again; consumers
+        drop the repeated statuses by ``event_id``, as they do for a retried ``publish_status``.
+        """
+        for event in report.statuses:
+            await self._emit("status", event.to_dict())
+        for note in report.notifications:
+            await self._emit("notification", _notification(note))
+
     @activity.defn(name=names.RECORD_RATING)
     async def record_rating(self, rating: RatingEvent) -> None:
         """Publish the customer's rating of a complete job (kind ``rating``, once per job)."""
@@ -233,6 +239,16 @@ class CloudActivities:
                 "at": rating.at,
             },
         )
+
+
+def _notification(note: Notification) -> dict[str, Any]:
+    return {
+        "job_id": note.job_id,
+        "customer_id": note.customer_id,
+        "kind": note.kind,
+        "message": note.message,
+        **note.data,
+    }
 
 
 # --- preview -------------------------------------------------------------------------------------

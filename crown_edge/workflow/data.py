@@ -330,6 +330,19 @@ class Notification:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusReport:
+    """Input of ``report_status``: status changes of one job in order, then customer notices.
+
+    The workflow batches what it queued while the previous report was on its way; a notice
+    always follows the status that caused it, so the notices come after the statuses.
+    """
+
+    job_id: str
+    statuses: tuple[JobStatusEvent, ...] = ()
+    notifications: tuple[Notification, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class OfferAlternativesInput:
     """Input of ``offer_alternatives``: the item is out of stock; these could replace it.
 

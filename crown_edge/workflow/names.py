@@ -123,6 +123,10 @@ PATCH_WAIT_FOR_STOCK: Final = "wait-for-stock"
 PATCH_RATING_WINDOW: Final = "rating-window"
 #: A job cancelled on the workshop ends ``cancelled`` (with its reason), not ``failed``.
 PATCH_WORKSHOP_CANCEL: Final = "workshop-cancel"
+#: Status changes (and the customer's notice that follows one) leave in batches through one
+#: ``report_status`` activity each, instead of one ``publish_status`` per change and a separate
+#: ``notify_customer``; the statuses set before the first ``validate_job`` answered go together.
+PATCH_BATCHED_STATUS: Final = "batched-status"
 
 
 def workflow_id(job_id: str) -> str:
@@ -162,6 +166,8 @@ OFFER_ALTERNATIVES: Final = "offer_alternatives"
 ESCALATE: Final = "escalate"
 PUBLISH_STATUS: Final = "publish_status"
 RECORD_RATING: Final = "record_rating"
+#: Status changes in order, then customer notices, in one call (``PATCH_BATCHED_STATUS``).
+REPORT_STATUS: Final = "report_status"
 
 CLOUD_ACTIVITIES: Final = (
     CREATE_DESIGN,
@@ -171,6 +177,7 @@ CLOUD_ACTIVITIES: Final = (
     ESCALATE,
     PUBLISH_STATUS,
     RECORD_RATING,
+    REPORT_STATUS,
 )
 
 # --- signals, updates, queries -------------------------------------------------------------------

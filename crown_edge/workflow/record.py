@@ -28,9 +28,11 @@ with workflow.unsafe.imports_passed_through():
         JobStatusEvent,
         JobView,
         MachineUpdate,
+        Notification,
         Rating,
         Restock,
         ResumeRequest,
+        StatusReport,
         TimelineEntry,
     )
 
@@ -74,8 +76,12 @@ class JobRecord:
         self._maybe_engraved = False
         self._run_active = False
         self._seq = 0
-        self._outbox: list[JobStatusEvent] = []
+        self._outbox: list[JobStatusEvent | Notification] = []
         self._publishing = False
+        #: PATCH_BATCHED_STATUS: statuses and notices leave in batches (``report_status``).
+        self._batched = False
+        #: While set, queued statuses wait (a short activity whose answer adds more to them).
+        self._holding = False
         self._shop_id = ""
 
     # --- signals, updates, query -----------------------------------------------------------------
@@ -256,7 +262,10 @@ class JobRecord:
         )
 
     async def _publisher(self) -> None:
-        """Publish queued status events one by one, in order."""
+        """Publish queued status events in order: one by one, or in batches when patched."""
+        if self._batched:
+            await self._report_batches()
+            return
         while True:
             await workflow.wait_condition(lambda: bool(self._outbox))
             self._publishing = True
@@ -273,5 +282,38 @@ class JobRecord:
                 )
             except ActivityError as err:
                 workflow.logger.warning("job %s: status not published: %s", self._job_id, err)
+            finally:
+                self._publishing = False
+
+    async def _report_batches(self) -> None:
+        """Send everything queued (statuses, then notices) in one ``report_status`` call.
+
+        A batch ends before a status queued after a notice, so statuses and notices keep the
+        order they were queued in. While a report is on its way, new ones queue for the next.
+        """
+        while True:
+            await workflow.wait_condition(lambda: bool(self._outbox) and not self._holding)
+            self._publishing = True
+            statuses: list[JobStatusEvent] = []
+            notices: list[Notification] = []
+            while self._outbox:
+                item = self._outbox[0]
+                if isinstance(item, JobStatusEvent):
+                    if notices:
+                        break
+                    statuses.append(item)
+                else:
+                    notices.append(item)
+                self._outbox.pop(0)
+            try:
+                await workflow.execute_activity(
+                    n.REPORT_STATUS,
+                    StatusReport(self._job_id, tuple(statuses), tuple(notices)),
+                    task_queue=n.ORDERS_TASK_QUEUE,
+                    start_to_close_timeout=call.PUBLISH.start_to_close,
+                    retry_policy=call.PUBLISH.retry,
+                )
+            except ActivityError as err:
+                workflow.logger.warning("job %s: status not reported: %s", self._job_id, err)
             finally:
                 self._publishing = False

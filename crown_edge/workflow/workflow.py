@@ -14,9 +14,13 @@ Decisions
     - Live machine details (queue position, machine, progress, interruption reason) come from
       the edge through the ``machine_update`` signal: a workflow cannot read a running
       activity's heartbeats. Updates for another attempt, or outside a run, are ignored.
-    - Every status change is published once, in order, by the ``publish_status`` local
-      activity (one marker event per change keeps the history small); progress ticks only
-      update the ``status`` query view.
+    - Every status change is published once, in order; progress ticks only update the
+      ``status`` query view. Since ``PATCH_BATCHED_STATUS`` one ``report_status`` activity
+      carries every status queued while the previous report was on its way, and the customer's
+      notice rides with the status that caused it (before: one ``publish_status`` per change
+      and a ``notify_customer`` of its own). ``received`` waits for the first ``validate_job``
+      and leaves with ``validated`` and ``queued``: on the happy path 4 reports instead of 6-7
+      publishes and a notice. Nothing is lost: the run ends only once the outbox is empty.
     - Alternatives for ``no_inventory`` come from the workshop activity ``list_alternatives``
       (the workshop owns stock); ``offer_alternatives`` only sends them.
     - ``cancel`` (signal) and Temporal cancellation both end the job ``cancelled``: the
@@ -82,6 +86,7 @@ class EngravingWorkflow(JobRecord):
         self._job_id = job.job_id
         self._job = job
         self._shop_id = job.workshop
+        self._batched = workflow.patched(n.PATCH_BATCHED_STATUS)
         publisher = asyncio.create_task(self._publisher())
         self._set("received")
         flow = asyncio.create_task(self._flow(job))
@@ -114,7 +119,12 @@ class EngravingWorkflow(JobRecord):
     async def _flow(self, job: EngravingJob) -> JobResult:
         self._stock_held = True  # from here on a reservation may exist; releasing is idempotent
         try:
-            await self._validate(job, call.VALIDATE)
+            # batched: ``received`` waits for the answer and leaves with what follows it
+            self._holding = self._batched
+            try:
+                await self._validate(job, call.VALIDATE)
+            finally:
+                self._holding = False
         except ActivityError as err:
             if call.was_cancelled(err):
                 raise
@@ -504,9 +514,11 @@ class EngravingWorkflow(JobRecord):
     # --- activities ------------------------------------------------------------------------------
 
     async def _notify(self, job: EngravingJob, kind: str, message: str) -> None:
-        await call.cloud_quietly(
-            job, n.NOTIFY_CUSTOMER, Notification(job.job_id, job.customer_id, kind, message)
-        )
+        note = Notification(job.job_id, job.customer_id, kind, message)
+        if self._batched:  # leaves with the status that caused it (the run waits for it)
+            self._outbox.append(note)
+            return
+        await call.cloud_quietly(job, n.NOTIFY_CUSTOMER, note)
 
     async def _release(self, job: EngravingJob, reason: str) -> None:
         if not self._stock_held:

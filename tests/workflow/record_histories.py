@@ -53,7 +53,7 @@ from tests.workflow.support import CloudEvents, Harness, message, start, wait_fo
 log = logging.getLogger(__name__)
 
 #: Version label of the workflow code the histories are recorded from (file name prefix).
-VERSION = "v2"
+VERSION = "v3"
 HISTORIES_DIR = Path(__file__).parent / "histories"
 
 _THROTTLE = timedelta(milliseconds=50)

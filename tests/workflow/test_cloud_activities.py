@@ -12,7 +12,7 @@ from temporalio.testing import ActivityEnvironment
 from crown_edge.catalog import load_catalog
 from crown_edge.cloud.activities import CloudActivities
 from crown_edge.toolpath import ArtworkLimits
-from crown_edge.workflow.data import DesignInput, JobStatusEvent, Notification
+from crown_edge.workflow.data import DesignInput, JobStatusEvent, Notification, StatusReport
 from crown_edge.workflow.names import ERR_UNKNOWN_ITEM
 
 
@@ -121,3 +121,32 @@ async def test_publish_and_notify_go_to_the_sink(tmp_path: Path) -> None:
     assert seen[0] == ("status", event.to_dict())
     assert "reason" not in seen[0][1]
     assert seen[1][1]["kind"] == "complete"
+
+
+async def test_a_status_report_publishes_its_statuses_in_order_then_the_notices(
+    tmp_path: Path,
+) -> None:
+    sink = AsyncSink()
+    cloud = CloudActivities(tmp_path, load_catalog(), sink)
+    at = "2026-01-01T00:00:00+00:00"
+    events = tuple(
+        JobStatusEvent(f"J-2:{seq}", "J-2", seq, word, at, "s1")
+        for seq, word in enumerate(("qa_pending", "complete"), start=4)
+    )
+    note = Notification("J-2", "C-2", "complete", "Your engraving is complete.")
+
+    await ActivityEnvironment().run(cloud.report_status, StatusReport("J-2", events, (note,)))
+
+    assert sink.events == [
+        ("status", events[0].to_dict()),
+        ("status", events[1].to_dict()),
+        (
+            "notification",
+            {
+                "job_id": "J-2",
+                "customer_id": "C-2",
+                "kind": "complete",
+                "message": "Your engraving is complete.",
+            },
+        ),
+    ]

@@ -59,6 +59,32 @@ async def test_happy_path_text_only(harness: Harness) -> None:
     assert [n["kind"] for n in harness.events.of("notification", job)] == ["complete"]
 
 
+async def test_statuses_and_the_notice_leave_in_batches(harness: Harness) -> None:
+    """``batched-status``: no ``publish_status`` per change, no separate ``notify_customer``;
+    ``received`` waits for the validation and leaves with ``validated`` and ``queued``."""
+    job = unique("J-batch")
+    handle = await start(harness.client, message(job, stock(harness, 1)))
+    await outcome(handle)
+    await wait_for_event(harness, job, "complete")
+
+    history = await handle.fetch_history()
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.WhichOneof("attributes") == "activity_task_scheduled_event_attributes"
+    ]
+    assert n.PUBLISH_STATUS not in scheduled
+    assert n.NOTIFY_CUSTOMER not in scheduled
+    assert scheduled[:2] == [n.VALIDATE_JOB, n.SEND_TO_MACHINE]
+    reports = scheduled.count(n.REPORT_STATUS)
+    statuses = harness.events.of("status", job)
+    assert 1 <= reports < len(statuses)
+    assert [e["status"] for e in statuses][:3] == ["received", "validated", "queued"]
+    # the notice is sent after the status that caused it
+    kinds = [k for k, p in harness.events.events if p.get("job_id") == job]
+    assert kinds.index("notification") > max(i for i, k in enumerate(kinds) if k == "status")
+
+
 async def test_design_approved_by_update(harness: Harness) -> None:
     job = unique("J-design")
     logo = harness.designs_dir.parent / f"{job}-logo.svg"

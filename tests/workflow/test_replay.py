@@ -19,8 +19,9 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from crown_edge.workflow.workflow import EngravingWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
-#: The v1 (21) and v2 (33) recordings (``python -m tests.workflow.record_histories --list``).
-MIN_HISTORIES = 54
+#: The v1 (21), v2 (33) and v3 (33) recordings (``python -m tests.workflow.record_histories
+#: --list``).
+MIN_HISTORIES = 87
 
 
 def replayer() -> Replayer:
