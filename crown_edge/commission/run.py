@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -141,6 +142,10 @@ async def check_machine(
         ]
     mine = machine_items(machine, items)
     checks: list[Check] = []
+    if port_missing(machine.port):
+        detail = f"{machine.port}: no such device (unplugged, or another name: /dev/serial/by-id)"
+        checks.append(Check(mid, "handshake", False, detail, {"port": machine.port}))
+        return checks + await interlock_checks(mid, device, None, options, tripper)
     driver = GrblDriver.from_config(
         mid,
         machine.port,
@@ -205,6 +210,11 @@ async def check_machine(
             )
         checks += await interlock_checks(mid, device, driver, options, tripper)
     return checks
+
+
+def port_missing(port: str) -> bool:
+    """True for a device path that does not exist (a pyserial URL is left to the driver)."""
+    return port.startswith("/") and not os.path.exists(port)
 
 
 def state_check(machine: str, state: str, *, homing_lock: bool = False) -> Check:
