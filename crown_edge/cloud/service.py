@@ -22,6 +22,7 @@ from crown_edge.cloud.app import ApiSettings, OrderApi, create_app, metrics_app
 from crown_edge.cloud.auth import Credentials
 from crown_edge.cloud.bridge import Bridge, BridgeSettings
 from crown_edge.cloud.dispatcher import Dispatcher, StartJob
+from crown_edge.cloud.intake import IntakeJournal
 from crown_edge.cloud.jobdir import JobDirectory, TemporalShopLookup
 from crown_edge.cloud.jobs import Jobs
 from crown_edge.cloud.mail import MailSettings, MailTransport, transport_for
@@ -67,6 +68,17 @@ class CloudSettings:
     dispatcher_wait_seconds: int = 1
     dispatcher_retry_delay: int | None = 30
     mail: MailSettings | None = None
+    #: The Order API's intake journal (accepted orders, durable before the 202, then sent on to
+    #: SQS: :mod:`crown_edge.cloud.intake`); None: ``intake.db`` beside ``designs_dir``.
+    intake_journal: Path | None = None
+
+    @property
+    def intake_journal_path(self) -> Path:
+        """Where the intake journal lives (``intake_journal`` or ``intake.db`` beside the
+        designs directory)."""
+        if self.intake_journal is not None:
+            return self.intake_journal
+        return self.designs_dir.parent / "intake.db"
 
 
 def _client_for(settings: CloudSettings) -> Any:
@@ -83,7 +95,8 @@ def _stat(stats: object, name: str) -> float:
 
 
 class CloudServices:
-    """Order API, dispatcher and bridge sharing one SQS client; stopped in reverse order."""
+    """Order API, intake journal, dispatcher and bridge sharing one SQS client; stopped in
+    reverse order (the API stops taking orders before the journal sends its last rows)."""
 
     def __init__(
         self,
@@ -103,6 +116,7 @@ class CloudServices:
         self._own_client = client is None
         self.client = client if client is not None else _client_for(settings)
         self.orders = OrderQueue(self.client)
+        self.intake = IntakeJournal(settings.intake_journal_path, self.orders)
         bridge_settings = (
             BridgeSettings(
                 settings.mqtt_host,
@@ -146,7 +160,7 @@ class CloudServices:
             else None
         )
         self.api: OrderApi = create_app(
-            self.orders,
+            self.intake,
             self.bridge,
             api_settings,
             jobs=views,
@@ -181,6 +195,7 @@ class CloudServices:
                 await self._stack.enter_async_context(self.notifier)
             await self._stack.enter_async_context(self.bridge)
             await self._stack.enter_async_context(self.dispatcher)
+            await self._stack.enter_async_context(self.intake)
             await self._stack.enter_async_context(self.api)
             if self.metrics_server is not None:
                 await self._stack.enter_async_context(self.metrics_server)

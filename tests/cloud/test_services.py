@@ -46,6 +46,7 @@ async def test_order_flows_from_api_to_dispatcher_and_back_from_the_workshop(
         bridge_client_id=uuid.uuid4().hex,
         sqs_endpoint_url=moto_server.endpoint_url,
         dispatcher_wait_seconds=0,
+        intake_journal=tmp_path / "intake.db",
     )
     async with CloudServices(settings, start_job) as cloud:
         async with asyncio.timeout(20):

@@ -1,0 +1,295 @@
+"""The Order API's intake journal: an accepted order is on disk before the 202, then in SQS.
+
+``POST /orders`` used to answer only once SQS took the message: under load (eight customers at
+once, moto serving one request at a time) that send was most of the answer's time. Now the
+order, once validated, is committed to a local SQLite file (``synchronous=FULL``, WAL, owner-only
+like every database of the project: :func:`crown_edge.store.files.private_database`) and the
+POST answers 202; a sender task moves the rows to SQS with ``SendMessageBatch`` (at most ten per
+call, per queue) and deletes a row only after SQS accepted its entry. A row whose entry SQS
+refused, or a call that failed, stays and is sent again after a back-off; rows a previous
+process left (it stopped, or died, before sending them) are sent on start-up.
+
+Exactly once? The FIFO deduplication id is the job id (as a direct send's), so a resend within
+SQS's five-minute window is dropped by SQS; a resend after that (a journal restored from a
+backup, a process that died between SQS's answer and the row's delete and stayed down for
+minutes) reaches the dispatcher, whose start is idempotent per job id (``REJECT_DUPLICATE``):
+a second message never starts a second job.
+
+The timeline keeps its two stages: ``accepted`` is when the row was committed (the message
+attribute ``accepted_at``), ``sqs_sent`` SQS's own ``SentTimestamp``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from crown_edge.errors import SyncError
+from crown_edge.models import IntakeMessage
+from crown_edge.store.files import private_database
+from crown_edge.sync import queues
+from crown_edge.sync.sqs import ACCEPTED_AT, OrderQueue, error_code
+
+log = logging.getLogger(__name__)
+
+#: SQS takes at most ten entries per SendMessageBatch.
+BATCH = 10
+#: Back-off after a failed send: first wait, doubling up to the last.
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 30.0
+#: How long closing waits for the rows still unsent (the next start sends what is left).
+CLOSE_FLUSH_S = 5.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS intake (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    body TEXT NOT NULL,
+    accepted_at REAL NOT NULL
+)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRow:
+    """One accepted order waiting for SQS."""
+
+    id: int
+    job_id: str
+    queue: str
+    body: str
+    accepted_at: float
+
+
+class IntakeJournal:
+    """Accepted orders, durable before the answer, sent on to SQS in batches.
+
+    Implements the Order API's ``OrderSender``: :meth:`send_order` commits the row and returns
+    ``journal:{row id}``. Use as an async context manager: the sender runs while it is open.
+    ``clock`` gives ``accepted_at`` (epoch seconds).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        orders: OrderQueue,
+        *,
+        clock: Callable[[], float] = time.time,
+        retry_first_s: float = RETRY_FIRST_S,
+        retry_max_s: float = RETRY_MAX_S,
+        close_flush_s: float = CLOSE_FLUSH_S,
+    ) -> None:
+        self.path = Path(path)
+        self.orders = orders
+        self.clock = clock
+        self.retry_first_s = retry_first_s
+        self.retry_max_s = retry_max_s
+        self.close_flush_s = close_flush_s
+        #: Rows SQS accepted (and the journal deleted) since start.
+        self.sent = 0
+        #: Failed SendMessageBatch calls and entries SQS refused, since start.
+        self.failures = 0
+        # one thread owns the connection: commits never interleave, and the loop never blocks
+        self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-db")
+        self._db: sqlite3.Connection | None = None
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._sender: asyncio.Task[None] | None = None
+
+    # --- the database (in its own thread) ----------------------------------------------------
+
+    async def _in_db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._db_thread, fn, *args)
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_database(self.path)  # owner-only before SQLite writes a byte
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute(_SCHEMA)
+        private_database(self.path)  # the WAL and shared-memory files now exist
+        self._db = db
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise SyncError("the intake journal is not open")
+        return self._db
+
+    def _insert(self, job_id: str, queue: str, body: str, accepted_at: float) -> int:
+        cur = self._conn().execute(
+            "INSERT INTO intake (job_id, queue, body, accepted_at) VALUES (?, ?, ?, ?)",
+            (job_id, queue, body, accepted_at),
+        )
+        return int(cur.lastrowid or 0)
+
+    def _oldest(self, limit: int) -> list[JournalRow]:
+        rows = self._conn().execute(
+            "SELECT id, job_id, queue, body, accepted_at FROM intake ORDER BY id LIMIT ?",
+            (limit,),
+        )
+        return [JournalRow(*row) for row in rows]
+
+    def _delete(self, ids: list[int]) -> None:
+        db = self._conn()
+        db.execute("BEGIN")
+        db.executemany("DELETE FROM intake WHERE id = ?", [(i,) for i in ids])
+        db.execute("COMMIT")
+
+    def _close_db(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    async def pending(self) -> list[JournalRow]:
+        """The rows not yet accepted by SQS, oldest first."""
+        rows: list[JournalRow] = await self._in_db(self._oldest, -1)
+        return rows
+
+    # --- the Order API's side ----------------------------------------------------------------
+
+    async def send_order(self, message: IntakeMessage) -> str:
+        """Commit the order (fsync'd) and wake the sender; returns ``journal:{row id}``."""
+        queue = queues.PRIORITY_QUEUE if message.rush else queues.ENGRAVING_QUEUE
+        body = json.dumps(message.to_dict())
+        try:
+            row = await self._in_db(self._insert, message.job_id, queue, body, self.clock())
+        except sqlite3.Error as exc:
+            raise SyncError(f"intake journal: {exc}", operation="journal") from exc
+        self._idle.clear()
+        self._wake.set()
+        return f"journal:{row}"
+
+    # --- the sender --------------------------------------------------------------------------
+
+    async def flush(self) -> int:
+        """One pass: send every row now in the journal, ten per call per queue.
+
+        Returns how many rows SQS accepted; rows it refused (or a failed call's) stay.
+        """
+        done = 0
+        while True:
+            rows: list[JournalRow] = await self._in_db(self._oldest, BATCH * 4)
+            if not rows:
+                return done
+            by_queue: dict[str, list[JournalRow]] = {}
+            for row in rows:
+                by_queue.setdefault(row.queue, []).append(row)
+            accepted_now = 0
+            for queue, batch in by_queue.items():
+                for start in range(0, len(batch), BATCH):
+                    ids = await self._send_batch(queue, batch[start : start + BATCH])
+                    if ids:
+                        await self._in_db(self._delete, ids)
+                        accepted_now += len(ids)
+            done += accepted_now
+            self.sent += accepted_now
+            if accepted_now < len(rows):
+                return done  # some stayed: the caller backs off before the next pass
+
+    async def _send_batch(self, queue: str, rows: list[JournalRow]) -> list[int]:
+        """SendMessageBatch of ``rows`` to ``queue``; the ids of the rows SQS accepted."""
+        entries = [
+            {
+                "Id": str(row.id),
+                "MessageBody": row.body,
+                "MessageGroupId": row.job_id,
+                "MessageDeduplicationId": row.job_id,
+                "MessageAttributes": {
+                    ACCEPTED_AT: {"DataType": "Number", "StringValue": f"{row.accepted_at:.6f}"}
+                },
+            }
+            for row in rows
+        ]
+        try:
+            url = self.orders.url(queue)
+            result = await asyncio.to_thread(
+                self.orders.client.send_message_batch, QueueUrl=url, Entries=entries
+            )
+        except Exception as exc:
+            self.failures += 1
+            log.warning(
+                "intake: %d order(s) not sent to %s yet (%s): %s",
+                len(rows),
+                queue,
+                error_code(exc) or type(exc).__name__,
+                exc,
+            )
+            return []
+        for failed in result.get("Failed", []):
+            self.failures += 1
+            log.warning(
+                "intake: SQS refused journal row %s: %s %s",
+                failed.get("Id"),
+                failed.get("Code"),
+                failed.get("Message"),
+            )
+        return [int(ok["Id"]) for ok in result.get("Successful", [])]
+
+    async def _run(self) -> None:
+        delay = self.retry_first_s
+        while True:
+            self._wake.clear()
+            try:
+                await self.flush()
+                left = await self._in_db(self._oldest, 1)
+            except (sqlite3.Error, SyncError) as exc:
+                log.warning("intake journal: %s", exc)
+                left = [None]
+            if not left:
+                delay = self.retry_first_s
+                if not self._wake.is_set():  # no order committed meanwhile
+                    self._idle.set()
+                await self._wake.wait()
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+            delay = min(delay * 2, self.retry_max_s)
+
+    async def drained(self) -> None:
+        """Wait until every row committed so far was accepted by SQS."""
+        await self._idle.wait()
+
+    # --- lifetime ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self._in_db(self._open)
+        left = await self.pending()
+        if left:
+            log.info("intake journal: %d order(s) left by a previous run, sending", len(left))
+        self._sender = asyncio.create_task(self._run(), name="intake-sender")
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        sender, self._sender = self._sender, None
+        try:
+            if sender is not None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.close_flush_s):
+                        await self._idle.wait()
+                sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sender
+            left = await self.pending()
+            if left:
+                log.warning("intake journal: %d order(s) kept for the next start", len(left))
+        finally:
+            await self._in_db(self._close_db)
+            self._db_thread.shutdown(wait=True)
+
+
+__all__ = ["BATCH", "IntakeJournal", "JournalRow"]
