@@ -34,6 +34,7 @@ from crown_edge.lifecycle import JobEvent
 from crown_edge.models import Availability, Execution, MachineState, Surface
 from crown_edge.scheduler import Scheduler
 from crown_edge.store import Job, RunEnd, Store
+from crown_edge.sync.backoff import capped_delay
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class MachineWorker:
         self._pending: set[asyncio.Task[None]] = set()
         self.fault: str | None = None
         self.fault_until = 0.0
-        self._fault_backoff = FAULT_BACKOFF_S[0]
+        self._faults = 0
 
     async def publish_state(self, force: bool = False) -> None:
         """Store the machine's state (and queue it for MQTT) when it changed, or as heartbeat."""
@@ -199,17 +200,16 @@ class MachineWorker:
 
     def _set_fault(self, reason: str, now: float) -> None:
         """Hold this machine out of the queue for a growing while after a start-up fault."""
+        self._faults += 1
+        hold_off = capped_delay(*FAULT_BACKOFF_S, 2.0, self._faults)
         self.fault = reason
-        self.fault_until = now + self._fault_backoff
-        log.warning(
-            "machine %s: %s; taking no jobs for %.0f s", self.config.id, reason, self._fault_backoff
-        )
-        self._fault_backoff = min(self._fault_backoff * 2, FAULT_BACKOFF_S[1])
+        self.fault_until = now + hold_off
+        log.warning("machine %s: %s; taking no jobs for %.0f s", self.config.id, reason, hold_off)
 
     def _clear_fault(self) -> None:
         self.fault = None
         self.fault_until = 0.0
-        self._fault_backoff = FAULT_BACKOFF_S[0]
+        self._faults = 0
 
     def _progress(self, job: Job, acked: int, total: int) -> None:
         now = self.clock()
