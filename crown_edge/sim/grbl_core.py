@@ -11,6 +11,7 @@ What it reproduces of grbl 1.1h (``gnea/grbl``, the default ``config.h`` build, 
 * a feed hold decelerates (``Hold:1``) before it is complete (``Hold:0``); only a complete hold
   resumes on ``~``, and in laser mode ``DISABLE_LASER_DURING_HOLD`` stops the spindle, so the
   resume prints ``[MSG:Restoring spindle]`` when the parser's spindle state is M3/M4;
+* ``$20=1`` (soft limits) is refused with ``error:10`` while homing (``$22``) is off;
 * ``report.c`` formats: ``FS:`` and ``$G``'s F/S as whole numbers, ``$$`` floats with three
   decimals and flags as integers, ``A:`` with S (M3), C (M4), F (M8) and M (M7, only in a build
   with ``ENABLE_M7``: ``mist=True``).
@@ -49,6 +50,9 @@ from crown_edge.sim.grbl_report import (
     whole,
 )
 from crown_edge.sim.motion import AXES, Block, ModalState, MotionSettings, block_for
+
+SOFT_LIMITS_NEED_HOMING = 10
+"""``error:10``: ``$20=1`` refused while homing (``$22``) is off, as grbl 1.1's settings.c does."""
 
 
 @dataclass(slots=True)
@@ -400,7 +404,10 @@ class GrblCore:
         if match := re.fullmatch(r"\$(\d+)=([-+]?\d*\.?\d+)", clean):
             if self.queue or self.state not in ("Idle", "Alarm"):
                 return [f"error:{codes.NOT_IDLE}"]
-            self.settings[int(match[1])] = float(match[2])
+            number, value = int(match[1]), float(match[2])
+            if number == 20 and int(value) and not self.homing_enabled:
+                return [f"error:{SOFT_LIMITS_NEED_HOMING}"]  # settings.c: STATUS_SOFT_LIMIT_ERROR
+            self.settings[number] = value
             return ["ok"]
         return [f"error:{codes.INVALID_STATEMENT}"]
 

@@ -30,6 +30,7 @@ from crown_edge.commission.run import machine_params, plate_of, state_check
 from crown_edge.config import MachineConfig
 from crown_edge.drivers.grbl import protocol as p
 from crown_edge.models import EngravingArea, Item, Surface
+from crown_edge.sim.grbl_core import GrblCore
 from crown_edge.toolpath import dry_run, render_job
 
 # A laser as commissioned: grbl 1.1h's `$$`, as report.c prints it, with homing, soft limits.
@@ -269,3 +270,18 @@ def test_report_files_are_private_and_named_by_shop_and_date(tmp_path: Path) -> 
     row = rows(checks)[1]
     assert row["check"] == "laser-1 power scale" and row["ok"] is False
     assert row["machine"] == "laser-1" and row["step"] == "power scale"
+
+
+def test_the_simulator_answers_as_grbl_for_the_commissioning_checks() -> None:
+    """What doctor --machines reads from the simulator is what grbl 1.1h prints."""
+    core = GrblCore()
+    info = core.execute("$I")
+    assert info == ["[VER:1.1h.20190830:]", "[OPT:V,15,128]", "ok"]
+    dump = "\n".join(core.execute("$$")) + "\n"
+    settings = settings_of(dump)
+    assert settings[32] == "1" and settings[30] == "1000" and settings[130] == "400.000"
+    # settings.c: soft limits need homing (error:10), then they are accepted
+    assert core.execute("$20=1") == ["error:10"]
+    assert core.execute("$22=1") == ["ok"] and core.execute("$20=1") == ["ok"]
+    checks = by_name(judge_settings(MACHINE, settings_of("\n".join(core.execute("$$"))), []))
+    assert checks["homing enabled"].ok and checks["soft limits"].ok
