@@ -5,7 +5,8 @@ For each machine of the target: handshake and firmware version, ``$I`` buffers, 
 settings (``$32``, ``$30``, ``$22``, ``$20``, ``$130``/``$131``), homing, a frame run of a
 plate's bounds, a dry job (laser power held at zero) timed against the toolpath estimate, and
 the interlocks: read, then each monitored one (door, e-stop) tripped through the bench's fault
-injection declared in the target (``[faults.door]``, ``[faults.estop]``). The checks are the
+injection declared in the target (``[faults.door]``, ``[faults.estop]``), or, with ``--ask``,
+by the technician when asked. The checks are the
 product's own (:mod:`crown_edge.commission`), on its own drivers and the ports and devices the
 target names. The laser never fires.
 
@@ -23,7 +24,7 @@ import logging
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,14 +39,30 @@ log = logging.getLogger(__name__)
 
 #: The interlock reasons of the device profiles and the target's fault kinds that cause them.
 REASON_FAULT = {"door_open": "door", "estop_pressed": "estop"}
+#: What a technician is asked to do for each interlock reason: (to make it safe, to open it).
+REASON_ASK = {
+    "door_open": ("close the door again", "open the door"),
+    "estop_pressed": ("release the e-stop", "press the e-stop"),
+}
+ASK_TIMEOUT_S = 60.0
+"""How long a technician has to open (and to close) an interlock when asked."""
+
+Say = Callable[[str], Awaitable[None]]
+
+
+async def say_on_stdout(text: str) -> None:
+    """Tell the technician at the machine (the terminal the run was started from)."""
+    print(f">>> {text}", flush=True)
 
 
 class TargetTripper:
     """Trips interlocks the way the target says the bench can: a Modbus coil or relay write,
-    or the fault's inject/clear commands."""
+    or the fault's inject/clear commands; with ``ask``, the others by asking the technician
+    (a bench without relays on its safety loops)."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, ask: Say | None = None) -> None:
         self.target = target
+        self.ask = ask
         self._devices: dict[str, ModbusDevice] = {}
         self._stack = contextlib.AsyncExitStack()
 
@@ -55,13 +72,21 @@ class TargetTripper:
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
 
-    def can_trip(self, machine: str, reason: str) -> bool:
+    def by_fault(self, machine: str, reason: str) -> bool:
         """True when the target declares the fault behind ``reason`` for ``machine``."""
         kind = REASON_FAULT.get(reason)
         return kind is not None and self.target.cannot_inject(kind, machine) is None
 
+    def can_trip(self, machine: str, reason: str) -> bool:
+        """By the target's fault, or by asking (``ask``) for the interlocks a person can work."""
+        return self.by_fault(machine, reason) or (self.ask is not None and reason in REASON_ASK)
+
     async def trip(self, machine: str, reason: str, open_: bool) -> None:
         """Inject (``open_``) or clear the fault."""
+        if not self.by_fault(machine, reason):
+            assert self.ask is not None
+            await self.ask(f"{machine}: {REASON_ASK[reason][open_]} now")
+            return
         fault = self.target.faults[REASON_FAULT[reason]]
         if fault.by_modbus:
             assert fault.device is not None and fault.point is not None
@@ -101,12 +126,19 @@ async def commission(
     *,
     shop: str | None = None,
     options: Options = Options(motion=True),
+    ask: Say | None = None,
 ) -> Report:
-    """Run every check of every machine of ``target``; the report (not yet written)."""
+    """Run every check of every machine of ``target``; the report (not yet written).
+
+    ``ask``: the interlocks the bench cannot trip itself are opened by the technician, asked
+    through this (each with :data:`ASK_TIMEOUT_S` to do it).
+    """
     started = time.time()
     scales = time_scales(target)
+    if ask is not None:
+        options = replace(options, trip_timeout_s=max(options.trip_timeout_s, ASK_TIMEOUT_S))
     checks: list[Check] = []
-    async with TargetTripper(target) as tripper:
+    async with TargetTripper(target, ask) as tripper:
         for machine in target.machines:  # one at a time: a technician watches each
             mine = replace(options, time_scale=scales.get(machine.id, options.time_scale))
             checks += await check_machines(
@@ -154,6 +186,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--shop", help="the workshop named in the report (default: the target's)")
     group.add_argument(
+        "--ask",
+        action="store_true",
+        help="trip the interlocks the target has no fault for by asking the technician "
+        f"(open the door, press the e-stop; {ASK_TIMEOUT_S:g} s each)",
+    )
+    group.add_argument(
         "--catalog", type=Path, help="the workshop's catalogue TOML (default: the packaged one)"
     )
 
@@ -161,7 +199,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 async def _run(args: argparse.Namespace, workdir: Path) -> int:
     catalog = load_catalog(args.catalog)
     async with open_target(Path(args.target), workdir) as target:
-        report = await commission(target, catalog, shop=args.shop)
+        ask = say_on_stdout if getattr(args, "ask", False) else None
+        report = await commission(target, catalog, shop=args.shop, ask=ask)
     json_path, text_path = write_report(report, args.report_dir)
     sys.stdout.write(report.summary())
     print(f"report: {json_path}\nsummary: {text_path}", flush=True)

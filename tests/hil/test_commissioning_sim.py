@@ -14,8 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from crown_edge.catalog import load_catalog
 from crown_edge.commission.run import wait_connected
 from crown_edge.drivers.grbl.driver import GrblDriver
+from crown_edge.drivers.modbus import ModbusDevice
+from hil.commissioning import commission as commission_target
+from hil.target import load_target, read_simulator
 
 pytestmark = pytest.mark.integration
 
@@ -197,3 +201,54 @@ async def test_what_the_bench_cannot_do_is_reported_not_run(tmp_path: Path, benc
     assert [c["ok"] for c in trips] == [False, False]
     assert all(c["detail"].startswith("not run: this bench cannot cause") for c in trips)
     assert "NOT ACCEPTED" in out
+
+
+async def test_a_technician_trips_what_the_bench_cannot(tmp_path: Path, bench: Bench) -> None:
+    """``--ask``: no relay on the safety loops, so the technician is asked; here the "technician"
+    works the loops through the I/O module, as their hand on the door would."""
+    target = load_target(target_file(tmp_path, bench, faults=False))
+    asked: list[str] = []
+    loops = {"door": "door_trip", "e-stop": "estop_trip"}
+
+    async with ModbusDevice.from_config(target.devices[0]) as io:
+
+        async def technician(text: str) -> None:
+            asked.append(text)
+            loop = next(coil for word, coil in loops.items() if f"the {word} " in text + " ")
+            await io.write_point(loop, "open the" in text or "press the" in text)
+
+        report = await commission_target(target, load_catalog(), ask=technician)
+    assert asked == [
+        "laser-1: open the door now",
+        "laser-1: close the door again now",
+        "laser-1: press the e-stop now",
+        "laser-1: release the e-stop now",
+    ]
+    trips = {c.check: c for c in report.checks if c.check.startswith("trip ")}
+    assert all(c.ok for c in trips.values()), [c.detail for c in trips.values()]
+    assert set(trips) == {"trip door_closed", "trip estop_released"}
+
+
+async def test_the_simulated_target_gets_its_report(tmp_path: Path) -> None:
+    """hil/targets/simulated.toml: the bench's simulators started for it, as the rig does."""
+    reports = tmp_path / "reports"
+    code, out = await commission(
+        "--target",
+        "hil/targets/simulated.toml",
+        "--report-dir",
+        str(reports),
+        "--workdir",
+        str(tmp_path / "work"),
+    )
+    data = json.loads(next(reports.glob("commissioning-simulated-*.json")).read_text())
+    assert code == (0 if data["ok"] else 1), out
+    simulator = read_simulator(REPO / "hil/targets/simulated.toml")
+    assert simulator is not None
+    machines = {m.id for m in simulator.machines}
+    assert set(data["machines"]) == machines
+    for machine in machines:
+        mine = {c["check"]: c for c in data["checks"] if c["machine"] == machine}
+        for name in ("handshake", "firmware", "buffers", "laser mode", "power scale"):
+            assert mine[name]["ok"], (machine, mine[name])
+        assert mine["frame"]["ok"] and mine["dry job"]["ok"], out
+    assert "report: " in out and "summary: " in out
