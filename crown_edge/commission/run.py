@@ -132,14 +132,8 @@ async def check_machine(
     mid = machine.id
     device = devices.get(machine.rotary) if machine.rotary else None
     if machine.driver != "grbl":
-        return [
-            Check(
-                mid,
-                "handshake",
-                False,
-                f"driver {machine.driver!r} is the built-in simulator: nothing to commission",
-            )
-        ]
+        detail = f"driver {machine.driver!r} is the built-in simulator: nothing to commission"
+        return [Check(mid, "driver", True, detail, {"driver": machine.driver})]
     mine = machine_items(machine, items)
     checks: list[Check] = []
     if port_missing(machine.port):
@@ -478,7 +472,9 @@ async def trip_check(
                     f"opened, but the monitor did not trip within {options.trip_timeout_s:g} s",
                     figures,
                 )
-            figures["trip_ms"] = round(1000 * ((stopped[0] if stopped else start) - start), 1)
+            figures["trip_to_stop_ms"] = round(
+                1000 * ((stopped[0] if stopped else start) - start), 1
+            )
     finally:
         await tripper.trip(machine, spec.reason, False)
     if not isinstance(reason, InterlockOpen) or reason.fields.get("point") != point:
@@ -499,5 +495,5 @@ async def trip_check(
             detail += ", ready again"
         except CrownEdgeError as exc:
             return Check(machine, name, False, f"{detail}, but: {exc}", figures)
-    detail += f" ({figures['trip_ms']} ms)"
+    detail += f" ({figures['trip_to_stop_ms']} ms from opening to stopped)"
     return Check(machine, name, True, detail, figures)

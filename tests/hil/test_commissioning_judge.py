@@ -26,7 +26,7 @@ from crown_edge.commission.judge import (
     split_version,
 )
 from crown_edge.commission.report import Report, report_stem, rows, write_report
-from crown_edge.commission.run import machine_params, plate_of, state_check
+from crown_edge.commission.run import check_machines, machine_params, plate_of, state_check
 from crown_edge.config import MachineConfig
 from crown_edge.drivers.grbl import protocol as p
 from crown_edge.models import EngravingArea, Item, Surface
@@ -285,3 +285,23 @@ def test_the_simulator_answers_as_grbl_for_the_commissioning_checks() -> None:
     assert core.execute("$22=1") == ["ok"] and core.execute("$20=1") == ["ok"]
     checks = by_name(judge_settings(MACHINE, settings_of("\n".join(core.execute("$$"))), []))
     assert checks["homing enabled"].ok and checks["soft limits"].ok
+
+
+async def test_builtin_simulator_machines_have_nothing_to_commission() -> None:
+    sim = MachineConfig(id="sim-1", driver="sim")
+    found = await check_machines([sim], [], [], {})
+    assert [(c.machine, c.check, c.ok) for c in found] == [("sim-1", "driver", True)]
+
+
+async def test_a_missing_port_fails_at_once_and_the_next_machine_still_runs(
+    tmp_path: Path,
+) -> None:
+    gone = MachineConfig(id="laser-9", port=str(tmp_path / "ttyUSB9"))
+    sim = MachineConfig(id="sim-1", driver="sim")
+    found = await check_machines([gone, sim], [], [], {})
+    assert [(c.machine, c.check, c.ok) for c in found] == [
+        ("laser-9", "handshake", False),
+        ("laser-9", "interlocks", True),
+        ("sim-1", "driver", True),
+    ]
+    assert "no such device" in found[0].detail
