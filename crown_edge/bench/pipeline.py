@@ -10,12 +10,15 @@ same Temporal server, N bare workflows each run as many no-op activities as one 
 gone idle. ``throughput_ratio`` = our jobs/s ÷ bare workflows/s. The bare run is repeated on
 an in-memory dev server (``bare_memory_*``): the difference is what Temporal's SQLite file
 costs. ``stages`` gives p50/p99 of each gap of the jobs' timelines
-(:mod:`crown_edge.workflow.timeline`).
+(:mod:`crown_edge.workflow.timeline`). ``cpu_s_while_ours`` is the CPU each process of the stack
+used during our run (this one, ``bench``, holds the cloud side and the customers); ``door`` what
+the Order API's answer waits on: the intake journal's commit and this process's event-loop lag.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -153,10 +156,18 @@ async def _bench(n: int, idle_n: int, workdir: Path) -> dict[str, Any]:
         _log(f"pipeline: {n} orders through the Order API, {CONCURRENCY} customers at once")
         accept: list[float] = []
         sem = asyncio.Semaphore(CONCURRENCY)
+        stack.cloud.intake.commit_ms.clear()
+        lags: list[float] = []
+        lag_task = asyncio.create_task(_loop_lag(lags))
+        cpu_before = process_cpu()
         started = time.perf_counter()
         posted_jobs = await asyncio.gather(*(post(i, accept, sem) for i in range(n)))
+        accept_lags = list(lags)
         results = await asyncio.gather(*(_finished(stack, j) for j, _ in posted_jobs))
         ours_s = time.perf_counter() - started
+        cpu_after = process_cpu()
+        lag_task.cancel()
+        commits = list(stack.cloud.intake.commit_ms)
         complete = sum(1 for r in results if r["status"] == "complete")
         timelines = [await _timeline(stack, j, at) for j, at in posted_jobs]
         await asyncio.sleep(SETTLE_S)  # the jobs' last activities (status, notice) settle
@@ -205,7 +216,75 @@ async def _bench(n: int, idle_n: int, workdir: Path) -> dict[str, Any]:
         "order_to_first_line_p99_ms": round(_pct(first_line, 0.99), 1) if first_line else None,
         "stages": stage_table(timelines),
         "stages_idle": stage_table(idle_timelines),
+        "cpu_s_while_ours": {
+            name: round(cpu_after[name] - cpu_before.get(name, 0.0), 2)
+            for name in sorted(cpu_after)
+        },
+        "door": {
+            "intake_commit_p50_ms": _ms(commits, 0.5),
+            "intake_commit_p99_ms": _ms(commits, 0.99),
+            "loop_lag_while_ordering_p50_ms": _ms(accept_lags, 0.5),
+            "loop_lag_while_ordering_p99_ms": _ms(accept_lags, 0.99),
+            "loop_lag_p99_ms": _ms(lags, 0.99),
+        },
     }
+
+
+def process_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of this process and of each of its descendants, by name
+    (``bench`` for this one: the cloud side, the bench's customers; the edge daemon, Temporal's
+    dev server, moto and mosquitto are children). Same-named processes add up. Linux ``/proc``.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    stats: dict[int, tuple[str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        head, _, rest = raw.rpartition(")")
+        fields = rest.split()
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        stats[pid] = (
+            _proc_name(head.partition("(")[2], cmdline),
+            (int(fields[11]) + int(fields[12])) / tick,
+        )
+    me = os.getpid()
+    out: dict[str, float] = {"bench": stats.get(me, ("", 0.0))[1]}
+    for pid, (name, cpu) in stats.items():
+        ancestor = parents.get(pid)
+        while ancestor not in (None, 0, 1, me):
+            ancestor = parents.get(ancestor)
+        if ancestor == me and pid != me:
+            out[name] = out.get(name, 0.0) + cpu
+    return out
+
+
+def _proc_name(comm: str, cmdline: list[bytes]) -> str:
+    """``edge`` for the workshop daemon's Python, ``moto`` for moto's, else the command name."""
+    text = b" ".join(cmdline).decode(errors="replace")
+    if "moto" in text:
+        return "moto"
+    if "crown_edge" in text or "crown-edge" in text:
+        return "edge"
+    return comm
+
+
+def _ms(values: list[float], q: float) -> float | None:
+    return round(_pct(values, q), 1) if values else None
+
+
+async def _loop_lag(lags: list[float], every_s: float = 0.005) -> None:
+    """How late this process's event loop wakes a task that sleeps ``every_s`` (ms each)."""
+    while True:
+        t0 = time.perf_counter()
+        await asyncio.sleep(every_s)
+        lags.append(max(0.0, (time.perf_counter() - t0 - every_s) * 1000))
 
 
 async def _bare(client: Any, n: int, steps: int) -> float:

@@ -4,10 +4,12 @@
 once, moto serving one request at a time) that send was most of the answer's time. Now the
 order, once validated, is committed to a local SQLite file (``synchronous=FULL``, WAL, owner-only
 like every database of the project: :func:`crown_edge.store.files.private_database`) and the
-POST answers 202; a sender task moves the rows to SQS with ``SendMessageBatch`` (at most ten per
-call, per queue) and deletes a row only after SQS accepted its entry. A row whose entry SQS
-refused, or a call that failed, stays and is sent again after a back-off; rows a previous
-process left (it stopped, or died, before sending them) are sent on start-up.
+POST answers 202 (orders arriving while a commit is on disk share the next transaction: one
+fsync for all of them); a sender task, on a connection of its own, moves the rows to SQS with
+``SendMessageBatch`` (at most ten per call, per queue) and deletes a row only after SQS
+accepted its entry. A row whose entry SQS refused, or a call that failed, stays and is sent
+again after a back-off; rows a previous process left (it stopped, or died, before sending them)
+are sent on start-up.
 
 Exactly once? The FIFO deduplication id is the job id (as a direct send's), so a resend within
 SQS's five-minute window is dropped by SQS; a resend after that (a journal restored from a
@@ -27,6 +29,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -100,50 +103,90 @@ class IntakeJournal:
         self.sent = 0
         #: Failed SendMessageBatch calls and entries SQS refused, since start.
         self.failures = 0
-        # one thread owns the connection: commits never interleave, and the loop never blocks
+        #: Transactions that committed orders, since start (several orders each under load).
+        self.commits = 0
+        #: How long the latest commits took (ms, from the call to the row on disk).
+        self.commit_ms: deque[float] = deque(maxlen=10_000)
+        # Two connections, each owned by one thread, so the loop never blocks: the Order API's
+        # commits (synchronous=FULL: on disk before the 202) and the sender's reads and deletes
+        # (synchronous=NORMAL: a delete lost in a crash only means a harmless resend), which so
+        # never hold an order's commit behind their own fsync.
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-db")
+        self._send_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-send")
         self._db: sqlite3.Connection | None = None
+        self._send_db: sqlite3.Connection | None = None
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
+        self._queued: list[tuple[tuple[str, str, str, float], asyncio.Future[int]]] = []
+        self._committer: asyncio.Task[None] | None = None
 
     # --- the database (in its own thread) ----------------------------------------------------
 
     async def _in_db(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._db_thread, fn, *args)
 
+    async def _in_send_db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._send_thread, fn, *args)
+
+    def _connect(self, synchronous: str) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA busy_timeout=10000")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        return db
+
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         private_database(self.path)  # owner-only before SQLite writes a byte
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
+        db = self._connect("FULL")
         db.execute(_SCHEMA)
         private_database(self.path)  # the WAL and shared-memory files now exist
         self._db = db
+
+    def _open_sender(self) -> None:
+        self._send_db = self._connect("NORMAL")
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
             raise SyncError("the intake journal is not open")
         return self._db
 
-    def _insert(self, job_id: str, queue: str, body: str, accepted_at: float) -> int:
-        cur = self._conn().execute(
-            "INSERT INTO intake (job_id, queue, body, accepted_at) VALUES (?, ?, ?, ?)",
-            (job_id, queue, body, accepted_at),
-        )
-        return int(cur.lastrowid or 0)
+    def _sender_conn(self) -> sqlite3.Connection:
+        if self._send_db is None:
+            raise SyncError("the intake journal is not open")
+        return self._send_db
+
+    def _insert_all(self, rows: list[tuple[str, str, str, float]]) -> list[int]:
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            ids = [
+                int(
+                    db.execute(
+                        "INSERT INTO intake (job_id, queue, body, accepted_at) VALUES (?, ?, ?, ?)",
+                        row,
+                    ).lastrowid
+                    or 0
+                )
+                for row in rows
+            ]
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return ids
 
     def _oldest(self, limit: int) -> list[JournalRow]:
-        rows = self._conn().execute(
+        rows = self._sender_conn().execute(
             "SELECT id, job_id, queue, body, accepted_at FROM intake ORDER BY id LIMIT ?",
             (limit,),
         )
         return [JournalRow(*row) for row in rows]
 
     def _delete(self, ids: list[int]) -> None:
-        db = self._conn()
-        db.execute("BEGIN")
+        db = self._sender_conn()
+        db.execute("BEGIN IMMEDIATE")
         db.executemany("DELETE FROM intake WHERE id = ?", [(i,) for i in ids])
         db.execute("COMMIT")
 
@@ -152,24 +195,52 @@ class IntakeJournal:
             self._db.close()
             self._db = None
 
+    def _close_sender(self) -> None:
+        if self._send_db is not None:
+            self._send_db.close()
+            self._send_db = None
+
     async def pending(self) -> list[JournalRow]:
         """The rows not yet accepted by SQS, oldest first."""
-        rows: list[JournalRow] = await self._in_db(self._oldest, -1)
+        rows: list[JournalRow] = await self._in_send_db(self._oldest, -1)
         return rows
 
     # --- the Order API's side ----------------------------------------------------------------
 
     async def send_order(self, message: IntakeMessage) -> str:
-        """Commit the order (fsync'd) and wake the sender; returns ``journal:{row id}``."""
+        """Commit the order (fsync'd) and wake the sender; returns ``journal:{row id}``.
+
+        Orders that arrive while a commit is on disk go together in the next transaction (one
+        fsync for all of them): under load the answer waits for at most two commits.
+        """
         queue = queues.PRIORITY_QUEUE if message.rush else queues.ENGRAVING_QUEUE
         body = json.dumps(message.to_dict())
-        try:
-            row = await self._in_db(self._insert, message.job_id, queue, body, self.clock())
-        except sqlite3.Error as exc:
-            raise SyncError(f"intake journal: {exc}", operation="journal") from exc
+        began = time.perf_counter()
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queued.append(((message.job_id, queue, body, self.clock()), done))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_queued(), name="intake-commit")
+        row = await asyncio.shield(done)
+        self.commit_ms.append((time.perf_counter() - began) * 1000)
         self._idle.clear()
         self._wake.set()
         return f"journal:{row}"
+
+    async def _commit_queued(self) -> None:
+        """Commit what is queued, one transaction per round, until nothing is left."""
+        while self._queued:
+            batch, self._queued = self._queued, []
+            try:
+                ids: list[int] = await self._in_db(self._insert_all, [row for row, _ in batch])
+            except sqlite3.Error as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(SyncError(f"intake journal: {exc}", operation="journal"))
+                continue
+            self.commits += 1
+            for (_, done), row_id in zip(batch, ids, strict=True):
+                if not done.done():
+                    done.set_result(row_id)
 
     # --- the sender --------------------------------------------------------------------------
 
@@ -180,7 +251,7 @@ class IntakeJournal:
         """
         done = 0
         while True:
-            rows: list[JournalRow] = await self._in_db(self._oldest, BATCH * 4)
+            rows: list[JournalRow] = await self._in_send_db(self._oldest, BATCH * 4)
             if not rows:
                 return done
             by_queue: dict[str, list[JournalRow]] = {}
@@ -191,7 +262,7 @@ class IntakeJournal:
                 for start in range(0, len(batch), BATCH):
                     ids = await self._send_batch(queue, batch[start : start + BATCH])
                     if ids:
-                        await self._in_db(self._delete, ids)
+                        await self._in_send_db(self._delete, ids)
                         accepted_now += len(ids)
             done += accepted_now
             self.sent += accepted_now
@@ -243,7 +314,7 @@ class IntakeJournal:
             self._wake.clear()
             try:
                 await self.flush()
-                left = await self._in_db(self._oldest, 1)
+                left = await self._in_send_db(self._oldest, 1)
             except (sqlite3.Error, SyncError) as exc:
                 log.warning("intake journal: %s", exc)
                 left = [None]
@@ -266,6 +337,7 @@ class IntakeJournal:
 
     async def __aenter__(self) -> Self:
         await self._in_db(self._open)
+        await self._in_send_db(self._open_sender)
         left = await self.pending()
         if left:
             log.info("intake journal: %d order(s) left by a previous run, sending", len(left))
@@ -277,6 +349,9 @@ class IntakeJournal:
     ) -> None:
         sender, self._sender = self._sender, None
         try:
+            if self._committer is not None:
+                with contextlib.suppress(Exception):
+                    await self._committer
             if sender is not None:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.close_flush_s):
@@ -288,7 +363,9 @@ class IntakeJournal:
             if left:
                 log.warning("intake journal: %d order(s) kept for the next start", len(left))
         finally:
+            await self._in_send_db(self._close_sender)
             await self._in_db(self._close_db)
+            self._send_thread.shutdown(wait=True)
             self._db_thread.shutdown(wait=True)
 
 

@@ -7,6 +7,7 @@ first message is still in the queue, which AWS drops as well (five-minute dedupl
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import stat
@@ -161,3 +162,16 @@ async def test_rows_go_to_sqs_ten_per_call(
     assert job_ids(drain(sqs, sqs_queues[queues.ENGRAVING_QUEUE])) == [
         f"J-{i:02d}" for i in range(25)
     ]
+
+
+async def test_orders_arriving_together_share_a_commit(
+    refusing: OrderQueue, tmp_path: Path
+) -> None:
+    messages = [IntakeMessage.parse(order(f"J-{i:02d}")) for i in range(20)]
+    async with IntakeJournal(tmp_path / "intake.db", refusing, close_flush_s=0.2) as journal:
+        answers = await asyncio.gather(*(journal.send_order(m) for m in messages))
+        kept = await journal.pending()
+
+    assert len(set(answers)) == 20
+    assert [row.job_id for row in kept] == [m.job_id for m in messages]
+    assert 1 <= journal.commits < 20
