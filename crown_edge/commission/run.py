@@ -402,8 +402,12 @@ async def interlock_checks(
             out = [await read_interlocks(machine, io)]
             if options.motion:
                 for spec in io.profile.interlocks:
-                    if spec.monitor:
+                    if not spec.monitor:
+                        continue
+                    try:
                         out.append(await trip_check(machine, io, spec, driver, options, tripper))
+                    except CrownEdgeError as exc:  # the bench's injection itself failed
+                        out.append(Check(machine, f"trip {spec.point}", False, str(exc)))
             return out
     except CrownEdgeError as exc:
         return [Check(machine, "interlocks", False, f"{device.id} ({device.url}): {exc}")]
