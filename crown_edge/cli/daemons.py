@@ -16,7 +16,7 @@ import typer
 from crown_edge import logs
 from crown_edge.cli.common import config_path, emit, fail
 from crown_edge.commission.doctor import DAEMON_OWNS_PORTS, DAEMON_UNKNOWN, machine_rows
-from crown_edge.config import MqttConfig, load_config
+from crown_edge.config import MqttConfig, TemporalConfig, load_config
 from crown_edge.control import call
 from crown_edge.errors import CrownEdgeError
 from crown_edge.sync.mqtt_auth import tls_of
@@ -138,8 +138,7 @@ def doctor(
         else:
             check("mqtt", True, "disabled in [mqtt]: no events leave this workshop")
         if cfg.temporal.enabled:
-            ok, detail = tcp_problem(cfg.temporal.target, timeout)
-            check("temporal", ok, detail)
+            check("temporal", *temporal_problem(cfg.temporal, timeout))
         else:
             check("temporal", True, "disabled in [temporal]: standalone mode")
         if machines and not ports_free:
@@ -214,6 +213,34 @@ def tcp_problem(target: str, timeout: float) -> tuple[bool, str]:
         return False, f"{target}: no answer within {timeout:g} s"
     except OSError as exc:
         return False, f"{target}: {exc.strerror or exc}"
+
+
+def temporal_problem(temporal: TemporalConfig, timeout: float) -> tuple[bool, str]:
+    """(ok, detail) of the Temporal frontend: a TCP connect, then a real client that finds the
+    configured namespace (a port that accepts but is not Temporal fails here)."""
+    ok, detail = tcp_problem(temporal.target, timeout)
+    if not ok:
+        return ok, detail
+
+    async def ask() -> str:
+        from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+        from temporalio.client import Client
+
+        async with asyncio.timeout(timeout):
+            client = await Client.connect(temporal.target, namespace=temporal.namespace)
+            info = await client.workflow_service.describe_namespace(
+                DescribeNamespaceRequest(namespace=temporal.namespace)
+            )
+        return str(info.namespace_info.name)
+
+    try:
+        name = asyncio.run(ask())
+    except TimeoutError:
+        return False, f"{temporal.target}: no Temporal answer within {timeout:g} s"
+    except Exception as exc:  # the SDK's RPC and connect errors: the reason is what counts
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return False, f"{temporal.target}: not answering as Temporal ({reason})"
+    return True, f"{temporal.target}: Temporal answering, namespace {name!r} found"
 
 
 def mqtt_problem(mqtt: MqttConfig, timeout: float) -> tuple[bool, str]:

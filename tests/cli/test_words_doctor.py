@@ -17,6 +17,7 @@ from crown_edge.cli import app
 from crown_edge.cli.daemons import doctor
 from crown_edge.cli.views import duration, machine_state, remaining_s
 from crown_edge.daemon.words import decision_done, decision_refused, no_machine_reason
+from crown_edge.embedded import TemporalDevServer
 
 runner = CliRunner()
 
@@ -87,7 +88,7 @@ def test_machine_states_and_times() -> None:
 
 @pytest.fixture
 def listener() -> Iterator[socket.socket]:
-    """A TCP listener on loopback that accepts and closes (a stand-in Temporal frontend)."""
+    """A TCP listener on loopback that accepts and closes (something that is not Temporal)."""
     srv = socket.create_server(("127.0.0.1", 0))
     srv.settimeout(10)
     stop = threading.Event()
@@ -194,7 +195,9 @@ def test_doctor_gives_a_reason_for_every_fail(
     assert not found["port laser-1"]["ok"]
     assert "no such device" in str(found["port laser-1"]["detail"])
     assert not found["mqtt"]["ok"] and "refused" in str(found["mqtt"]["detail"]).lower()
-    assert found["temporal"]["ok"], found["temporal"]
+    # a port that accepts and hangs up is no Temporal frontend
+    assert not found["temporal"]["ok"], found["temporal"]
+    assert "not answering as Temporal" in str(found["temporal"]["detail"])
     text = runner.invoke(app, ["doctor"])
     assert text.exit_code == 1
     for line in text.stdout.splitlines():
@@ -233,3 +236,21 @@ def test_doctor_without_a_config_says_which_file(
     assert result.exit_code == 1
     assert result.stdout.startswith("FAIL config") and "nope.toml" in result.stdout
     assert callable(doctor)
+
+
+@pytest.mark.parametrize(("namespace", "ok"), [("default", True), ("no-such-namespace", False)])
+def test_doctor_asks_temporal_for_its_namespace(
+    tmp_path: Path, temporal_dev_server: TemporalDevServer, namespace: str, ok: bool
+) -> None:
+    config = write_config(
+        tmp_path,
+        "[mqtt]\nenabled = false",
+        f'[temporal]\ntarget = "{temporal_dev_server.target}"\nnamespace = "{namespace}"',
+    )
+    found = checks(runner.invoke(app, ["doctor", "--json", "-c", str(config), "--timeout", "5"]))
+    assert found["temporal"]["ok"] is ok, found["temporal"]
+    detail = str(found["temporal"]["detail"])
+    if ok:
+        assert "namespace 'default' found" in detail
+    else:
+        assert "not answering as Temporal" in detail and namespace in detail
