@@ -13,6 +13,13 @@ Started in order (and stopped in reverse, nothing left behind):
    go there, nothing leaves the machine;
 5. the cloud side: Order API + SQS dispatcher + MQTT bridge + customer notifier
    (:class:`~crown_edge.cloud.service.CloudServices`) and the workflow worker on ``crown-orders``.
+
+A fleet (``StackSettings(shops=N)``, N > 1; ``crown-edge up --shops N``): workshops ``shop-1`` …
+``shop-N``, each one a :class:`Workshop` with its own state directory ``workdir/shops/<id>/``
+(edge.db, control socket, edge.toml, edge.log), its own simulated lasers and rotary simulator, its
+own broker identity and task queue ``crown-edge-<id>``, and its daemon as its own
+``crown-edge run`` process (:class:`EdgeProcess`, which a test may stop and start again). One
+cloud serves them all; an order names its workshop with ``shop_id`` (none: the first).
 """
 
 from __future__ import annotations
@@ -76,6 +83,30 @@ class StackSettings:
     #: would (the benchmark): the SQS emulator's sends slow down with every message a queue
     #: holds, so an undrained events queue makes every relay dearer as jobs go by
     drain_events: bool = False
+    #: the workshops: 1 (today's single workshop ``shop_id``, state in ``workdir``), N > 1
+    #: (``shop-1`` … ``shop-N``), or the shop ids themselves. With more than one, each
+    #: workshop daemon is its own ``crown-edge run`` process with its own state directory
+    #: ``workdir/shops/<id>/``, its own simulated lasers (``lasers`` each, plus its own Modbus
+    #: rotary simulator with ``rotary``), broker identity and task queue ``crown-edge-<id>``.
+    shops: int | tuple[str, ...] = 1
+
+    @property
+    def shop_ids(self) -> tuple[str, ...]:
+        """The workshops' ids, in order (the first is the default for an order naming none)."""
+        if isinstance(self.shops, tuple):
+            if not self.shops or len(set(self.shops)) != len(self.shops):
+                raise ValueError(f"shops: distinct shop ids needed, got {self.shops!r}")
+            return self.shops
+        if self.shops < 1:
+            raise ValueError(f"shops: at least 1, got {self.shops}")
+        if self.shops == 1:
+            return (self.shop_id,)
+        return tuple(f"shop-{i}" for i in range(1, self.shops + 1))
+
+    @property
+    def fleet(self) -> bool:
+        """More than one workshop (each daemon its own process, state in ``workdir/shops``)."""
+        return len(self.shop_ids) > 1
 
 
 def sink_mail_settings(workdir: Path, host: str, port: int) -> MailSettings:
@@ -93,6 +124,95 @@ def sink_mail_settings(workdir: Path, host: str, port: int) -> MailSettings:
     )
 
 
+@dataclass(slots=True)
+class Workshop:
+    """One workshop of the stack: its config, state directory and how its daemon runs."""
+
+    shop_id: str
+    #: its state directory: edge.db, control.sock, edge.toml and edge.log (a process's)
+    directory: Path
+    config: EdgeConfig
+    #: its simulated rotary chuck's Modbus device (None without ``rotary``)
+    modbus: Any = None
+    #: the in-process daemon (single workshop without ``edge_process`` only)
+    daemon: EdgeDaemon | None = None
+    #: its ``crown-edge run`` process (``edge_process`` or a fleet)
+    process: EdgeProcess | None = None
+
+    @property
+    def control_socket(self) -> Path:
+        """The daemon's control socket (``crown-edge`` technician commands)."""
+        return self.config.control_socket
+
+    @property
+    def task_queue(self) -> str:
+        """The Temporal task queue its daemon serves: ``crown-edge-{shop_id}``."""
+        from crown_edge.workflow.names import workshop_task_queue
+
+        return workshop_task_queue(self.shop_id)
+
+    async def call(self, cmd: str, **args: Any) -> Any:
+        """A technician command over this workshop's control socket."""
+        from crown_edge.control import call
+
+        return await call(self.config.control_socket, cmd, args)
+
+
+class EdgeProcess:
+    """A workshop daemon as its own ``crown-edge run --config PATH`` process (log next to the
+    config, ``edge.log``); stopped and started again at will (an outage of one workshop)."""
+
+    def __init__(self, path: Path, config: EdgeConfig) -> None:
+        self.path = path
+        self.config = config
+        self.log_path = path.with_suffix(".log")
+        self.proc: Any = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the process is alive."""
+        return self.proc is not None and self.proc.poll() is None
+
+    async def start(self, timeout: float = 60.0) -> None:
+        """Start the daemon; return once its Temporal worker serves (RuntimeError if it exits)."""
+        from crown_edge.control import call
+        from crown_edge.embedded._proc import spawn
+
+        if self.running:
+            return
+        argv = [sys.executable, "-m", "crown_edge", "run", "--config", str(self.path)]
+        self.proc = await asyncio.to_thread(spawn, argv, self.log_path)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    try:
+                        status = await call(self.config.control_socket, "status", timeout=2.0)
+                        if status["links"].get("temporal"):
+                            return
+                    except Exception as exc:
+                        if self.proc.poll() is not None:
+                            raise RuntimeError(
+                                f"the edge daemon exited; see {self.log_path}"
+                            ) from exc
+                    await asyncio.sleep(0.2)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self, *, kill: bool = False, grace: float = 30.0) -> int | None:
+        """Stop the daemon (SIGTERM, SIGKILL after ``grace`` s; ``kill``: SIGKILL at once, as a
+        power cut); its exit code, None if it was not running."""
+        from crown_edge.embedded._proc import terminate
+
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        if kill and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        return await asyncio.to_thread(terminate, proc, grace)
+
+
 class FullStack:
     """Every role of the flow on loopback ports, as one async context manager."""
 
@@ -105,9 +225,14 @@ class FullStack:
         self.cloud: Any = None
         self.modbus: Any = None
         self.mail_sink: Any = None
+        #: the in-process daemon (a single workshop without ``edge_process``), else None
         self.daemon: EdgeDaemon | None = None
+        #: the first workshop's config (the only one's, without a fleet)
         self.config: EdgeConfig | None = None
+        #: every workshop by shop id, in :attr:`StackSettings.shop_ids` order
+        self.workshops: dict[str, Workshop] = {}
         self.credentials: Credentials | None = None
+        self._job_shops: dict[str, str] = {}
         # the HTTP client side gets its own threads: sharing the loop's default executor with
         # the Order API's own blocking calls (boto3) deadlocks under a burst of orders
         self._http = ThreadPoolExecutor(max_workers=16, thread_name_prefix="stack-http")
@@ -150,69 +275,50 @@ class FullStack:
         from crown_edge.cloud.service import CloudServices, CloudSettings
         from crown_edge.cloud.starter import start_job, workflow_worker
         from crown_edge.embedded.stack import EmbeddedServices
-        from crown_edge.sim.modbus import ModbusSimulator
         from crown_edge.store.files import private_dir
 
         s = self.settings
+        shop_ids = s.shop_ids
         private_dir(s.workdir)  # keys, logins, the database: the user's own (0700)
         log.info("starting Temporal dev server, MQTT broker and SQS endpoint")
         self.services = await self._stack.enter_async_context(
             EmbeddedServices(
                 temporal_db=s.workdir / "temporal.db",
                 mqtt_state_dir=s.workdir / "mqtt",
-                shops=(s.shop_id,),
+                shops=shop_ids,
             )
         )
         broker = self.services.broker
         cloud_login = await asyncio.to_thread(broker.cloud)
         target = self.services.temporal.target
         self.client = await Client.connect(target)
-        devices: tuple[DeviceConfig, ...] = ()
-        machines = [
-            MachineConfig(
-                id=f"laser-{i}",
-                driver="sim",
-                materials=FLAT_MATERIALS,
-                sim_time_scale=s.time_scale,
-                speed_factor=s.machine_speed_factor,
-            )
-            for i in range(1, s.lasers + 1)
-        ]
-        if s.rotary:
-            self.modbus = await self._stack.enter_async_context(ModbusSimulator("rotary-io"))
-            devices = (DeviceConfig(id="rotary-1", profile="rotary-io", url=self.modbus.url),)
-            machines.append(
-                MachineConfig(
-                    id="rotary-laser",
-                    driver="sim",
-                    materials=("glass", "brass"),
-                    rotary="rotary-1",
-                    sim_time_scale=s.time_scale,
-                )
-            )
-        machines.extend(s.extra_machines)
-        devices += s.extra_devices
-        self.config = EdgeConfig(
-            shop_id=s.shop_id,
-            store_path=s.workdir / "edge.db",
-            control_socket=s.workdir / "control.sock",
-            qa_mode=s.qa_mode,
-            machines=tuple(machines),
-            devices=devices,
-            temporal=TemporalConfig(enabled=True, target=target),
-            mqtt=broker.workshop_config(s.shop_id),
-        )
-        log.info("starting the workshop daemon with %s simulated lasers", len(machines))
-        if s.edge_process:
-            path = s.workdir / "edge.toml"
-            write_private(path, edge_config_toml(self.config).encode())
-            await self._stack.enter_async_context(_edge_process(path, self.config))
-        else:
-            self.daemon = EdgeDaemon(self.config, catalog=self.catalog)
+        for shop_id in shop_ids:
+            shop = await self._workshop(shop_id, target)
+            self.workshops[shop_id] = shop
+        first = self.workshops[shop_ids[0]]
+        self.config, self.modbus = first.config, first.modbus
+        processes = s.edge_process or s.fleet
+        machines = len(first.config.machines)
+        if not processes:
+            log.info("starting the workshop daemon with %s simulated lasers", machines)
+            self.daemon = first.daemon = EdgeDaemon(first.config, catalog=self.catalog)
             await self._stack.enter_async_context(_running(self.daemon))
+        else:
+            log.info(
+                "starting %s workshop daemon process(es) with %s simulated lasers each",
+                len(shop_ids),
+                machines,
+            )
+            for shop in self.workshops.values():
+                path = shop.directory / "edge.toml"
+                write_private(path, edge_config_toml(shop.config).encode())
+                shop.process = EdgeProcess(path, shop.config)
+                self._stack.push_async_callback(shop.process.stop)
+            # in parallel: each waits for its Temporal worker, the slow part of a start
+            await asyncio.gather(*(w.process.start() for w in self.workshops.values() if w.process))
 
         async def start(msg: IntakeMessage) -> None:
-            await start_job(self.client, msg, default_shop_id=s.shop_id)
+            await start_job(self.client, msg, default_shop_id=shop_ids[0])
 
         self.credentials = _credentials(s)
         mail = s.mail
@@ -222,7 +328,7 @@ class FullStack:
         settings = CloudSettings(
             designs_dir=s.workdir / "designs",
             credentials=self.credentials,
-            shops=frozenset({s.shop_id}),
+            shops=frozenset(shop_ids),
             http_port=s.http_port,
             mqtt_host=broker.host,
             mqtt_port=broker.port,
@@ -243,13 +349,124 @@ class FullStack:
             drain = asyncio.create_task(_drain_events(self.cloud.orders), name="events-drain")
             self._stack.push_async_callback(_cancelled, drain)
 
+    async def _workshop(self, shop_id: str, target: str) -> Workshop:
+        """One workshop's config (and its Modbus rotary simulator): state in ``workdir`` for a
+        single workshop (as always), in ``workdir/shops/<id>/`` (0700) in a fleet."""
+        from crown_edge.sim.modbus import ModbusSimulator
+        from crown_edge.store.files import private_dir
+
+        s = self.settings
+        directory = s.workdir / "shops" / shop_id if s.fleet else s.workdir
+        if s.fleet:
+            private_dir(s.workdir / "shops")
+            private_dir(directory)
+        modbus: Any = None
+        devices: tuple[DeviceConfig, ...] = ()
+        machines = [
+            MachineConfig(
+                id=f"laser-{i}",
+                driver="sim",
+                materials=FLAT_MATERIALS,
+                sim_time_scale=s.time_scale,
+                speed_factor=s.machine_speed_factor,
+            )
+            for i in range(1, s.lasers + 1)
+        ]
+        if s.rotary:
+            modbus = await self._stack.enter_async_context(ModbusSimulator("rotary-io"))
+            devices = (DeviceConfig(id="rotary-1", profile="rotary-io", url=modbus.url),)
+            machines.append(
+                MachineConfig(
+                    id="rotary-laser",
+                    driver="sim",
+                    materials=("glass", "brass"),
+                    rotary="rotary-1",
+                    sim_time_scale=s.time_scale,
+                )
+            )
+        machines.extend(s.extra_machines)
+        devices += s.extra_devices
+        config = EdgeConfig(
+            shop_id=shop_id,
+            store_path=directory / "edge.db",
+            control_socket=directory / "control.sock",
+            qa_mode=s.qa_mode,
+            machines=tuple(machines),
+            devices=devices,
+            temporal=TemporalConfig(enabled=True, target=target),
+            mqtt=self.services.broker.workshop_config(shop_id),
+        )
+        return Workshop(shop_id=shop_id, directory=directory, config=config, modbus=modbus)
+
     # --- helpers for the demo, the HIL rig and the benchmark -----------------------------------
 
     async def post_order(self, order: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """POST an order to the Order API over HTTP; returns (status, JSON body)."""
+        """POST an order to the Order API over HTTP; returns (status, JSON body).
+
+        An order naming no ``shop_id`` goes to the first workshop (the cloud's default)."""
         loop = asyncio.get_running_loop()
         url = f"{self.api_url}/orders"
-        return await loop.run_in_executor(self._http, _http_json, "POST", url, order, self.api_key)
+        answer = await loop.run_in_executor(
+            self._http, _http_json, "POST", url, order, self.api_key
+        )
+        if answer[0] == 202 and isinstance(order.get("job_id"), str):
+            shop = order.get("shop_id")
+            self._job_shops[order["job_id"]] = shop if isinstance(shop, str) else self.shop_ids[0]
+        return answer
+
+    # --- the workshops ---------------------------------------------------------------------------
+
+    @property
+    def shop_ids(self) -> tuple[str, ...]:
+        """The workshops' ids (the first takes orders that name none)."""
+        return self.settings.shop_ids
+
+    def workshop(self, shop_id: str | None = None) -> Workshop:
+        """Workshop ``shop_id`` (default: the first); KeyError for a shop the stack lacks."""
+        return self.workshops[shop_id or self.shop_ids[0]]
+
+    async def shop_of(self, job_id: str) -> str | None:
+        """The workshop that makes ``job_id``: as ordered here, else the workflow's input (as
+        the cloud's bridge knows it); None for a job with no workflow."""
+        known = self._job_shops.get(job_id)
+        if known is not None:
+            return known
+        from crown_edge.cloud.jobdir import TemporalShopLookup
+
+        shop = await TemporalShopLookup(self.client)(job_id)
+        if shop is not None:
+            self._job_shops[job_id] = shop
+        return shop
+
+    async def workshop_of(self, job_id: str) -> Workshop:
+        """The :class:`Workshop` that makes ``job_id`` (LookupError if none of this stack's)."""
+        shop = await self.shop_of(job_id)
+        if shop is None or shop not in self.workshops:
+            raise LookupError(f"{job_id}: no workshop of this stack makes it (shop {shop})")
+        return self.workshops[shop]
+
+    async def edge_job(self, job_id: str) -> dict[str, Any] | None:
+        """The job's record in its own workshop's store (``jobs.show`` over that workshop's
+        control socket); None while the workshop has not got it, or its daemon is down."""
+        shop = await self.workshop_of(job_id)
+        try:
+            return dict(await shop.call("jobs.show", job_id=job_id))
+        except Exception:
+            return None
+
+    async def stop_workshop(self, shop_id: str, *, kill: bool = False) -> None:
+        """Stop workshop ``shop_id``'s daemon process (``kill``: SIGKILL, as a power cut)."""
+        shop = self.workshop(shop_id)
+        if shop.process is None:
+            raise RuntimeError(f"workshop {shop_id} runs in-process; it cannot be stopped alone")
+        await shop.process.stop(kill=kill)
+
+    async def start_workshop(self, shop_id: str) -> None:
+        """Start workshop ``shop_id``'s daemon process again (same config, same store)."""
+        shop = self.workshop(shop_id)
+        if shop.process is None:
+            raise RuntimeError(f"workshop {shop_id} runs in-process; it cannot be started alone")
+        await shop.process.start()
 
     async def get_order(self, job_id: str) -> tuple[int, dict[str, Any]]:
         """GET an order's view (with the API key)."""
@@ -366,34 +583,6 @@ async def _running(daemon: EdgeDaemon) -> Any:
         daemon.stop_event.set()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, 30)
-
-
-@contextlib.asynccontextmanager
-async def _edge_process(path: Path, config: EdgeConfig) -> Any:
-    from crown_edge.control import call
-    from crown_edge.embedded._proc import spawn, terminate
-
-    proc = await asyncio.to_thread(
-        spawn,
-        [sys.executable, "-m", "crown_edge", "run", "--config", str(path)],
-        path.with_suffix(".log"),
-    )
-    try:
-        async with asyncio.timeout(60):
-            while True:
-                try:
-                    status = await call(config.control_socket, "status", timeout=2.0)
-                    if status["links"].get("temporal"):
-                        break
-                except Exception as exc:
-                    if proc.poll() is not None:
-                        raise RuntimeError(
-                            f"the edge daemon exited; see {path.with_suffix('.log')}"
-                        ) from exc
-                await asyncio.sleep(0.2)
-        yield proc
-    finally:
-        await asyncio.to_thread(terminate, proc, 30.0)
 
 
 def edge_config_toml(cfg: EdgeConfig) -> str:

@@ -23,8 +23,11 @@ TERMINAL = {"complete", "escalated", "cancelled", "failed", "blocked", "revision
 console = Console(stderr=True)
 
 
-def demo_orders(run: str, count: int) -> list[dict[str, Any]]:
-    """A realistic mix: plates, a rush job, a glass on the rotary, artwork needing approval."""
+def demo_orders(run: str, count: int, shops: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """A realistic mix: plates, a rush job, a glass on the rotary, artwork needing approval.
+
+    ``shops``: spread the orders over these workshops in turn (each order names its
+    ``shop_id``); none: the orders name no workshop (the cloud's default makes them)."""
     base: list[dict[str, Any]] = [
         {"item_id": "plaque-a5", "text": ["Club Champion 2026", "Jane Smith"]},
         {"item_id": "trophy-plate", "text": ["Most Improved"], "rush": True},
@@ -45,6 +48,8 @@ def demo_orders(run: str, count: int) -> list[dict[str, Any]]:
             due_date=time.strftime("%Y-%m-%dT17:00:00Z", time.gmtime(time.time() + 86400 * 3)),
             price_cents=2500 + 500 * (i % 4),
         )
+        if shops:
+            order["shop_id"] = shops[i % len(shops)]
         out.append(order)
     return out
 
@@ -54,7 +59,15 @@ def up(
     exit_when_done: Annotated[
         bool, typer.Option("--exit-when-done", help="Stop once every demo job has finished.")
     ] = False,
-    lasers: Annotated[int, typer.Option(help="Simulated flat-bed lasers.")] = 3,
+    lasers: Annotated[int, typer.Option(help="Simulated flat-bed lasers (per workshop).")] = 3,
+    shops: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Workshops (N > 1: shop-1 … shop-N, each daemon its own process; "
+            "demo orders spread over them).",
+        ),
+    ] = 1,
     time_scale: Annotated[
         float, typer.Option(help="Simulated motion time scale (1 = real time, 0 = instant).")
     ] = 0.02,
@@ -80,9 +93,11 @@ def up(
         time_scale=time_scale,
         qa_mode="manual" if manual_qa else "auto",
         http_port=port,
+        shops=shops,
     )
+    spread = settings.shop_ids if settings.fleet else ()
     try:
-        summary = asyncio.run(_main(settings, demo_orders(run, demo), exit_when_done))
+        summary = asyncio.run(_main(settings, demo_orders(run, demo, spread), exit_when_done))
     except KeyboardInterrupt:
         console.print("stopped")
         return
@@ -128,28 +143,18 @@ async def _up(settings: Any, orders: list[dict[str, Any]], exit_when_done: bool)
     async with FullStack(settings) as stack:
         assert stack.config is not None
         sock = stack.config.control_socket
-        console.print(
-            f"  Order API      {stack.api_url}  (POST /orders, GET /openapi.json)\n"
-            f"  API key        {stack.api_key}  (Authorization: Bearer …; CROWN_API_KEY)\n"
-            f"  Temporal       {stack.services.temporal.target}\n"
-            f"  MQTT broker    {stack.services.broker.host}:{stack.services.broker.port}\n"
-            f"  MQTT CA        {stack.services.broker.ca_file}  (TLS; per-workshop ACLs)\n"
-            f"  MQTT logins    {stack.services.broker.state_dir}  (certificates, keys, "
-            f"*.password; mode 0600)\n"
-            f"  SQS (moto)     {stack.services.moto.endpoint_url}\n"
-            f"  Mail sink      {stack.mail_sink.directory}  (one .eml file per message)\n"
-            f"  Workshop       {len(stack.config.machines)} simulated lasers, "
-            f"QA {stack.config.qa_mode}\n"
-            f"  Technician CLI CROWN_EDGE_SOCKET={sock} crown-edge status",
-            soft_wrap=True,
-        )
+        console.print(_banner(stack), soft_wrap=True)
         os.environ["CROWN_EDGE_SOCKET"] = str(sock)
+        shop_of: dict[str, str] = {}
         for order in orders:
             status, body = await stack.post_order(order)
             if status != 202:
                 fail(f"the Order API refused {order['job_id']}: {status} {body}")
-            console.print(f"  Customer page  {body['status_url']}", soft_wrap=True)
-        results = await _watch(stack, [o["job_id"] for o in orders])
+            shop_of[order["job_id"]] = order.get("shop_id") or stack.shop_ids[0]
+            where = f"  (workshop {order['shop_id']})" if "shop_id" in order else ""
+            console.print(f"  Customer page  {body['status_url']}{where}", soft_wrap=True)
+        fleet = shop_of if settings.fleet else None
+        results = await _watch(stack, [o["job_id"] for o in orders], fleet)
         elapsed = round(time.monotonic() - started, 1)
         complete = sum(1 for r in results.values() if r == "complete")
         if orders:
@@ -161,6 +166,8 @@ async def _up(settings: Any, orders: list[dict[str, Any]], exit_when_done: bool)
             "api": stack.api_url,
             "mail_sink": str(stack.mail_sink.directory),
             "links": {o["job_id"]: stack.customer_link(o["job_id"]) for o in orders},
+            "shops": list(stack.shop_ids),
+            "job_shops": shop_of,
         }
         if exit_when_done or not orders:
             if not orders and not exit_when_done:
@@ -171,18 +178,61 @@ async def _up(settings: Any, orders: list[dict[str, Any]], exit_when_done: bool)
         return summary
 
 
+def _banner(stack: Any) -> str:
+    """The lines tools read (``Order API  <url>``, ``MQTT broker  <host>:<port>``, …); a fleet
+    names each workshop: its lasers, task queue, state directory and technician socket."""
+    assert stack.config is not None
+    sock = stack.config.control_socket
+    common = (
+        f"  Order API      {stack.api_url}  (POST /orders, GET /openapi.json)\n"
+        f"  API key        {stack.api_key}  (Authorization: Bearer …; CROWN_API_KEY)\n"
+        f"  Temporal       {stack.services.temporal.target}\n"
+        f"  MQTT broker    {stack.services.broker.host}:{stack.services.broker.port}\n"
+        f"  MQTT CA        {stack.services.broker.ca_file}  (TLS; per-workshop ACLs)\n"
+        f"  MQTT logins    {stack.services.broker.state_dir}  (certificates, keys, "
+        f"*.password; mode 0600)\n"
+        f"  SQS (moto)     {stack.services.moto.endpoint_url}\n"
+        f"  Mail sink      {stack.mail_sink.directory}  (one .eml file per message)\n"
+    )
+    if not stack.settings.fleet:
+        return (
+            f"{common}"
+            f"  Workshop       {len(stack.config.machines)} simulated lasers, "
+            f"QA {stack.config.qa_mode}\n"
+            f"  Technician CLI CROWN_EDGE_SOCKET={sock} crown-edge status"
+        )
+    lines = [
+        f"  Workshops      {len(stack.shop_ids)}: {', '.join(stack.shop_ids)}  (each its own "
+        f"`crown-edge run` process; an order names its shop_id)"
+    ]
+    for shop in stack.workshops.values():
+        lines.append(
+            f"  Workshop {shop.shop_id}  {len(shop.config.machines)} simulated lasers, "
+            f"QA {shop.config.qa_mode}, task queue {shop.task_queue}, state {shop.directory}"
+        )
+        lines.append(
+            f"  Technician CLI {shop.shop_id}  "
+            f"CROWN_EDGE_SOCKET={shop.control_socket} crown-edge status"
+        )
+    return common + "\n".join(lines)
+
+
 async def _serve_forever() -> None:
     stop = asyncio.Event()
     await stop.wait()
 
 
-async def _watch(stack: Any, job_ids: list[str]) -> dict[str, str]:
-    """Show each job's status live until all have finished; approve designs as the customer."""
+async def _watch(
+    stack: Any, job_ids: list[str], shops: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Show each job's status live until all have finished; approve designs as the customer.
+
+    ``shops`` (a fleet): job id → its workshop, shown in the table's ``shop`` column."""
     if not job_ids:
         return {}
     views: dict[str, dict[str, Any]] = {}
     approved: set[str] = set()
-    with Live(_table(job_ids, views), console=console, refresh_per_second=4) as live:
+    with Live(_table(job_ids, views, shops), console=console, refresh_per_second=4) as live:
         while True:
             for job_id in job_ids:
                 view = await stack.job_view(job_id)
@@ -194,20 +244,27 @@ async def _watch(stack: Any, job_ids: list[str]) -> dict[str, str]:
                         code, _ = await stack.customer_action(job_id, "approval", body)
                         if code == 200:
                             approved.add(job_id)
-            live.update(_table(job_ids, views))
+            live.update(_table(job_ids, views, shops))
             if all(views.get(j, {}).get("status") in TERMINAL for j in job_ids):
                 break
             await asyncio.sleep(0.5)
     return {j: str(views[j]["status"]) for j in job_ids}
 
 
-def _table(job_ids: list[str], views: dict[str, dict[str, Any]]) -> Table:
-    table = Table("job", "status", "machine", "progress", "queue", "retries", title="Jobs")
+def _table(
+    job_ids: list[str], views: dict[str, dict[str, Any]], shops: dict[str, str] | None = None
+) -> Table:
+    columns: tuple[str, ...] = ("job", "status", "machine", "progress", "queue", "retries")
+    if shops is not None:
+        columns = ("job", "shop", *columns[1:])
+    table = Table(*columns, title="Jobs")
     for job_id in job_ids:
         v = views.get(job_id, {})
         progress = v.get("progress")
+        shop = () if shops is None else (shops.get(job_id, ""),)
         table.add_row(
             job_id,
+            *shop,
             str(v.get("status", "received")),
             str(v.get("machine_id") or ""),
             f"{progress * 100:.0f}%" if isinstance(progress, float) else "",
