@@ -81,6 +81,58 @@ _RELEASE_EVENTS: dict[str, tuple[JobEvent, ...]] = {
 }
 
 
+#: Statuses of the jobs an activity may be waiting on (``send_to_machine``, ``quality_check``).
+_WATCHED = (S.QUEUED, S.ENGRAVING, S.INTERRUPTED, S.QA_PENDING)
+#: At most this many of them in one shared read; a job beyond it is read on its own.
+_WATCHED_LIMIT = 5000
+
+
+class ActiveJobs:
+    """The jobs activities wait on, read once per store change for all of them.
+
+    Every committed change wakes every waiting activity (a run waiting for its machine, a QA
+    waiting for its verdict). Each reading its own job made N reads per commit, queued in the
+    store's one connection thread behind the writes: with sixty jobs in flight, the workshop's
+    activities (validate, enqueue, complete) waited seconds behind those reads. Now the first
+    waiter after a change reads every watched job in one query and the others share it; a job
+    not in that read (it left the watched statuses, or is past the limit) is read on its own. A
+    read is never older than the change that woke its reader, nor than ``max_age_s``.
+    """
+
+    def __init__(self, store: Store, max_age_s: float) -> None:
+        self.store = store
+        self.max_age_s = max_age_s
+        self._version = 0
+        self._loaded_version = -1
+        self._loaded_at = -1e18
+        self._jobs: dict[str, Job] = {}
+        self._loading: asyncio.Task[None] | None = None
+        #: Shared reads made so far (how many store reads the waiters needed).
+        self.reads = 0
+
+    def changed(self) -> None:
+        """The store committed a change: the next look reads again."""
+        self._version += 1
+
+    async def get(self, job_id: str) -> Job:
+        """The job as of the latest change (UnknownJob when the store has none)."""
+        wanted = self._version
+        while self._loaded_version < wanted or time.monotonic() - self._loaded_at >= self.max_age_s:
+            if self._loading is None or self._loading.done():
+                self._loading = asyncio.create_task(self._load(), name="active-jobs")
+            await asyncio.shield(self._loading)
+        found = self._jobs.get(job_id)
+        return found if found is not None else await self.store.get_job(job_id)
+
+    async def _load(self) -> None:
+        version = self._version
+        jobs = await self.store.list_jobs([str(s) for s in _WATCHED], limit=_WATCHED_LIMIT)
+        self.reads += 1
+        self._jobs = {job.job_id: job for job in jobs}
+        self._loaded_version = version
+        self._loaded_at = time.monotonic()
+
+
 def refuse(err_type: str, message: str) -> ApplicationError:
     """A non-retryable ApplicationError of ``err_type`` with a human-readable reason."""
     return ApplicationError(message, message, type=err_type, non_retryable=True)
@@ -135,7 +187,9 @@ class EdgeActivities:
         self.cancel_wait_s = cancel_wait_s
         self._clock = clock
         # waiting activities wake on every committed store change (at the latest after poll_s)
+        # and look at their job in one read shared by all of them
         self._changed = asyncio.Event()
+        self.active = ActiveJobs(store, poll_s)
         store.on_commit.append(self._on_commit)
 
     @classmethod
@@ -152,6 +206,7 @@ class EdgeActivities:
         return cls(store, scheduler, catalog, jobs=jobs, qa_mode=config.qa_mode, **options)
 
     def _on_commit(self) -> None:
+        self.active.changed()
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -359,8 +414,9 @@ class EdgeActivities:
         position_at = -1e18
         last_status: JobStatus | None = None
         while True:
-            job = await self.store.get_job(req.job_id)
+            job = await self.active.get(req.job_id)
             if job.attempt != req.attempt or job.status not in _RUNNING:
+                job = await self.store.get_job(req.job_id)  # its own read: the way out
                 if job.status is S.CANCELLED and job.attempt == req.attempt:
                     await self._cancelled_here(req, job, reporter)
                 return await self._result(req, job)
@@ -417,7 +473,11 @@ class EdgeActivities:
 
     @activity.defn(name=n.QUALITY_CHECK)
     async def quality_check(self, req: n.QaInput) -> n.QaResult:
-        """Wait for (or, in auto mode, give) the verdict of (job_id, attempt) and deliver it."""
+        """Wait for (or, in auto mode, give) the verdict of (job_id, attempt) and deliver it.
+
+        Between full looks (the verdict, the job, its runs) it waits until the job's row
+        changes (a verdict moves the job on in the same transaction) or ``poll_s`` passes.
+        """
         while True:
             found = await self.store.deliver_verdict(req.job_id, req.attempt, self._clock())
             if found is not None:
@@ -441,10 +501,24 @@ class EdgeActivities:
                 return n.QaResult(False, job.reason or "failed on the workshop", "workshop")
             if job.status in TERMINAL:
                 raise closed(job)
+            await self._wait_job_change(req, job)
+
+    async def _wait_job_change(self, req: n.QaInput, job: Job) -> None:
+        """Heartbeat until ``job``'s row changes, or ``poll_s`` after the last full look."""
+        looked = time.monotonic()
+        while True:
             activity.heartbeat(
                 {"status": str(job.status), "attempt": req.attempt, "waiting": "qa_verdict"}
             )
             await self._wait_change()
+            if time.monotonic() - looked >= self.poll_s:
+                return
+            try:
+                now = await self.active.get(req.job_id)
+            except UnknownJob:
+                return
+            if now != job:
+                return
 
 
 def edge_worker(

@@ -1,0 +1,90 @@
+"""Waiting workshop activities share one store read per change (the pipeline's edge side).
+
+A store commit wakes every waiting ``send_to_machine`` and ``quality_check``; they look at their
+jobs through :class:`~crown_edge.daemon.activities.ActiveJobs`, one read for all of them, on a
+real store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from crown_edge.catalog import load_catalog
+from crown_edge.config import MachineConfig
+from crown_edge.daemon.activities import EdgeActivities
+from crown_edge.models import Availability, Execution, JobStatus, MachineState
+from crown_edge.scheduler import Scheduler
+from crown_edge.store import Store
+from crown_edge.workflow import names as n
+
+MACHINE = MachineConfig(id="laser-1", driver="sim")
+
+
+@pytest.fixture
+async def edge(tmp_path: Path) -> AsyncIterator[EdgeActivities]:
+    catalog = load_catalog()
+    async with Store.from_path(tmp_path / "edge.db") as store:
+        await store.sync_catalog(catalog, now=0.0)
+        scheduler = Scheduler(store, (MACHINE,), catalog)
+        await scheduler.start()
+        await scheduler.set_machine_state(
+            MachineState(MACHINE.id, Availability.AVAILABLE, Execution.READY), now=0.0
+        )
+        # max age far above the test's length: only a commit makes it read again
+        activities = EdgeActivities(store, scheduler, catalog, poll_s=600.0)
+        yield activities
+
+
+async def queued(edge: EdgeActivities, job_id: str) -> None:
+    await edge.validate_job(
+        n.ValidateJobInput(
+            job_id=job_id,
+            item_id="plaque-a5",
+            lines=("Champion",),
+            font=None,
+            material=None,
+            shop_id="test",
+            priority=n.PRIORITY_STANDARD,
+            rush=False,
+        )
+    )
+    run = n.MachineRunInput(
+        job_id=job_id,
+        attempt=1,
+        item_id="plaque-a5",
+        lines=("Champion",),
+        material=None,
+        font=None,
+        rush=False,
+        due_date="2026-12-01T12:00:00Z",
+        priority=n.PRIORITY_STANDARD,
+        shop_id="test",
+    )
+    assert await edge._begin_run(run) is None  # queued, not done
+
+
+async def test_waiters_share_one_read_per_change(edge: EdgeActivities) -> None:
+    jobs = [f"J-{i}" for i in range(8)]
+    for job_id in jobs:
+        await queued(edge, job_id)
+    active = edge.active
+
+    seen = await asyncio.gather(*(active.get(j) for j in jobs))
+    assert [job.status for job in seen] == [JobStatus.QUEUED] * len(jobs)
+    assert active.reads == 1
+
+    # nothing committed: the next look reads nothing
+    again = await asyncio.gather(*(active.get(j) for j in jobs))
+    assert again == seen
+    assert active.reads == 1
+
+    # a commit (the job cancelled on the workshop): the next look sees it, in one more read
+    await edge.jobs.cancel("J-0", "customer phoned", settle_stock=True, strict=False)
+    after = await asyncio.gather(*(active.get(j) for j in jobs))
+    assert after[0].status is JobStatus.CANCELLED  # out of the watched statuses: its own read
+    assert [job.status for job in after[1:]] == [JobStatus.QUEUED] * (len(jobs) - 1)
+    assert active.reads == 2
