@@ -143,7 +143,8 @@ class FleetRig:
         assert view["status"] == "complete", (job_id, view)
         history = list(view.get("history", ()))
         assert history.count("complete") == 1, (job_id, history)
-        assert history.count("engraving") == 1, (job_id, history)
+        # the workflow may coalesce a quick run's statuses; the workshop's record is the count
+        assert history.count("engraving") <= 1, (job_id, history)
         shown = await self.ctl(shop_id, "jobs.show", job_id=job_id)
         assert shown["status"] == "complete", (shop_id, shown)
         machines = {m.id for m in self.workshop(shop_id).config.machines}
@@ -215,15 +216,22 @@ async def orders_stay_in_their_shop(rig: FleetRig, per_shop: int = 2) -> None:
         assert not held & others, (shop, "holds other shops' jobs", held & others)
 
 
-async def shop_outage(rig: FleetRig, outage_s: float = OUTAGE_S, orders: int = 3) -> None:
-    """B's daemon stopped for ``outage_s`` while ``orders`` orders each arrive for A and B
-    (spread over the outage): A's complete while B is down; B's wait and complete after."""
+async def shop_outage(
+    rig: FleetRig, outage_s: float = OUTAGE_S, orders: int = 3, *, kill: bool = False
+) -> None:
+    """B's daemon stopped (``kill``: SIGKILL, as a power cut) for ``outage_s`` while ``orders``
+    orders each arrive for A and B (spread over the outage): A's complete while B is down; B's
+    wait and complete after. One more B job is in B's queue when B goes (its machines paused):
+    it survives in B's store and completes once, too."""
     a, b = rig.shops[0], rig.shops[1]
     before_b = await rig.store_jobs(b)
-    await rig.stack.stop_workshop(b)
+    await rig.pause_all(b)
+    held = await rig.order(b)
+    await rig.wait_edge(b, held, "queued")
+    await rig.stack.stop_workshop(b, kill=kill)
     down_at = time.monotonic()
     a_jobs: list[str] = []
-    b_jobs: list[str] = []
+    b_jobs: list[str] = [held]
     for i in range(orders):
         a_jobs.append(await rig.order(a))
         b_jobs.append(await rig.order(b, rush=i == 0))
@@ -239,6 +247,9 @@ async def shop_outage(rig: FleetRig, outage_s: float = OUTAGE_S, orders: int = 3
         assert await rig.stack.job_view(job_id) is not None, (job_id, "no workflow")
     await asyncio.sleep(max(0.0, outage_s - (time.monotonic() - down_at)))
     await rig.stack.start_workshop(b)
+    shown = await rig.ctl(b, "jobs.show", job_id=held)  # kept in B's store through the outage
+    assert shown["status"] == "queued" and not shown["runs"], shown
+    await rig.resume_all(b)
     for job_id in b_jobs:
         result = await rig.result(job_id, timeout=300.0)
         assert result["status"] == "complete", (job_id, result)
@@ -362,7 +373,9 @@ async def fleet_rig(workdir: Path, shops: int = 3, **settings: Any) -> AsyncIter
         yield FleetRig(stack)
 
 
-async def run(names: list[str], workdir: Path, shops: int, outage_s: float) -> int:
+async def run(
+    names: list[str], workdir: Path, shops: int, outage_s: float, kill: bool = False
+) -> int:
     """Run the named scenarios on one fleet rig; the exit status (0 ok, 1 a failure)."""
     passed = failed = 0
     async with fleet_rig(workdir, shops) as rig:
@@ -371,7 +384,7 @@ async def run(names: list[str], workdir: Path, shops: int, outage_s: float) -> i
             started = time.monotonic()
             try:
                 if name == "shop_outage":
-                    await shop_outage(rig, outage_s)
+                    await shop_outage(rig, outage_s, kill=kill)
                 else:
                     await ALL[name](rig)
             except Exception:
@@ -393,6 +406,7 @@ def main() -> None:
     parser.add_argument("--scenario", action="append", choices=sorted(ALL))
     parser.add_argument("--shops", type=int, default=3)
     parser.add_argument("--outage-s", type=float, default=OUTAGE_S)
+    parser.add_argument("--kill", action="store_true", help="shop_outage: SIGKILL shop B")
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
@@ -401,7 +415,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR)
     names = args.scenario or list(ALL)
     with tempfile.TemporaryDirectory(prefix="crown-fleet-") as tmp:
-        status = asyncio.run(run(names, args.workdir or Path(tmp), args.shops, args.outage_s))
+        workdir = args.workdir or Path(tmp)
+        status = asyncio.run(run(names, workdir, args.shops, args.outage_s, args.kill))
     sys.exit(status)
 
 

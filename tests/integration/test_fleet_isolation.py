@@ -56,5 +56,5 @@ async def test_rush_at_b_keeps_a_queue(rig: fleet.FleetRig) -> None:
     await fleet.rush_at_b_keeps_a_queue(rig)
 
 
-async def test_shop_outage(rig: fleet.FleetRig) -> None:
-    await fleet.shop_outage(rig, outage_s=OUTAGE_S)
+async def test_shop_outage_killed(rig: fleet.FleetRig) -> None:
+    await fleet.shop_outage(rig, outage_s=OUTAGE_S, kill=True)
