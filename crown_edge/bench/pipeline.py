@@ -10,9 +10,14 @@ same Temporal server, N bare workflows each run as many no-op activities as one 
 gone idle. ``throughput_ratio`` = our jobs/s ÷ bare workflows/s. The bare run is repeated on
 an in-memory dev server (``bare_memory_*``): the difference is what Temporal's SQLite file
 costs. ``stages`` gives p50/p99 of each gap of the jobs' timelines
-(:mod:`crown_edge.workflow.timeline`). ``cpu_s_while_ours`` is the CPU each process of the stack
-used during our run (this one, ``bench``, holds the cloud side and the customers); ``door`` what
-the Order API's answer waits on: the intake journal's commit and this process's event-loop lag.
+(:mod:`crown_edge.workflow.timeline`).
+
+``cpu_s_while_ours`` / ``cpu_s_while_bare``: the CPU each process of the stack used during our
+run and the bare one (this one, ``bench``, holds the cloud side, the customers and the bare
+worker), a figure the box's other load barely moves. ``waits``: from the histories, how long
+workflow tasks and each activity waited for a worker (``queue``) and then took (``run``).
+``door``: what the Order API's answer waits on, the intake journal's commit and this process's
+event-loop lag.
 """
 
 from __future__ import annotations
@@ -83,13 +88,49 @@ def stage_table(timelines: list[list[dict[str, Any]]]) -> dict[str, dict[str, fl
     }
 
 
-async def _timeline(stack: Any, job_id: str, accepted_at: float) -> list[dict[str, Any]]:
+def history_waits(events: Any, into: dict[str, list[float]]) -> None:
+    """Append to ``into`` the ms each workflow task and activity of one history waited to be
+    picked up (``wt queue``, ``{activity} queue``) and then took (``wt run``, ``{name} run``)."""
+    scheduled: dict[int, tuple[str, float]] = {}
+    started: dict[int, tuple[str, float]] = {}
+    for event in events:
+        kind = event.WhichOneof("attributes")
+        at = event.event_time.ToMicroseconds() / 1000
+        if kind == "workflow_task_scheduled_event_attributes":
+            scheduled[event.event_id] = ("wt", at)
+        elif kind == "activity_task_scheduled_event_attributes":
+            name = event.activity_task_scheduled_event_attributes.activity_type.name
+            scheduled[event.event_id] = (name, at)
+        elif kind in (
+            "workflow_task_started_event_attributes",
+            "activity_task_started_event_attributes",
+        ):
+            attrs = getattr(event, kind)
+            name, then = scheduled.get(attrs.scheduled_event_id, ("", at))
+            if name:
+                into.setdefault(f"{name} queue", []).append(at - then)
+                started[attrs.scheduled_event_id] = (name, at)
+        elif kind in (
+            "workflow_task_completed_event_attributes",
+            "activity_task_completed_event_attributes",
+        ):
+            attrs = getattr(event, kind)
+            name, then = started.get(attrs.scheduled_event_id, ("", at))
+            if name:
+                into.setdefault(f"{name} run", []).append(at - then)
+
+
+async def _timeline(
+    stack: Any, job_id: str, accepted_at: float, waits: dict[str, list[float]] | None = None
+) -> list[dict[str, Any]]:
     """The job's stages: the POST's answer, the workflow's history and the workshop's events."""
     from crown_edge.cloud.jobs import history_marks
     from crown_edge.control import call
     from crown_edge.workflow import names, timeline
 
     history = await stack.client.get_workflow_handle(names.workflow_id(job_id)).fetch_history()
+    if waits is not None:
+        history_waits(history.events, waits)
     cloud = history_marks(history.events)
     shown = await call(stack.config.control_socket, "jobs.show", {"job_id": job_id})
     edge = timeline.edge_marks(shown.get("events") or [], shown.get("runs") or [])
@@ -169,7 +210,8 @@ async def _bench(n: int, idle_n: int, workdir: Path) -> dict[str, Any]:
         lag_task.cancel()
         commits = list(stack.cloud.intake.commit_ms)
         complete = sum(1 for r in results if r["status"] == "complete")
-        timelines = [await _timeline(stack, j, at) for j, at in posted_jobs]
+        waits: dict[str, list[float]] = {}
+        timelines = [await _timeline(stack, j, at, waits) for j, at in posted_jobs]
         await asyncio.sleep(SETTLE_S)  # the jobs' last activities (status, notice) settle
         counts = []
         for job_id, _ in posted_jobs[:10]:
@@ -184,7 +226,9 @@ async def _bench(n: int, idle_n: int, workdir: Path) -> dict[str, Any]:
             )
         steps = max(counts)
         _log(f"bare: {n} workflows of {steps} no-op activities each, {CONCURRENCY} starts at once")
+        bare_cpu_before = process_cpu()
         bare_s = await _bare(stack.client, n, steps)
+        bare_cpu_after = process_cpu()
     # the same bare run on an in-memory dev server: how much the SQLite file costs Temporal
     from temporalio.client import Client
 
@@ -216,9 +260,17 @@ async def _bench(n: int, idle_n: int, workdir: Path) -> dict[str, Any]:
         "order_to_first_line_p99_ms": round(_pct(first_line, 0.99), 1) if first_line else None,
         "stages": stage_table(timelines),
         "stages_idle": stage_table(idle_timelines),
+        "waits": {
+            name: {"p50_ms": _ms(values, 0.5), "p99_ms": _ms(values, 0.99), "n": len(values)}
+            for name, values in sorted(waits.items())
+        },
         "cpu_s_while_ours": {
             name: round(cpu_after[name] - cpu_before.get(name, 0.0), 2)
             for name in sorted(cpu_after)
+        },
+        "cpu_s_while_bare": {
+            name: round(bare_cpu_after[name] - bare_cpu_before.get(name, 0.0), 2)
+            for name in sorted(bare_cpu_after)
         },
         "door": {
             "intake_commit_p50_ms": _ms(commits, 0.5),
