@@ -90,13 +90,14 @@ _WATCHED_LIMIT = 5000
 class ActiveJobs:
     """The jobs activities wait on, read once per store change for all of them.
 
-    Every committed change wakes every waiting activity (a run waiting for its machine, a QA
-    waiting for its verdict). Each reading its own job made N reads per commit, queued in the
-    store's one connection thread behind the writes: with sixty jobs in flight, the workshop's
-    activities (validate, enqueue, complete) waited seconds behind those reads. Now the first
-    waiter after a change reads every watched job in one query and the others share it; a job
-    not in that read (it left the watched statuses, or is past the limit) is read on its own. A
-    read is never older than the change that woke its reader, nor than ``max_age_s``.
+    Every committed change used to wake every waiting activity (a run waiting for its machine,
+    a QA waiting for its verdict), each reading its own job: with sixty jobs in flight that made
+    sixty reads per commit, queued in the store's one connection thread ahead of the writes, and
+    the workshop's activities (validate, enqueue, complete) waited seconds behind them. Now one
+    read of every watched job follows a change, and only the waiters whose job's row differs
+    from what they last saw are woken; a job not in that read (it left the watched statuses, or
+    is past the limit) wakes its waiters and is read on its own. A waiter also wakes after its
+    timeout (``poll_s``), and :meth:`get` never returns a read older than ``max_age_s``.
     """
 
     def __init__(self, store: Store, max_age_s: float) -> None:
@@ -106,31 +107,70 @@ class ActiveJobs:
         self._loaded_version = -1
         self._loaded_at = -1e18
         self._jobs: dict[str, Job] = {}
-        self._loading: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
+        self._waiters: dict[str, list[tuple[Job, asyncio.Future[None]]]] = {}
         #: Shared reads made so far (how many store reads the waiters needed).
         self.reads = 0
 
     def changed(self) -> None:
-        """The store committed a change: the next look reads again."""
+        """The store committed a change: read again (now, when someone waits)."""
         self._version += 1
+        if self._waiters:
+            self._kick()
+
+    def _kick(self) -> asyncio.Task[None]:
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.create_task(self._refresh(), name="active-jobs")
+        return self._refresher
+
+    async def _refresh(self) -> None:
+        """Read until the read is as new as the latest change; wake whose job changed."""
+        while True:
+            version = self._version
+            jobs = await self.store.list_jobs([str(s) for s in _WATCHED], limit=_WATCHED_LIMIT)
+            self.reads += 1
+            self._jobs = {job.job_id: job for job in jobs}
+            self._loaded_version = version
+            self._loaded_at = time.monotonic()
+            for job_id, waiting in self._waiters.items():
+                now = self._jobs.get(job_id)
+                for seen, woken in waiting:
+                    if (now is None or now != seen) and not woken.done():
+                        woken.set_result(None)
+            if self._version == version:
+                return
 
     async def get(self, job_id: str) -> Job:
         """The job as of the latest change (UnknownJob when the store has none)."""
         wanted = self._version
         while self._loaded_version < wanted or time.monotonic() - self._loaded_at >= self.max_age_s:
-            if self._loading is None or self._loading.done():
-                self._loading = asyncio.create_task(self._load(), name="active-jobs")
-            await asyncio.shield(self._loading)
+            if self._loaded_version >= wanted:  # fresh enough by version, too old by age
+                self._version += 1
+                wanted = self._version
+            await asyncio.shield(self._kick())
         found = self._jobs.get(job_id)
         return found if found is not None else await self.store.get_job(job_id)
 
-    async def _load(self) -> None:
-        version = self._version
-        jobs = await self.store.list_jobs([str(s) for s in _WATCHED], limit=_WATCHED_LIMIT)
-        self.reads += 1
-        self._jobs = {job.job_id: job for job in jobs}
-        self._loaded_version = version
-        self._loaded_at = time.monotonic()
+    async def wait_change(self, job_id: str, seen: Job, timeout: float) -> None:
+        """Until the job's row is no longer ``seen`` (or it left the watched statuses), or
+        ``timeout`` seconds pass."""
+        if self._loaded_version == self._version and self._jobs.get(job_id) != seen:
+            return  # the latest read already differs
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (seen, woken)
+        self._waiters.setdefault(job_id, []).append(entry)
+        try:
+            if self._loaded_version < self._version:
+                self._kick()  # a change the latest read does not hold yet
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await woken
+        finally:
+            waiting = self._waiters.get(job_id, [])
+            if entry in waiting:
+                waiting.remove(entry)
+            if not waiting:
+                self._waiters.pop(job_id, None)
 
 
 def refuse(err_type: str, message: str) -> ApplicationError:
@@ -186,9 +226,8 @@ class EdgeActivities:
         self.position_every_s = position_every_s
         self.cancel_wait_s = cancel_wait_s
         self._clock = clock
-        # waiting activities wake on every committed store change (at the latest after poll_s)
-        # and look at their job in one read shared by all of them
-        self._changed = asyncio.Event()
+        # a waiting activity wakes when its job's row changed (one read, shared by all of them,
+        # after each committed change) or after poll_s
         self.active = ActiveJobs(store, poll_s)
         store.on_commit.append(self._on_commit)
 
@@ -207,15 +246,6 @@ class EdgeActivities:
 
     def _on_commit(self) -> None:
         self.active.changed()
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    async def _wait_change(self) -> None:
-        """Until the store changes, or ``poll_s`` passes."""
-        changed = self._changed
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.poll_s):
-                await changed.wait()
 
     def activities(self) -> list[Callable[..., Any]]:
         """The workshop activities for ``Worker(activities=...)``."""
@@ -435,7 +465,7 @@ class EdgeActivities:
                 progress=job.progress,
                 reason=job.reason if job.status is S.INTERRUPTED else None,
             )
-            await self._wait_change()
+            await self.active.wait_change(req.job_id, job, self.poll_s)
 
     async def _cancelled_here(
         self, req: n.MachineRunInput, job: Job, reporter: RunReporter
@@ -504,21 +534,11 @@ class EdgeActivities:
             await self._wait_job_change(req, job)
 
     async def _wait_job_change(self, req: n.QaInput, job: Job) -> None:
-        """Heartbeat until ``job``'s row changes, or ``poll_s`` after the last full look."""
-        looked = time.monotonic()
-        while True:
-            activity.heartbeat(
-                {"status": str(job.status), "attempt": req.attempt, "waiting": "qa_verdict"}
-            )
-            await self._wait_change()
-            if time.monotonic() - looked >= self.poll_s:
-                return
-            try:
-                now = await self.active.get(req.job_id)
-            except UnknownJob:
-                return
-            if now != job:
-                return
+        """Heartbeat, then wait until ``job``'s row changes or ``poll_s`` passes."""
+        activity.heartbeat(
+            {"status": str(job.status), "attempt": req.attempt, "waiting": "qa_verdict"}
+        )
+        await self.active.wait_change(req.job_id, job, self.poll_s)
 
 
 def edge_worker(

@@ -88,3 +88,26 @@ async def test_waiters_share_one_read_per_change(edge: EdgeActivities) -> None:
     assert after[0].status is JobStatus.CANCELLED  # out of the watched statuses: its own read
     assert [job.status for job in after[1:]] == [JobStatus.QUEUED] * (len(jobs) - 1)
     assert active.reads == 2
+
+
+async def test_a_change_wakes_only_the_waiters_of_that_job(edge: EdgeActivities) -> None:
+    jobs = ["W-0", "W-1", "W-2"]
+    for job_id in jobs:
+        await queued(edge, job_id)
+    active = edge.active
+    seen = await asyncio.gather(*(active.get(j) for j in jobs))
+    waiting = [
+        asyncio.create_task(active.wait_change(j, job, timeout=600.0))
+        for j, job in zip(jobs, seen, strict=True)
+    ]
+    await asyncio.sleep(0)  # all three wait
+
+    await edge.jobs.cancel("W-0", "customer phoned", settle_stock=True, strict=False)
+    async with asyncio.timeout(30):
+        await waiting[0]
+    assert not waiting[1].done() and not waiting[2].done()
+    assert (await active.get("W-0")).status is JobStatus.CANCELLED
+
+    for task in waiting[1:]:
+        task.cancel()
+    await asyncio.gather(*waiting[1:], return_exceptions=True)
