@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -181,6 +182,7 @@ class EdgeProcess:
         if self.running:
             return
         argv = [sys.executable, "-m", "crown_edge", "run", "--config", str(self.path)]
+        os.close(os.open(self.log_path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600))
         self.proc = await asyncio.to_thread(spawn, argv, self.log_path)
         try:
             async with asyncio.timeout(timeout):

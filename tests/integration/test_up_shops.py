@@ -72,7 +72,9 @@ def test_up_with_three_shops_completes_the_demo_on_three_workshops(tmp_path: Pat
         assert stat.S_IMODE((directory / "edge.db").stat().st_mode) & 0o077 == 0
         mine = {job for job, s in by_shop.items() if s == shop}
         assert _jobs(directory / "edge.db") == dict.fromkeys(mine, "complete")
-        assert (directory / "edge.log").is_file()  # its own `crown-edge run` process's log
+        # its own `crown-edge run` process's config and log, private too
+        for name in ("edge.toml", "edge.log"):
+            assert stat.S_IMODE((directory / name).stat().st_mode) & 0o077 == 0, name
     # no single-shop state next to the fleet's
     assert not (workdir / "edge.db").exists()
     pages = [ln for ln in proc.stderr.splitlines() if ln.strip().startswith("Customer page")]
