@@ -43,6 +43,7 @@ BENCHMARKS: dict[str, str] = {
     "stream": "crown_edge.bench.stream",
     "toolpath": "crown_edge.bench.toolpath",
     "pipeline": "crown_edge.bench.pipeline",
+    "fleet": "crown_edge.bench.fleet",
 }
 
 

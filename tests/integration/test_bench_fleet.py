@@ -1,0 +1,102 @@
+"""``crown-edge bench fleet``: the fleet benchmark's contract (its JSON keys), every order made
+by its own workshop, and the figures' arithmetic. No wall-clock assertions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from crown_edge.bench.fleet import FleetSize, figures, fleet_order, shop_for, spread
+from tests.brokers import needs_mosquitto
+
+#: the contract's keys (issue 14, /work/shared/DESIGN.md "Fleet")
+KEYS = {
+    "bench",
+    "elapsed_s",
+    "jobs_per_s",
+    "shops",
+    "per_shop_spread",
+    "complete_p99_s",
+    "cloud_cpu_s_per_job",
+    "edge_cpu_s_per_job",
+    "orders",
+    "lasers_per_shop",
+    "cloud_workers",
+}
+
+
+@pytest.mark.integration
+@needs_mosquitto
+@pytest.mark.timeout(400)
+def test_quick_fleet_run_completes_every_order_in_its_own_shop() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "crown_edge", "bench", "fleet", "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=380,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    assert not KEYS - set(result), KEYS - set(result)
+    assert result["bench"] == "fleet"
+    assert (result["shops"], result["lasers_per_shop"], result["orders"]) == (3, 1, 6)
+    assert result["cloud_workers"] == 1
+    # every order complete, each in its own workshop's store and nowhere else
+    assert result["complete"] == result["orders"] == 6
+    per_shop = result["per_shop"]
+    assert sorted(per_shop) == ["shop-1", "shop-2", "shop-3"]
+    assert sum(s["ordered"] for s in per_shop.values()) == 6
+    assert sum(s["complete_in_store"] for s in per_shop.values()) == 6
+    for shop in per_shop.values():
+        assert shop["complete_in_store"] == shop["ordered"] == 2
+        assert shop["jobs_per_s"] > 0
+    assert result["misplaced"] == 0
+    # figures that mean something: a spread of positive rates, latencies in order, CPU measured
+    assert result["per_shop_spread"] >= 1.0
+    assert 0 < result["complete_p50_s"] <= result["complete_p99_s"]
+    assert result["jobs_per_s"] > 0
+    assert result["cloud_cpu_s_per_job"] > 0 and result["edge_cpu_s_per_job"] > 0
+    assert result["cpu_s"]["bench"] > 0 and result["cpu_s"]["edge"] > 0
+    assert "fleet: 6 orders over 3 workshops" in proc.stderr
+
+
+def test_orders_go_round_robin_with_their_shop() -> None:
+    shops = ("shop-1", "shop-2", "shop-3")
+    assigned = [shop_for(i, shops) for i in range(7)]
+    assert assigned == [*shops, *shops, "shop-1"]
+    order = fleet_order(4, "shop-2", "r1")
+    assert order["shop_id"] == "shop-2" and order["job_id"] == "FLEET-r1-00004"
+
+
+def test_figures_from_a_recorded_run() -> None:
+    size = FleetSize(shops=2, lasers=1, orders=4, concurrency=2)
+    shops = {"a1": "shop-1", "a2": "shop-1", "b1": "shop-2", "b2": "shop-2"}
+    posted = {"a1": 100.0, "a2": 100.0, "b1": 100.5, "b2": 100.5}
+    complete_at = {"a1": 101.0, "a2": 102.0, "b1": 102.5, "b2": 104.0}
+    in_store = {"shop-1": {"a1", "a2"}, "shop-2": {"b1", "b2", "a1"}}
+    cpu_before = {"bench": 1.0, "edge": 0.5}
+    cpu_after = {"bench": 3.0, "edge": 1.5, "temporal": 2.0}
+
+    out = figures(size, shops, posted, complete_at, 100.0, cpu_before, cpu_after, in_store)
+
+    assert out["complete"] == out["orders"] == 4
+    assert out["jobs_per_s"] == 1.0  # 4 jobs in 4 s
+    assert out["per_shop"]["shop-1"] == {"ordered": 2, "complete_in_store": 2, "jobs_per_s": 1.0}
+    assert out["per_shop"]["shop-2"] == {"ordered": 2, "complete_in_store": 2, "jobs_per_s": 0.5}
+    assert out["per_shop_spread"] == 2.0
+    assert out["misplaced"] == 1  # a1 held by shop-2 too
+    assert out["complete_p50_s"] == 2.0 and out["complete_p99_s"] == 3.5
+    assert out["cloud_cpu_s_per_job"] == 0.5 and out["edge_cpu_s_per_job"] == 0.25
+    assert out["cpu_s"] == {"bench": 2.0, "edge": 1.0, "temporal": 2.0}
+    assert out["cloud_workers"] == 1
+
+
+def test_spread_of_an_idle_shop_is_none_and_a_fleet_needs_two_shops() -> None:
+    assert spread([1.0, 0.0]) is None
+    assert spread([2.0, 1.0, 1.5]) == 2.0
+    with pytest.raises(ValueError, match="at least 2"):
+        FleetSize(shops=1)
