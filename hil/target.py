@@ -251,7 +251,7 @@ def parse_target(
     if isinstance(raw_devices, list):
         for dev in raw_devices:
             if isinstance(dev, dict) and isinstance(dev.get("profile"), str):
-                dev["profile"] = _profile_ref(path, dev["profile"])
+                dev["profile"] = profile_ref(path, dev["profile"])
     for i, m in enumerate(raw_machines):
         if isinstance(m, dict):
             sec = f"machines.{m.get('id', i)}"
@@ -308,7 +308,7 @@ def _problem(exc: ConfigError) -> str:
     return problem or text
 
 
-def _profile_ref(path: Path, ref: str) -> str:
+def profile_ref(path: Path, ref: str) -> str:
     """A built-in profile name as it is; a file path anchored at the target file's directory."""
     from crown_edge.drivers.modbus.profiles import BUILTIN
 
