@@ -30,9 +30,14 @@ def _program_lines(lines: list[str]) -> list[str]:
     return [line for line in lines if line and not line.startswith(("(", "$"))]
 
 
-async def _nothing_sent_after_reset(rig: Rig, job: str) -> None:
-    """Where the simulator records resets: no program line of ``job`` arrived after the last."""
-    for record in await rig.engraved(job) or []:
+async def _nothing_sent_after_reset(rig: Rig, job: str, expect_reset: bool) -> None:
+    """Where the simulator records resets (a simulated bench): the controller was reset during
+    ``job`` when ``expect_reset``, and no program line of ``job`` arrived after the last reset."""
+    records = await rig.engraved(job) or []
+    known = [r for r in records if r["resets_at"] is not None]
+    if expect_reset and known:
+        assert any(r["resets_at"] for r in known), (job, "no reset recorded", known[:1])
+    for record in known:
         if record["resets_at"]:
             after = record["received"][record["resets_at"][-1] :]
             assert _program_lines(after) == [], (job, "sent after the reset", after[:5])
@@ -201,7 +206,7 @@ async def _stopped_mid_job(rig: Rig, kind: str, words: tuple[str, ...]) -> None:
                 assert await rig.laser_on(mid) in (False, None), "the laser still fires"
                 reason = str(view.get("reason") or "")
                 assert any(w in reason for w in words), (kind, view)
-                await _nothing_sent_after_reset(rig, job)
+                await _nothing_sent_after_reset(rig, job, expect_reset=kind != "unplug")
             finally:
                 await rig.clear(kind, mid)
             await rig.recover(mid)  # unlocked if the reset left grbl in alarm
