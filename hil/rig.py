@@ -178,7 +178,7 @@ class Rig:
         raise AssertionError(f"no machine of {among or self.machine_ids} engraves {item_id}")
 
     def item_for(self, machine_id: str) -> str:
-        """An item ``machine_id`` can engrave (a plate if it can, else a cylinder)."""
+        """An item ``machine_id`` can engrave (a cylinder on a rotary, else a plate)."""
         # a rotary shows its chuck; plaque-small is left out (a scenario empties its stock)
         plates = ("plaque-a5", "trophy-plate", "acrylic-award")
         cylinders = ("glass-tumbler", "cup-silver")
@@ -200,18 +200,6 @@ class Rig:
         finally:
             for mid in others:
                 await self.ctl("machines.resume", machine_id=mid)
-
-    async def wait_available(self, machine_id: str, timeout: float = 60.0) -> dict[str, Any]:
-        """Until the daemon reports the machine AVAILABLE (connected) again."""
-        deadline = time.monotonic() + timeout
-        row: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            rows = {r["machine_id"]: r for r in await self.ctl("machines.list")}
-            row = rows.get(machine_id, {})
-            if row.get("availability") == "AVAILABLE":
-                return row
-            await asyncio.sleep(0.2)
-        raise AssertionError(f"{machine_id} never came back: {row}")
 
     async def recover(self, machine_id: str, timeout: float = 60.0) -> dict[str, Any]:
         """Until the machine is AVAILABLE again, unlocking it (``$X``) while it is in alarm —
