@@ -18,6 +18,8 @@ Figures (the JSON's keys are a contract):
   API, dispatcher, bridge, notifier, workflow worker) and also the customers' HTTP clients and
   the watcher that follows the jobs; ``edge_cpu_s_per_job``: the workshop daemons' together;
   ``cpu_s`` gives every process of the stack (Temporal's dev server, moto, mosquitto too);
+* ``stages``: p50/p99 ms of each gap of the jobs' timelines (the stages of ``bench pipeline``
+  and ``jobs timeline``): where the time from order to ``complete`` goes;
 * ``per_shop``: per workshop the orders sent, the jobs its own store holds ``complete`` and its
   jobs/s; ``misplaced``: orders some other workshop's store holds (0: each in its own shop);
 * ``cloud_workers``: workflow-worker processes of the cloud. One: the cloud does not yet run as
@@ -42,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crown_edge.bench.pipeline import FINISHED, process_cpu
+from crown_edge.bench.pipeline import FINISHED, process_cpu, stage_table
 from crown_edge.config import MachineConfig
 
 #: customers ordering at once (each order is its own customer)
@@ -223,20 +225,26 @@ async def _bench(size: FleetSize, workdir: Path) -> dict[str, Any]:
             _log(f"fleet: {len(not_complete)} job(s) ended otherwise: {not_complete}")
         _log("fleet: reading each job's history and each workshop's store")
         complete_at: dict[str, float] = {}
-        for job in shops:
-            if finished_statuses.get(job) != "complete":
-                continue
+        timelines: list[list[dict[str, Any]]] = []
+        for job, shop_id in shops.items():
             handle = stack.client.get_workflow_handle(names.workflow_id(job))
-            marks = history_marks((await handle.fetch_history()).events)
-            if timeline.COMPLETE in marks:
-                complete_at[job] = marks[timeline.COMPLETE]
+            cloud = history_marks((await handle.fetch_history()).events)
+            if finished_statuses.get(job) == "complete" and timeline.COMPLETE in cloud:
+                complete_at[job] = cloud[timeline.COMPLETE]
+            shown = await stack.workshop(shop_id).call("jobs.show", job_id=job)
+            edge = timeline.edge_marks(shown.get("events") or [], shown.get("runs") or [])
+            # the job is complete when the workflow recorded it (as bench pipeline counts it)
+            edge.pop(timeline.COMPLETE, None)
+            timelines.append(timeline.timeline({timeline.ACCEPTED: posted[job], **cloud, **edge}))
         in_store: dict[str, set[str]] = {}
         for shop_id in shop_ids:
             rows = await stack.workshop(shop_id).call("jobs.list", limit=100_000)
             in_store[shop_id] = {
                 r["job_id"] for r in rows if r["job_id"] in shops and r["status"] == "complete"
             }
-    return figures(size, shops, posted, complete_at, started, cpu_before, cpu_after, in_store)
+    result = figures(size, shops, posted, complete_at, started, cpu_before, cpu_after, in_store)
+    result["stages"] = stage_table(timelines)
+    return result
 
 
 async def _all_finished(stack: Any, job_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -267,8 +275,12 @@ def run(
     lasers: int | None = None,
     orders: int | None = None,
     concurrency: int = CONCURRENCY,
+    workdir: Path | None = None,
 ) -> dict[str, Any]:
-    """Run the benchmark; ``quick``: 3 shops × 1 laser, 6 orders (sizes given win)."""
+    """Run the benchmark; ``quick``: 3 shops × 1 laser, 6 orders (sizes given win).
+
+    ``workdir``: keep the stack's state there (stores, Temporal's database, logs) to look at
+    afterwards; by default a temporary directory, removed at the end."""
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -282,8 +294,12 @@ def run(
         orders=orders or (base_orders if shops is None else n_shops * ORDERS_PER_SHOP),
         concurrency=concurrency,
     )
-    with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
-        result = asyncio.run(_bench(size, Path(tmp)))
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        result = asyncio.run(_bench(size, workdir))
+    else:
+        with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
+            result = asyncio.run(_bench(size, Path(tmp)))
     result["bench"] = "fleet"
     return result
 
@@ -297,6 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY, help="customers at once")
     parser.add_argument("--quick", action="store_true", help="3 shops × 1 laser, 6 orders")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the stack's state here")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     result = run(
@@ -305,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lasers=args.lasers,
         orders=args.orders,
         concurrency=args.concurrency,
+        workdir=args.workdir,
     )
     result.setdefault("elapsed_s", round(time.perf_counter() - started, 3))
     if args.json:

@@ -61,6 +61,9 @@ def test_quick_fleet_run_completes_every_order_in_its_own_shop() -> None:
     assert result["jobs_per_s"] > 0
     assert result["cloud_cpu_s_per_job"] > 0 and result["edge_cpu_s_per_job"] > 0
     assert result["cpu_s"]["bench"] > 0 and result["cpu_s"]["edge"] > 0
+    # where the time went: every job's timeline, its run on a laser included
+    assert result["stages"]["claimed->first_line"]["jobs"] == 6
+    assert result["stages"]["first_line->last_line"]["jobs"] == 6
     assert "fleet: 6 orders over 3 workshops" in proc.stderr
 
 
