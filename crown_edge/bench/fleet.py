@@ -18,6 +18,8 @@ Figures (the JSON's keys are a contract):
   API, dispatcher, bridge, notifier, workflow worker) and also the customers' HTTP clients and
   the watcher that follows the jobs; ``edge_cpu_s_per_job``: the workshop daemons' together;
   ``cpu_s`` gives every process of the stack (Temporal's dev server, moto, mosquitto too);
+* ``orders_accepted_per_s`` (the orders ÷ the seconds until the last POST was answered, the
+  customers' pace: the Order API's door, not the flow) and ``accept_p50_ms``/``accept_p99_ms``;
 * ``stages``: p50/p99 ms of each gap of the jobs' timelines (the stages of ``bench pipeline``
   and ``jobs timeline``): where the time from order to ``complete`` goes;
 * ``per_shop``: per workshop the orders sent, the jobs its own store holds ``complete`` and its
@@ -200,12 +202,15 @@ async def _bench(size: FleetSize, workdir: Path) -> dict[str, Any]:
         orders = [fleet_order(i, shop_for(i, shop_ids), run_id) for i in range(size.orders)]
         shops = {str(o["job_id"]): str(o["shop_id"]) for o in orders}
         posted: dict[str, float] = {}
+        accept_ms: list[float] = []
         sem = asyncio.Semaphore(size.concurrency)
 
         async def post(order: dict[str, Any]) -> None:
             async with sem:
                 posted[order["job_id"]] = time.time()
+                t0 = time.perf_counter()
                 status, body = await stack.post_order(order)
+                accept_ms.append((time.perf_counter() - t0) * 1000)
             if status != 202:
                 raise RuntimeError(f"order refused: {status} {body}")
 
@@ -217,6 +222,7 @@ async def _bench(size: FleetSize, workdir: Path) -> dict[str, Any]:
         started = time.time()
         async with asyncio.timeout(TIMEOUT_S):
             await asyncio.gather(*(post(o) for o in orders))
+            post_s = time.time() - started
             views = await _all_finished(stack, list(shops))
         cpu_after = process_cpu()
         finished_statuses = {job: str(view.get("status")) for job, view in views.items()}
@@ -244,6 +250,9 @@ async def _bench(size: FleetSize, workdir: Path) -> dict[str, Any]:
             }
     result = figures(size, shops, posted, complete_at, started, cpu_before, cpu_after, in_store)
     result["stages"] = stage_table(timelines)
+    result["orders_accepted_per_s"] = round(len(orders) / max(post_s, 1e-9), 2)
+    result["accept_p50_ms"] = round(statistics.median(accept_ms), 1)
+    result["accept_p99_ms"] = round(_pct(accept_ms, 0.99), 1)
     return result
 
 

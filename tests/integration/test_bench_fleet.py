@@ -58,7 +58,8 @@ def test_quick_fleet_run_completes_every_order_in_its_own_shop() -> None:
     # figures that mean something: a spread of positive rates, latencies in order, CPU measured
     assert result["per_shop_spread"] >= 1.0
     assert 0 < result["complete_p50_s"] <= result["complete_p99_s"]
-    assert result["jobs_per_s"] > 0
+    assert result["jobs_per_s"] > 0 and result["orders_accepted_per_s"] > 0
+    assert 0 < result["accept_p50_ms"] <= result["accept_p99_ms"]
     assert result["cloud_cpu_s_per_job"] > 0 and result["edge_cpu_s_per_job"] > 0
     assert result["cpu_s"]["bench"] > 0 and result["cpu_s"]["edge"] > 0
     # where the time went: every job's timeline, its run on a laser included
