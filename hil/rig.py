@@ -29,7 +29,7 @@ from crown_edge.control import call
 from crown_edge.stack import FullStack, StackSettings
 from crown_edge.toolpath import fires_laser
 from hil.bench_sim import SimBench
-from hil.target import Target, load_target, read_simulator
+from hil.target import Target, TargetError, load_target, read_simulator
 
 END = {"complete", "escalated", "cancelled", "failed", "blocked", "revision_requested"}
 #: faults the in-process simulators take (the door and e-stop only where the chuck's I/O is)
@@ -467,6 +467,20 @@ async def rig(
             yield r
 
 
+def missing_device(target: Target) -> None:
+    """Raise :class:`~hil.target.TargetError` (one line) for the first serial device path of
+    the target that does not exist (a controller not plugged in, a by-id name mistyped)."""
+    ports = [(f"machines.{m.id}", "port", m.port) for m in target.machines]
+    for d in target.devices:
+        if d.url.startswith("rtu://"):
+            ports.append((f"devices.{d.id}", "url", d.url.removeprefix("rtu://").split("?")[0]))
+    for section, key, port in ports:
+        if port.startswith("/") and not os.path.exists(port):
+            raise TargetError(
+                target.path, section, key, f"no such device: {port}", "a connected device"
+            )
+
+
 @contextlib.asynccontextmanager
 async def _target_rig(
     workdir: Path, path: Path, laser_armed: bool, settings: dict[str, Any]
@@ -479,6 +493,7 @@ async def _target_rig(
             target = bench.target
         else:
             target = load_target(path)
+        missing_device(target)
         laser = "armed" if laser_armed else "dry"
         params: dict[str, Any] = {
             "qa_mode": "manual",

@@ -34,3 +34,14 @@ def test_laser_armed_needs_a_target() -> None:
     proc = _runner("--laser-armed")
     assert proc.returncode == 2
     assert "--laser-armed needs --target" in proc.stderr
+
+
+def test_a_controller_not_plugged_in_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    target = ROOT / "hil" / "targets" / "example-bench.toml"  # no such ports on this machine
+    proc = _runner("--target", str(target), "--workdir", str(tmp_path / "w"))
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line == (
+        f"target error: {target}: [machines.laser-1] port: no such device: "
+        "/dev/serial/by-id/usb-1a86_USB_Serial-if00-port0 (allowed: a connected device)"
+    )
