@@ -2,13 +2,15 @@
 
     python -m hil.runner [--scenario NAME ...] [--workdir DIR]
     python -m hil.runner --target FILE [--laser-armed] [--scenario NAME ...] [--workdir DIR]
+    python -m hil.runner --target FILE --commissioning [--shop ID] [--report-dir DIR] [--ask]
 
 Without ``--target`` the scenarios run on the built-in simulators. With a target file
 (:mod:`hil.target`) they run on its machines and Modbus devices, the workshop daemon as its own
 process, every machine **dry** (all motion, laser power held at zero) unless ``--laser-armed``;
 then the target's interlocks must read safe before each job, or the run stops with one
 ``REFUSED …`` line (exit 2). A scenario needing a fault the target cannot inject is reported
-``SKIP name (reason)`` and does not fail the run.
+``SKIP name (reason)`` and does not fail the run. ``--commissioning`` checks the target's
+machines instead (:mod:`hil.commissioning`) and writes the workshop's acceptance report.
 
 Prints one line per scenario (``PASS``/``FAIL``/``SKIP``) and the closing
 ``N passed, M failed, K skipped`` line; exit 1 on a failure.
@@ -26,6 +28,7 @@ import traceback
 from pathlib import Path
 
 from crown_edge.errors import ConfigError
+from hil import commissioning
 from hil.rig import LaserRefused, Rig, rig
 from hil.scenarios import ALL, needed
 
@@ -105,10 +108,13 @@ def main() -> None:
         help="fire the laser (with --target; the interlocks must read safe before each job)",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
+    commissioning.add_arguments(parser)
     args = parser.parse_args()
     if args.laser_armed and args.target is None:
         parser.error("--laser-armed needs --target (the simulators always fire)")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR)
+    if args.commissioning:
+        sys.exit(commissioning.run_commissioning(args))
     names = args.scenario or list(ALL)
     with tempfile.TemporaryDirectory(prefix="crown-hil-") as tmp:
         try:
