@@ -54,6 +54,9 @@ class CloudConfig:
     metrics_port: int | None = None
     #: customer notifications (the ``[mail]`` table); None: off
     mail: MailSettings | None = None
+    #: the Order API's intake journal (``[cloud] intake_journal``); None: ``intake.db`` beside
+    #: ``designs_dir``
+    intake_journal: Path | None = None
 
 
 def load_cloud_config(path: Path, env: Mapping[str, str] | None = None) -> CloudConfig:
@@ -90,6 +93,8 @@ def load_cloud_config(path: Path, env: Mapping[str, str] | None = None) -> Cloud
     known_keys("mqtt", raw_mqtt, MQTT_KEYS)
     mqtt = parse_mqtt(raw_mqtt, path.parent) if "host" in raw_mqtt else None
     designs = Path(get("cloud", "designs_dir", "var/designs", str))
+    journal = get("cloud", "intake_journal", None, str)
+    intake = None if journal is None else Path(journal)
     default_shop = get("cloud", "default_shop_id", "shop-1", str)
     shops = _strings(data, "cloud", "shops") or (default_shop,)
     if default_shop not in shops:
@@ -140,6 +145,7 @@ def load_cloud_config(path: Path, env: Mapping[str, str] | None = None) -> Cloud
         metrics_port=metrics_port,
         default_shop_id=default_shop,
         designs_dir=designs if designs.is_absolute() else path.parent / designs,
+        intake_journal=intake if intake is None or intake.is_absolute() else path.parent / intake,
         http_port=port,
         mqtt=mqtt if mqtt is not None and mqtt.enabled else None,
         mail=mail if mail is not None and mail.backend != "off" else None,
@@ -195,6 +201,7 @@ async def _serve(cfg: CloudConfig) -> None:
     mqtt = cfg.mqtt
     settings = CloudSettings(
         designs_dir=cfg.designs_dir,
+        intake_journal=cfg.intake_journal,
         credentials=Credentials(cfg.api_keys, cfg.token_secrets),
         shops=cfg.shops,
         public_url=cfg.public_url,

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -66,6 +67,10 @@ def test_cloud_keys_come_from_env_config_or_credentials(tmp_path: Path) -> None:
     cfg = load_cloud_config(path, env={"CREDENTIALS_DIRECTORY": str(creds)})
     assert cfg.api_keys == ("cred-key-0123456789abc",)
     assert cfg.token_secrets == ("cred-secret-0123456789",)
+    assert cfg.intake_journal is None  # the service puts it beside designs_dir
+    path.write_text('[cloud]\nintake_journal = "state/intake.db"\n')
+    cfg = load_cloud_config(path, env={"CREDENTIALS_DIRECTORY": str(creds)})
+    assert cfg.intake_journal == tmp_path / "state" / "intake.db"
 
 
 def test_cloud_process_starts_workflows_from_orders(
@@ -79,6 +84,7 @@ def test_cloud_process_starts_workflows_from_orders(
     config = tmp_path / "cloud.toml"
     config.write_text(
         f'[cloud]\ndefault_shop_id = "nowhere"\ndesigns_dir = "designs"\n'
+        f'intake_journal = "journal/intake.db"\n'
         f'[api]\ntoken_secrets = ["cli-test-secret-0123456789"]\n'
         f'[http]\nport = {port}\n[temporal]\ntarget = "{temporal_dev_server.target}"\n'
         f'[sqs]\nendpoint_url = "{moto_server.endpoint_url}"\n'
@@ -132,6 +138,9 @@ def test_cloud_process_starts_workflows_from_orders(
         assert answer["status"] == "received"
         assert answer["status_url"].startswith(f"http://127.0.0.1:{port}/status/{job_id}?token=")
         assert KEY not in (tmp_path / "cloud.log").read_text()
+        # the order went through the configured journal, the owner's alone
+        journal = tmp_path / "journal" / "intake.db"
+        assert stat.S_IMODE(journal.stat().st_mode) == 0o600
         assert asyncio.run(_workflow_type(temporal_dev_server.target, job_id)) == (
             names.WORKFLOW_NAME
         )
