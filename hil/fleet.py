@@ -207,6 +207,8 @@ async def orders_stay_in_their_shop(rig: FleetRig, per_shop: int = 2) -> None:
         for job_id in ids:
             result = await rig.result(job_id)
             assert result["status"] == "complete", (shop, job_id, result)
+            code, order = await rig.stack.get_order(job_id)  # what the customer's page shows
+            assert code == 200 and order.get("shop_id") == shop, (shop, job_id, code, order)
     for shop, ids in jobs.items():
         for job_id in ids:
             await rig.made_once_by(shop, job_id)

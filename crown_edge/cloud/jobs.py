@@ -29,6 +29,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from crown_edge.cloud.board import StatusBoard
+from crown_edge.cloud.jobdir import JobDirectory
 from crown_edge.workflow import names, timeline
 
 log = logging.getLogger(__name__)
@@ -87,9 +88,15 @@ def merge(
 class Jobs:
     """Durable job views and customer updates, over a Temporal client and the status board."""
 
-    def __init__(self, board: StatusBoard, temporal: Client | None = None) -> None:
+    def __init__(
+        self,
+        board: StatusBoard,
+        temporal: Client | None = None,
+        shops: JobDirectory | None = None,
+    ) -> None:
         self.board = board
         self.temporal = temporal
+        self.shops = shops
 
     async def durable(self, job_id: str) -> dict[str, Any] | None:
         """The workflow's ``status`` query answer; None if there is no workflow (yet)."""
@@ -115,7 +122,13 @@ class Jobs:
             durable = await self.durable(job_id)
         except Unavailable:
             durable = None  # the live board still knows the latest event, if any
-        return merge(durable, self.board.job(job_id))
+        view = merge(durable, self.board.job(job_id))
+        if view is not None and not view.get("shop_id") and self.shops is not None:
+            # the workshop that makes the item, from the workflow's own input (never a message)
+            shop = await self.shops.shop_of(job_id)
+            if shop is not None:
+                view["shop_id"] = shop
+        return view
 
     async def timeline(self, job_id: str) -> list[dict[str, Any]] | None:
         """The job's stages from its workflow's history (:func:`job_timeline`); None when

@@ -345,6 +345,8 @@ Use this item</button>
 <dl class="facts">
 <div class="row"><dt>Item</dt>
 <dd id="item">{esc(item_name(str(shown.get("item_id") or ""), alternatives))}</dd></div>
+<div id="shop-row" class="row"{_hidden(bool(shown.get("shop_id")))}><dt>Made at</dt>
+<dd id="shop">{esc(str(shown.get("shop_id") or ""))}</dd></div>
 <div id="text-row" class="row"{_hidden(bool(lines))}><dt>Engraving</dt>
 <dd><span id="text" class="plate">{plate}</span></dd></div>
 <div id="due-row" class="row"{_hidden(bool(shown.get("due_date")))}><dt>Due</dt>

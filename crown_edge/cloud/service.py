@@ -145,7 +145,7 @@ class CloudServices:
             allowed_origins=settings.allowed_origins,
         )
         registry = CollectorRegistry()
-        views = Jobs(self.bridge.board, temporal)
+        views = Jobs(self.bridge.board, temporal, shops=self.bridge.jobs)
         mail = settings.mail
         transport = mail_transport or (transport_for(mail) if mail is not None else None)
         self.notifier = (

@@ -80,6 +80,7 @@ CUSTOMER_FIELDS: Final = (
     "alternatives",
     "rating",
     "at",
+    "shop_id",
 )
 
 #: Fields an offered alternative item may show.

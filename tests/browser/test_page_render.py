@@ -124,3 +124,11 @@ def test_the_script_gets_its_words_and_rules_from_the_page() -> None:
     assert "cancelled" in config["ended"]
     assert pages.STATUS_JS.startswith("/*") and "textContent" in pages.STATUS_JS
     assert "innerHTML" not in pages.STATUS_JS and "eval(" not in pages.STATUS_JS
+
+
+def test_the_page_says_which_workshop_makes_the_item() -> None:
+    page = _render(status="queued", item_id="plaque-a5", shop_id="shop-2")
+    assert "Made at" in _visible(page) and "shop-2" in _visible(page)
+    assert 'id="shop-row" class="row" hidden' not in page
+    unknown = _render(status="received", item_id="plaque-a5")
+    assert 'id="shop-row" class="row" hidden' in unknown
