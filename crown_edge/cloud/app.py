@@ -404,7 +404,9 @@ class _Routes:
         self.api._require_token(request, job_id)
         body = parse_body(RatingIn, await read_json(request))
         arg = {"stars": body.stars, "comment": body.comment}
-        return await self._act(request, job_id, "rating", RATE, arg)
+        answer = await self._act(request, job_id, "rating", RATE, arg)
+        self.api.metrics.ratings.observe(body.stars)  # taken once: a second rating is refused
+        return answer
 
     async def status_page(self, request: Request, job_id: str) -> Response:
         api = self.api

@@ -17,6 +17,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    Histogram,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -52,6 +53,13 @@ class Metrics:
             "crown_customer_actions", "Customer actions", ["action", "outcome"], registry=registry
         )
         self.ws_clients = Gauge("crown_ws_clients", "Open status WebSockets", registry=registry)
+        # the seed's customer_satisfaction score: _sum / _count over a window is the mean stars
+        self.ratings = Histogram(
+            "crown_customer_rating_stars",
+            "Customers' ratings of complete jobs (1-5 stars, one per job)",
+            buckets=(1, 2, 3, 4, 5),
+            registry=registry,
+        )
         backlog = Gauge("crown_bridge_relay_backlog", "Events waiting", registry=registry)
         backlog.set_function(lambda: bridge.relay_backlog)
         registry.register(_BridgeCounters(bridge))

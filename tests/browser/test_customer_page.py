@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from hil.rig import Rig
 from tests.browser.conftest import DESKTOP, PHONE
@@ -146,8 +148,12 @@ async def test_live_progress_then_rating(browser: Any, stack_rig: Rig, artifacts
         assert "choose 1 to 5" in str(await page.text_content("#message"))
         await page.click("label:has(input[name=stars][value='5'])")
         await page.fill("#rating-comment", "Lovely work, thank you")
+        before = await asyncio.to_thread(_ratings, stack_rig)
         await page.click("#rating-send")
         await page.wait_for_selector("#rated", state="visible", timeout=WAIT_MS)
+        # the rating feeds the customer-satisfaction score on the Order API's /metrics
+        count, stars = await asyncio.to_thread(_ratings, stack_rig)
+        assert (count, stars) == (before[0] + 1, before[1] + 5)
         assert "Thank you for your rating" in str(await page.text_content("#message"))
         assert "5 of 5" in str(await page.text_content("#rated"))
         await tab.shot("rated")
@@ -246,3 +252,20 @@ async def test_out_of_stock_pick_an_alternative_or_cancel(
         assert "You cancelled the order." in str(await page.text_content("#reason"))
         await tab.shot("cancelled")
     assert (await stack_rig.view(job))["status"] == "cancelled"
+
+
+def _ratings(rig: Rig) -> tuple[float, float]:
+    """``crown_customer_rating_stars`` count and sum on the Order API's /metrics."""
+    request = urllib.request.Request(
+        f"{rig.stack.api_url}/metrics", headers={"Authorization": f"Bearer {rig.stack.api_key}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        text = answer.read().decode()
+    found = {"count": 0.0, "sum": 0.0}
+    for family in text_string_to_metric_families(text):
+        if family.name == "crown_customer_rating_stars":
+            for sample in family.samples:
+                for key in found:
+                    if sample.name.endswith(f"_{key}"):
+                        found[key] = sample.value
+    return found["count"], found["sum"]

@@ -325,6 +325,8 @@ async def test_customer_actions_check_bodies_and_need_the_workflow(
     reply = await post_json(f"{base}/rating{_tok('J-1')}", {"stars": 5})
     assert reply.status == 503  # no Temporal client here: nobody to ask
     assert reply.json()["error"] == "workflow_unavailable"
+    metrics = (await request(f"{app.url}/metrics", headers=AUTH)).body.decode()
+    assert "crown_customer_rating_stars_count 0.0" in metrics  # a rating not taken is not counted
 
 
 async def test_healthz_and_metrics(api: tuple[OrderApi, Bridge]) -> None:
