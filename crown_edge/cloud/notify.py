@@ -70,8 +70,12 @@ class Notifier:
         view: ViewSource | None = None,
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
+        on_failed: Callable[[dict[str, Any]], Awaitable[object]] | None = None,
     ) -> None:
+        """``on_failed`` takes a ``notification_failed`` event when a notice is given up (the
+        cloud sends it to the job-events queue, so whoever follows the jobs sees it)."""
         self.settings = settings
+        self.on_failed = on_failed
         self.transport = transport
         self.designs_dir = designs_dir
         self.view = view
@@ -288,6 +292,21 @@ class Notifier:
             error,
             extra={"job_id": notice.job_id, "event_id": notice.event_id, "kind": notice.kind},
         )
+        if self.on_failed is None:
+            return
+        event = {
+            "event_id": f"{notice.event_id}:notification_failed",
+            "job_id": notice.job_id,
+            "kind": "notification_failed",
+            "notification": notice.kind,
+            "attempts": attempts,
+            "error": error[:300],
+            "at": self._clock(),
+        }
+        try:
+            await self.on_failed(event)
+        except Exception as exc:  # the row, the log line and the metric are kept regardless
+            log.warning("job %s: notification_failed event not sent: %r", notice.job_id, exc)
 
     async def _alternatives(self, job_id: str, kind: str) -> list[Alternative] | None:
         """The items offered instead: as offered, else from the job's view; None if unknown

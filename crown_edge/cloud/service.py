@@ -155,6 +155,7 @@ class CloudServices:
                 designs_dir=settings.designs_dir,
                 view=views.view,
                 registry=registry,
+                on_failed=self.orders.send_event,
             )
             if mail is not None and transport is not None
             else None

@@ -147,17 +147,29 @@ async def test_after_the_last_attempt_the_failure_is_counted_and_logged(
     handler.refuse = 100
     registry = CollectorRegistry()
     settings = _settings(tmp_path, sink.port, max_attempts=3)
+    events: list[dict[str, Any]] = []
+
+    async def on_failed(event: dict[str, Any]) -> None:
+        events.append(event)
+
     with caplog.at_level(logging.WARNING, logger="crown_edge.cloud.notify"):
-        async with Notifier(settings, SmtpTransport(settings), registry=registry) as notifier:
+        async with Notifier(
+            settings, SmtpTransport(settings), registry=registry, on_failed=on_failed
+        ) as notifier:
             await notifier.remember(Contact("J-1", "jane@example.com", LINK))
             await notifier.record("status", _event(9, "complete"))
             await _until(
                 lambda: _sample(registry, "crown_notifications_failed_total", "complete") == 1
             )
+            await _until(lambda: len(events) == 1)
             assert notifier.store is not None
             (row,) = notifier.store.notices("J-1")
     assert handler.attempts == 3
     assert row["state"] == "failed" and "451" in row["last_error"]
+    (event,) = events  # the failure is an event too, once
+    assert event["kind"] == "notification_failed" and event["job_id"] == "J-1"
+    assert event["notification"] == "complete" and event["attempts"] == 3
+    assert "451" in event["error"] and event["event_id"].endswith(":notification_failed")
     assert any("NOT SENT after 3 attempts" in r.getMessage() for r in caplog.records)
     assert sink.files() == []
 

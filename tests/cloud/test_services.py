@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
 from crown_edge.cloud.auth import Credentials
+from crown_edge.cloud.mail import MailError, MailSettings, MailTransport
 from crown_edge.cloud.service import CloudServices, CloudSettings
 from crown_edge.embedded import EmbeddedServices, MotoServer, MqttBroker
 from crown_edge.embedded._proc import port_open
 from crown_edge.errors import SyncError
 from crown_edge.models import IntakeMessage
+from crown_edge.sync import queues
 from crown_edge.sync.mqtt import MqttLink
 from tests.cloud.client import post_json, request
 from tests.sync.fakes import MemoryOutbox, until
@@ -94,3 +98,52 @@ async def test_embedded_stack_cleans_up_when_one_service_fails(tmp_path: Path) -
             pass
     assert not services.broker.running
     assert not services.moto.running
+
+
+class _Refusing:
+    """A mail service that refuses every message for good."""
+
+    async def send(self, message: object) -> None:
+        raise MailError("550 no such mailbox", transient=False, code=550)
+
+
+async def test_a_notice_given_up_is_an_event_on_the_job_events_queue(
+    moto_server: MotoServer, sqs_queues: dict[str, str], sqs: Any, tmp_path: Path
+) -> None:
+    job = f"NF-{uuid.uuid4().hex[:8]}"
+    settings = CloudSettings(
+        designs_dir=tmp_path,
+        credentials=Credentials((KEY,), ("services-test-secret-0123",)),
+        shops=frozenset({"s1"}),
+        sqs_endpoint_url=moto_server.endpoint_url,
+        dispatcher_wait_seconds=0,
+        intake_journal=tmp_path / "intake.db",
+        mail=MailSettings(store=tmp_path / "notices.db", max_attempts=1),
+    )
+    async with CloudServices(
+        settings, _ignore, mail_transport=cast(MailTransport, _Refusing())
+    ) as cloud:
+        order = {**GOOD, "job_id": job, "shop_id": "s1", "customer_email": "jane@example.com"}
+        assert (await post_json(f"{cloud.api.url}/orders", order, KEY)).status == 202
+        done = {"event_id": f"{job}:9", "job_id": job, "seq": 9, "status": "complete"}
+        await cloud.cloud_sink("status", {**done, "shop_id": "s1"})
+        url = sqs_queues[queues.EVENTS_QUEUE]
+        found: list[dict[str, Any]] = []
+        async with asyncio.timeout(30):
+            while not found:
+                got = await asyncio.to_thread(
+                    sqs.receive_message, QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+                )
+                for message in got.get("Messages", []):
+                    body = json.loads(message["Body"])
+                    if body.get("job_id") == job and body.get("kind") == "notification_failed":
+                        found.append(body)
+                    await asyncio.to_thread(
+                        sqs.delete_message, QueueUrl=url, ReceiptHandle=message["ReceiptHandle"]
+                    )
+    (event,) = found
+    assert event["notification"] == "complete" and "550" in event["error"]
+
+
+async def _ignore(msg: IntakeMessage) -> None:
+    return None
