@@ -123,12 +123,32 @@ class Jobs:
         except Unavailable:
             durable = None  # the live board still knows the latest event, if any
         view = merge(durable, self.board.job(job_id))
-        if view is not None and not view.get("shop_id") and self.shops is not None:
-            # the workshop that makes the item, from the workflow's own input (never a message)
-            shop = await self.shops.shop_of(job_id)
+        if view is not None and durable is not None and not view.get("shop_id"):
+            shop = await self._shop_of(job_id)
             if shop is not None:
                 view["shop_id"] = shop
         return view
+
+    async def _shop_of(self, job_id: str) -> str | None:
+        """The workshop that makes ``job_id``, from its workflow's own input (never a message).
+
+        Asked only once the workflow exists, and past the directory's memory of misses: a page
+        opened before the workflow started must not hide the shop for the next minute.
+        """
+        if self.shops is None:
+            return None
+        shop = self.shops.known(job_id)
+        if shop is not None or self.shops.lookup is None:
+            return shop
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT):
+                shop = await self.shops.lookup(job_id)
+        except Exception as exc:  # Temporal slow or down: the view goes without the shop
+            log.warning("job %s: shop lookup failed: %r", job_id, exc, extra={"job_id": job_id})
+            return None
+        if shop is not None:
+            self.shops.learn(job_id, shop)
+        return shop
 
     async def timeline(self, job_id: str) -> list[dict[str, Any]] | None:
         """The job's stages from its workflow's history (:func:`job_timeline`); None when
