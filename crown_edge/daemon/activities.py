@@ -109,6 +109,8 @@ class ActiveJobs:
         self._jobs: dict[str, Job] = {}
         self._refresher: asyncio.Task[None] | None = None
         self._waiters: dict[str, list[tuple[Job, asyncio.Future[None]]]] = {}
+        #: resolved when the read under way (or the next one) completes, then replaced
+        self._read: asyncio.Future[None] | None = None
         #: Shared reads made so far (how many store reads the waiters needed).
         self.reads = 0
 
@@ -124,10 +126,24 @@ class ActiveJobs:
         return self._refresher
 
     async def _refresh(self) -> None:
-        """Read until the read is as new as the latest change; wake whose job changed."""
+        """Read until the read is as new as the latest change; wake whose job changed.
+
+        Each completed read resolves :attr:`_read`, so a caller of :meth:`get` waits for one
+        read that began after its change, never for the store to fall quiet (under a steady
+        stream of commits this loop may go on for a long time).
+        """
         while True:
             version = self._version
-            jobs = await self.store.list_jobs([str(s) for s in _WATCHED], limit=_WATCHED_LIMIT)
+            try:
+                jobs = await self.store.list_jobs([str(s) for s in _WATCHED], limit=_WATCHED_LIMIT)
+            except BaseException as exc:
+                read, self._read = self._read, None
+                if read is not None and not read.done():
+                    if isinstance(exc, Exception):
+                        read.set_exception(exc)
+                    else:
+                        read.cancel()
+                raise
             self.reads += 1
             self._jobs = {job.job_id: job for job in jobs}
             self._loaded_version = version
@@ -137,8 +153,19 @@ class ActiveJobs:
                 for seen, woken in waiting:
                     if (now is None or now != seen) and not woken.done():
                         woken.set_result(None)
+            read, self._read = self._read, None
+            if read is not None and not read.done():
+                read.set_result(None)
             if self._version == version:
                 return
+
+    def _next_read(self) -> asyncio.Future[None]:
+        """A future resolved when the refresher's next read completes (it is started)."""
+        if self._read is None:
+            self._read = asyncio.get_running_loop().create_future()
+        read = self._read
+        self._kick()
+        return read
 
     async def get(self, job_id: str) -> Job:
         """The job as of the latest change (UnknownJob when the store has none)."""
@@ -147,7 +174,7 @@ class ActiveJobs:
             if self._loaded_version >= wanted:  # fresh enough by version, too old by age
                 self._version += 1
                 wanted = self._version
-            await asyncio.shield(self._kick())
+            await asyncio.shield(self._next_read())
         found = self._jobs.get(job_id)
         return found if found is not None else await self.store.get_job(job_id)
 

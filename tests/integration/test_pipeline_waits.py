@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from crown_edge.catalog import load_catalog
 from crown_edge.config import MachineConfig
-from crown_edge.daemon.activities import EdgeActivities
+from crown_edge.daemon.activities import ActiveJobs, EdgeActivities
 from crown_edge.models import Availability, Execution, JobStatus, MachineState
 from crown_edge.scheduler import Scheduler
 from crown_edge.store import Store
@@ -111,3 +112,45 @@ async def test_a_change_wakes_only_the_waiters_of_that_job(edge: EdgeActivities)
     for task in waiting[1:]:
         task.cancel()
     await asyncio.gather(*waiting[1:], return_exceptions=True)
+
+
+class _SlowStore:
+    """A store whose shared read takes a while (a busy workshop): counts the reads."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    async def list_jobs(self, statuses: list[str], limit: int) -> list[object]:
+        self.reads += 1
+        await asyncio.sleep(0.02)
+        return []
+
+    async def get_job(self, job_id: str) -> str:
+        return f"read {job_id}"
+
+
+async def test_a_reader_is_served_by_one_read_while_commits_keep_coming() -> None:
+    """Under a steady stream of commits the shared read goes on and on; a caller waits for one
+    read that began after its change, never for the store to fall quiet (it used to: the
+    activities then missed their heartbeats and were retried after the heartbeat timeout)."""
+    store = _SlowStore()
+    active = ActiveJobs(cast(Store, store), max_age_s=600.0)
+    stop = asyncio.Event()
+
+    async def committing() -> None:
+        while not stop.is_set():
+            active.changed()
+            await asyncio.sleep(0.005)
+
+    busy = asyncio.create_task(committing())
+    try:
+        active.changed()
+        for _ in range(5):
+            before = store.reads
+            async with asyncio.timeout(30):  # generous: the point is it returns while busy
+                assert await active.get("J-1") == "read J-1"
+            assert store.reads - before <= 3  # the read under way, and at most two more
+        assert not busy.done()  # the commits never stopped
+    finally:
+        stop.set()
+        await busy
