@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crown_edge.bench.pipeline import FINISHED, process_cpu, stage_table
+from crown_edge.bench.pipeline import all_finished, process_cpu, stage_table
 from crown_edge.config import MachineConfig
 
 #: customers ordering at once (each order is its own customer)
@@ -223,7 +223,8 @@ async def _bench(size: FleetSize, workdir: Path) -> dict[str, Any]:
         async with asyncio.timeout(TIMEOUT_S):
             await asyncio.gather(*(post(o) for o in orders))
             post_s = time.time() - started
-            views = await _all_finished(stack, list(shops))
+            ids = list(shops)
+            views = dict(zip(ids, await all_finished(stack, ids), strict=True))
         cpu_after = process_cpu()
         finished_statuses = {job: str(view.get("status")) for job, view in views.items()}
         not_complete = {j: s for j, s in finished_statuses.items() if s != "complete"}
@@ -254,27 +255,6 @@ async def _bench(size: FleetSize, workdir: Path) -> dict[str, Any]:
     result["accept_p50_ms"] = round(statistics.median(accept_ms), 1)
     result["accept_p99_ms"] = round(_pct(accept_ms, 0.99), 1)
     return result
-
-
-async def _all_finished(stack: Any, job_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Each job's view once it reached a :data:`~crown_edge.bench.pipeline.FINISHED` status.
-
-    One watcher looks at the bridge's status board for all of them every 50 ms (free: the board
-    lives in this process) and confirms each with one workflow query.
-    """
-    board = stack.cloud.bridge.board
-    views: dict[str, dict[str, Any]] = {}
-    while len(views) < len(job_ids):
-        for job_id in job_ids:
-            if job_id in views:
-                continue
-            latest = board.job(job_id)
-            if latest is not None and latest.get("status") in FINISHED:
-                view = await stack.job_view(job_id)
-                if view is not None and view.get("status") in FINISHED:
-                    views[job_id] = dict(view)
-        await asyncio.sleep(0.05)
-    return views
 
 
 def run(

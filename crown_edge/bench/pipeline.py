@@ -204,7 +204,7 @@ async def _bench(n: int, idle_n: int, workdir: Path) -> dict[str, Any]:
         started = time.perf_counter()
         posted_jobs = await asyncio.gather(*(post(i, accept, sem) for i in range(n)))
         accept_lags = list(lags)
-        results = await _all_finished(stack, [j for j, _ in posted_jobs])
+        results = await all_finished(stack, [j for j, _ in posted_jobs])
         ours_s = time.perf_counter() - started
         cpu_after = process_cpu()
         lag_task.cancel()
@@ -366,7 +366,7 @@ async def _bare(client: Any, n: int, steps: int) -> float:
 FINISHED = frozenset({"complete", "escalated", "cancelled", "failed"})
 
 
-async def _all_finished(
+async def all_finished(
     stack: Any, job_ids: list[str], timeout: float = 900.0
 ) -> list[dict[str, Any]]:
     """Each job's view once it reached a :data:`FINISHED` status, in ``job_ids``' order.
