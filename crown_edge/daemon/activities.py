@@ -110,7 +110,7 @@ class ActiveJobs:
         self._refresher: asyncio.Task[None] | None = None
         self._waiters: dict[str, list[tuple[Job, asyncio.Future[None]]]] = {}
         #: resolved when the read under way (or the next one) completes, then replaced
-        self._read: asyncio.Future[None] | None = None
+        self._round: asyncio.Future[None] | None = None
         #: Shared reads made so far (how many store reads the waiters needed).
         self.reads = 0
 
@@ -128,7 +128,7 @@ class ActiveJobs:
     async def _refresh(self) -> None:
         """Read until the read is as new as the latest change; wake whose job changed.
 
-        Each completed read resolves :attr:`_read`, so a caller of :meth:`get` waits for one
+        Each completed read resolves :attr:`_round`, so a caller of :meth:`get` waits for one
         read that began after its change, never for the store to fall quiet (under a steady
         stream of commits this loop may go on for a long time).
         """
@@ -137,12 +137,12 @@ class ActiveJobs:
             try:
                 jobs = await self.store.list_jobs([str(s) for s in _WATCHED], limit=_WATCHED_LIMIT)
             except BaseException as exc:
-                read, self._read = self._read, None
-                if read is not None and not read.done():
+                round_, self._round = self._round, None
+                if round_ is not None and not round_.done():
                     if isinstance(exc, Exception):
-                        read.set_exception(exc)
+                        round_.set_exception(exc)
                     else:
-                        read.cancel()
+                        round_.cancel()
                 raise
             self.reads += 1
             self._jobs = {job.job_id: job for job in jobs}
@@ -153,17 +153,17 @@ class ActiveJobs:
                 for seen, woken in waiting:
                     if (now is None or now != seen) and not woken.done():
                         woken.set_result(None)
-            read, self._read = self._read, None
-            if read is not None and not read.done():
-                read.set_result(None)
+            round_, self._round = self._round, None
+            if round_ is not None and not round_.done():
+                round_.set_result(None)
             if self._version == version:
                 return
 
     def _next_read(self) -> asyncio.Future[None]:
         """A future resolved when the refresher's next read completes (it is started)."""
-        if self._read is None:
-            self._read = asyncio.get_running_loop().create_future()
-        read = self._read
+        if self._round is None:
+            self._round = asyncio.get_running_loop().create_future()
+        read = self._round
         self._kick()
         return read
 
