@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crown_edge.bench import percentile
 from crown_edge.bench.pipeline import all_finished, process_cpu, stage_table
 from crown_edge.config import MachineConfig
 
@@ -81,11 +82,6 @@ class FleetSize:
 
 def _log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-
-def _pct(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def shop_for(i: int, shop_ids: Sequence[str]) -> str:
@@ -162,7 +158,7 @@ def figures(
         "run_s": round(elapsed, 2),
         "per_shop_spread": spread([s["jobs_per_s"] for s in per_shop.values()]),
         "complete_p50_s": round(statistics.median(latencies), 3) if latencies else None,
-        "complete_p99_s": round(_pct(latencies, 0.99), 3) if latencies else None,
+        "complete_p99_s": round(percentile(latencies, 0.99), 3) if latencies else None,
         "cloud_cpu_s_per_job": round(cpu.get("bench", 0.0) / per_job, 4),
         "edge_cpu_s_per_job": round(cpu.get("edge", 0.0) / per_job, 4),
         "cpu_s": cpu,
@@ -253,7 +249,7 @@ async def _bench(size: FleetSize, workdir: Path) -> dict[str, Any]:
     result["stages"] = stage_table(timelines)
     result["orders_accepted_per_s"] = round(len(orders) / max(post_s, 1e-9), 2)
     result["accept_p50_ms"] = round(statistics.median(accept_ms), 1)
-    result["accept_p99_ms"] = round(_pct(accept_ms, 0.99), 1)
+    result["accept_p99_ms"] = round(percentile(accept_ms, 0.99), 1)
     return result
 
 

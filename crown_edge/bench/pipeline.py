@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from crown_edge.bench import percentile
 from crown_edge.config import MachineConfig
 
 #: customers ordering at once in the throughput run (each order is its own customer); the idle
@@ -44,11 +45,6 @@ SETTLE_S = 3.0
 
 def _log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _order(i: int) -> dict[str, Any]:
@@ -66,7 +62,7 @@ def _figures(accept: list[float]) -> dict[str, Any]:
     return {
         "orders": len(accept),
         "accept_p50_ms": round(statistics.median(accept), 2),
-        "accept_p99_ms": round(_pct(accept, 0.99), 2),
+        "accept_p99_ms": round(percentile(accept, 0.99), 2),
     }
 
 
@@ -81,7 +77,7 @@ def stage_table(timelines: list[list[dict[str, Any]]]) -> dict[str, dict[str, fl
     return {
         name: {
             "p50_ms": round(statistics.median(values), 1),
-            "p99_ms": round(_pct(values, 0.99), 1),
+            "p99_ms": round(percentile(values, 0.99), 1),
             "jobs": len(values),
         }
         for name, values in per_gap.items()
@@ -257,7 +253,9 @@ async def _bench(n: int, idle_n: int, workdir: Path) -> dict[str, Any]:
         "order_to_first_line_p50_ms": (
             round(statistics.median(first_line), 1) if first_line else None
         ),
-        "order_to_first_line_p99_ms": round(_pct(first_line, 0.99), 1) if first_line else None,
+        "order_to_first_line_p99_ms": round(percentile(first_line, 0.99), 1)
+        if first_line
+        else None,
         "stages": stage_table(timelines),
         "stages_idle": stage_table(idle_timelines),
         "waits": {
@@ -328,7 +326,7 @@ def _proc_name(comm: str, cmdline: list[bytes]) -> str:
 
 
 def _ms(values: list[float], q: float) -> float | None:
-    return round(_pct(values, q), 1) if values else None
+    return round(percentile(values, q), 1) if values else None
 
 
 async def _loop_lag(lags: list[float], every_s: float = 0.005) -> None:

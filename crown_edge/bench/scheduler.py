@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from crown_edge.bench import percentile
 from crown_edge.catalog import load_catalog
 from crown_edge.config import MachineConfig
 from crown_edge.lifecycle import JobEvent
@@ -42,11 +43,6 @@ ITEMS = (
     "glass-tumbler",
     "cup-silver",
 )
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _log(text: str) -> None:
@@ -104,9 +100,9 @@ async def _bench(n_jobs: int, n_picks: int, n_race: int, root: Path) -> dict[str
         "machines": len(MACHINES),
         "enqueue_per_s": round(n_jobs / enqueue_s, 1),
         "pick_p50_ms": round(statistics.median(picks), 3),
-        "pick_p99_ms": round(_pct(picks, 0.99), 3),
+        "pick_p99_ms": round(percentile(picks, 0.99), 3),
         "claim_p50_ms": round(statistics.median(claims), 3),
-        "claim_p99_ms": round(_pct(claims, 0.99), 3),
+        "claim_p99_ms": round(percentile(claims, 0.99), 3),
         "picks": len(picks),
         "race_jobs": n_race,
         "race_claimed": raced,
