@@ -1,0 +1,92 @@
+"""File leases: one holder at a time, released when the holder's process dies however it dies."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from crown_edge.cloud.lease import FileLease, LeaseBusy, holder, lock_path
+
+
+def test_one_holder_at_a_time(tmp_path: Path) -> None:
+    resource = tmp_path / "intake.db"
+    first, second = FileLease(resource, "a"), FileLease(resource, "b")
+    assert first.try_acquire()
+    assert first.try_acquire()  # already ours
+    assert not second.try_acquire()
+    assert holder(resource) == f"pid {os.getpid()} a"
+    assert lock_path(resource).stat().st_mode & 0o777 == 0o600
+    first.release()
+    assert not first.held
+    assert second.try_acquire()
+    assert holder(resource) == f"pid {os.getpid()} b"
+    second.release()
+    assert holder(resource) == ""
+
+
+def test_context_manager_refuses_a_held_lease(tmp_path: Path) -> None:
+    resource = tmp_path / "notify.db"
+    other = FileLease(resource, "b")
+    with FileLease(resource, "a"), pytest.raises(LeaseBusy, match="in use by another process"):
+        other.__enter__()
+    assert not other.held
+    with FileLease(resource, "b") as lease:
+        assert lease.held
+
+
+async def test_acquire_waits_then_names_the_holder(tmp_path: Path) -> None:
+    resource = tmp_path / "intake-a.db"
+    held = FileLease(resource, "cloud a")
+    assert held.try_acquire()
+    waiter = FileLease(resource, "cloud b")
+    with pytest.raises(LeaseBusy, match=r"cloud a.*--instance"):
+        await waiter.acquire(timeout=0.3, poll=0.05)
+    asyncio.get_running_loop().call_later(0.1, held.release)
+    await waiter.acquire(timeout=5.0, poll=0.02)
+    assert waiter.held
+    waiter.release()
+
+
+def test_a_killed_holder_frees_the_lease(tmp_path: Path) -> None:
+    """SIGKILL leaves the lock file behind, but not the lock: the kernel drops it."""
+    resource = tmp_path / "intake-x.db"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import sys, time
+                from pathlib import Path
+                from crown_edge.cloud.lease import FileLease
+                assert FileLease(Path({str(resource)!r}), "child").try_acquire()
+                print("held", flush=True)
+                time.sleep(60)
+                """
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "held"
+        survivor = FileLease(resource, "survivor")
+        assert not survivor.try_acquire()
+        assert holder(resource) == f"pid {child.pid} child"
+        child.kill()
+        child.wait(timeout=10)
+        assert survivor.try_acquire()
+        survivor.release()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
