@@ -17,6 +17,15 @@ backup, a process that died between SQS's answer and the row's delete and stayed
 minutes) reaches the dispatcher, whose start is idempotent per job id (``REJECT_DUPLICATE``):
 a second message never starts a second job.
 
+Several cloud processes (``crown-edge cloud --instance NAME``) each journal into their own file
+(``intake-NAME.db``) and hold it by a :class:`~crown_edge.cloud.lease.FileLease`: a second process
+given the same file waits a few seconds, then refuses to start (LeaseBusy) rather than send the
+same rows twice. A process killed between its 202 and SQS leaves rows nobody sends until it
+comes back, so every journal also **adopts** its siblings (``siblings``, a glob in the same
+directory): every :data:`ADOPT_EVERY_S` it takes the lease of each sibling journal whose owner is
+gone (the kernel freed the lock), sends that journal's rows on, and lets go. No accepted order
+waits for a dead process's restart.
+
 The timeline keeps its two stages: ``accepted`` is when the row was committed (the message
 attribute ``accepted_at``), ``sqs_sent`` SQS's own ``SentTimestamp``.
 """
@@ -37,6 +46,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from crown_edge.cloud.lease import FileLease
 from crown_edge.errors import SyncError
 from crown_edge.models import IntakeMessage
 from crown_edge.store.files import private_database
@@ -52,6 +62,12 @@ RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 30.0
 #: How long closing waits for the rows still unsent (the next start sends what is left).
 CLOSE_FLUSH_S = 5.0
+#: How often a journal looks for siblings left by a process that is gone (see the docstring).
+ADOPT_EVERY_S = 5.0
+#: How long a start waits for its journal's lease (a survivor may be sending it on).
+LEASE_WAIT_S = 30.0
+#: How long one adoption waits for SQS to take the orphaned rows (the rest: next round).
+ADOPT_FLUSH_S = 10.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS intake (
@@ -80,7 +96,9 @@ class IntakeJournal:
 
     Implements the Order API's ``OrderSender``: :meth:`send_order` commits the row and returns
     ``journal:{row id}``. Use as an async context manager: the sender runs while it is open.
-    ``clock`` gives ``accepted_at`` (epoch seconds).
+    ``clock`` gives ``accepted_at`` (epoch seconds). ``owner`` names this process in the lease
+    file; ``siblings`` (a glob beside ``path``, e.g. ``intake*.db``) are the journals it adopts
+    when their process is gone (None: none); ``lease`` is one already held (an adoption's).
     """
 
     def __init__(
@@ -92,8 +110,20 @@ class IntakeJournal:
         retry_first_s: float = RETRY_FIRST_S,
         retry_max_s: float = RETRY_MAX_S,
         close_flush_s: float = CLOSE_FLUSH_S,
+        owner: str = "cloud",
+        siblings: str | None = None,
+        adopt_every_s: float = ADOPT_EVERY_S,
+        lease: FileLease | None = None,
+        lease_wait_s: float = LEASE_WAIT_S,
     ) -> None:
         self.path = Path(path)
+        self.owner = owner
+        self.siblings = siblings
+        self.adopt_every_s = adopt_every_s
+        self.lease_wait_s = lease_wait_s
+        self._lease = lease if lease is not None else FileLease(self.path, owner)
+        #: Orders sent on from journals of processes that were gone, since start.
+        self.adopted = 0
         self.orders = orders
         self.clock = clock
         self.retry_first_s = retry_first_s
@@ -118,6 +148,7 @@ class IntakeJournal:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
+        self._adopter: asyncio.Task[None] | None = None
         self._queued: list[tuple[tuple[str, str, str, float], asyncio.Future[int]]] = []
         self._committer: asyncio.Task[None] | None = None
 
@@ -333,22 +364,93 @@ class IntakeJournal:
         """Wait until every row committed so far was accepted by SQS."""
         await self._idle.wait()
 
+    # --- adoption ----------------------------------------------------------------------------
+
+    def orphans(self) -> list[Path]:
+        """Sibling journals (``siblings``) other than this one, by name."""
+        if self.siblings is None:
+            return []
+        own = self.path.resolve()
+        return sorted(
+            p for p in self.path.parent.glob(self.siblings) if p.is_file() and p.resolve() != own
+        )
+
+    async def adopt_orphans(self) -> int:
+        """Send on the rows of every sibling journal whose process is gone; returns how many
+        SQS accepted. A journal whose lease is held (its process lives) is left alone."""
+        sent = 0
+        for path in self.orphans():
+            lease = FileLease(path, f"{self.owner} (adopting)")
+            if not await asyncio.to_thread(lease.try_acquire):
+                continue
+            try:
+                left = await asyncio.to_thread(_rows_in, path)
+                if not left:
+                    continue
+                log.warning(
+                    "intake journal %s: its process is gone; sending its %d order(s) on",
+                    path.name,
+                    left,
+                )
+                orphan = IntakeJournal(
+                    path,
+                    self.orders,
+                    owner=lease.owner,
+                    lease=lease,
+                    retry_first_s=self.retry_first_s,
+                    close_flush_s=0.0,
+                )
+                async with orphan:  # its sender sends the rows; wait for it, within reason
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(ADOPT_FLUSH_S):
+                            await orphan.drained()
+                sent += orphan.sent
+            except (sqlite3.Error, SyncError, OSError) as exc:
+                log.warning("intake journal %s: cannot adopt it now: %s", path.name, exc)
+            finally:
+                lease.release()
+        self.adopted += sent
+        return sent
+
+    async def _adopt_forever(self) -> None:
+        while True:
+            await self.adopt_orphans()
+            await asyncio.sleep(self.adopt_every_s)
+
     # --- lifetime ----------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
+        await self._lease.acquire(self.lease_wait_s)
+        try:
+            await self._start()
+        except BaseException:
+            await self._stop()
+            raise
+        return self
+
+    async def _start(self) -> None:
         await self._in_db(self._open)
         await self._in_send_db(self._open_sender)
         left = await self.pending()
         if left:
             log.info("intake journal: %d order(s) left by a previous run, sending", len(left))
         self._sender = asyncio.create_task(self._run(), name="intake-sender")
-        return self
+        if self.siblings is not None:
+            self._adopter = asyncio.create_task(self._adopt_forever(), name="intake-adopter")
 
     async def __aexit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
+        await self._stop()
+
+    async def _stop(self) -> None:
         sender, self._sender = self._sender, None
+        adopter, self._adopter = self._adopter, None
         try:
+            if adopter is not None:
+                adopter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await adopter
             if self._committer is not None:
                 with contextlib.suppress(Exception):
                     await self._committer
@@ -359,14 +461,33 @@ class IntakeJournal:
                 sender.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sender
-            left = await self.pending()
+            left = await self.pending() if self._send_db is not None else []
             if left:
-                log.warning("intake journal: %d order(s) kept for the next start", len(left))
+                log.warning(
+                    "intake journal %s: %d order(s) kept for the next start (or an adopter)",
+                    self.path.name,
+                    len(left),
+                )
         finally:
             await self._in_send_db(self._close_sender)
             await self._in_db(self._close_db)
             self._send_thread.shutdown(wait=True)
             self._db_thread.shutdown(wait=True)
+            self._lease.release()
+
+
+def _rows_in(path: Path) -> int:
+    """How many rows a journal holds (0 for a file without the table yet)."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA busy_timeout=10000")
+        return int(db.execute("SELECT count(*) FROM intake").fetchone()[0])
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return 0
+        raise
+    finally:
+        db.close()
 
 
 __all__ = ["BATCH", "IntakeJournal", "JournalRow"]
