@@ -7,6 +7,7 @@ child that dies journals against an endpoint where nothing listens, so its rows 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -56,6 +57,26 @@ _CHILD = textwrap.dedent(
 )
 
 
+def _accept_then_die(path: Path, urls: dict[str, str], jobs: list[str]) -> None:
+    """A child process journals ``jobs`` (SQS unreachable) and is SIGKILLed after its 202s."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(path), json.dumps(urls), *jobs],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "accepted"  # the 202s' worth, on disk
+        child.kill()  # before any of them reached SQS
+        child.wait(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+
+
 async def test_a_journal_has_one_owner(
     sqs: Any, sqs_queues: dict[str, str], tmp_path: Path
 ) -> None:
@@ -89,22 +110,7 @@ async def test_a_survivor_sends_on_what_a_killed_process_accepted(
     sqs: Any, sqs_queues: dict[str, str], tmp_path: Path
 ) -> None:
     doomed = tmp_path / "intake-a.db"
-    child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(doomed), json.dumps(sqs_queues), "J-1", "J-2", "J-3"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "accepted"  # three 202s' worth, on disk
-        child.kill()  # before any of them reached SQS
-        child.wait(timeout=10)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        if child.stdout is not None:
-            child.stdout.close()
+    await asyncio.to_thread(_accept_then_die, doomed, sqs_queues, ["J-1", "J-2", "J-3"])
     assert drain(sqs, sqs_queues[queues.ENGRAVING_QUEUE]) == []
 
     orders = OrderQueue(sqs, sqs_queues)
