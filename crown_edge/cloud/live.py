@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import WebSocket
 
 from crown_edge.cloud.bridge import Subscription
 from crown_edge.cloud.words import customer_view
+from crown_edge.workflow.view import ENDED
 
 #: WebSocket close codes: server going away; policy violation (bad Origin).
 CLOSE_GOING_AWAY, CLOSE_POLICY = 1001, 1008
@@ -36,6 +37,39 @@ def overlay(last: Mapping[str, Any], event: Mapping[str, Any]) -> dict[str, Any]
             out.pop(key, None)
     out.update({k: event[k] for k in _LIVE_OVERLAY if event.get(k) is not None})
     return out
+
+
+#: Statuses that end a job: a view showing one is never followed by one that does not.
+END_STATUSES = frozenset({"complete", *ENDED})
+
+
+def rank(view: Mapping[str, Any]) -> int | None:
+    """How far along its job ``view`` is: twice its timeline's length, plus one when its status
+    is ahead of that timeline (a live event laid over the workflow's view, :func:`overlay`).
+
+    The workflow's timeline gains one entry per status it enters and never loses one, so its
+    length orders the workflow's views without trusting a clock (a workshop's may run fast);
+    the order of stages cannot, since a failed quality check sends the item back to the queue.
+    ``None`` when the view carries no timeline (a status event alone) and so cannot be placed.
+    """
+    timeline = view.get("timeline")
+    if not isinstance(timeline, Sequence) or isinstance(timeline, str | bytes):
+        return None
+    last = timeline[-1] if timeline else None
+    behind = not (isinstance(last, Mapping) and last.get("status") == view.get("status"))
+    return 2 * len(timeline) + int(behind)
+
+
+def older(shown: Mapping[str, Any], fresh: Mapping[str, Any]) -> bool:
+    """Whether ``fresh`` is an earlier moment of the job than ``shown``, so must not replace it.
+
+    An end state is never followed by one that is not, and a lower :func:`rank` is earlier. The
+    customer page's script applies the same rules to every view it receives.
+    """
+    if shown.get("status") in END_STATUSES and fresh.get("status") not in END_STATUSES:
+        return True
+    was, now = rank(shown), rank(fresh)
+    return was is not None and now is not None and now < was
 
 
 LIVE_STATUSES = frozenset({"queued", "engraving", "blocked"})
@@ -60,7 +94,9 @@ async def pump(
 
     Progress, queue position and offered alternatives change without a new status event, so
     while a job is queued, engraving or blocked the view is also re-read every
-    :data:`LIVE_REFRESH_S` and sent when what the customer sees changed.
+    :data:`LIVE_REFRESH_S` and sent when what the customer sees changed — unless that re-read is
+    :func:`older` than what was sent: a workshop's live status (say ``complete``) reaches the
+    page before the workflow records it, and the workflow's view read in between is behind it.
     """
     reader = asyncio.create_task(drain_client(ws))
     stop = asyncio.create_task(closing.wait())
@@ -83,7 +119,11 @@ async def pump(
             if tick is not None and tick in done:
                 tick = None
                 fresh = await refresh()
-                if fresh is not None and customer_view(fresh) != customer_view(last):
+                if (
+                    fresh is not None
+                    and not older(last, fresh)
+                    and customer_view(fresh) != customer_view(last)
+                ):
                     last = fresh
                     await ws.send_text(json.dumps(customer_view(last), sort_keys=True))
                 if update not in done:
