@@ -28,6 +28,12 @@ Cloud-side code (workflow activities, the Order API) feeds statuses that never c
 through :meth:`Bridge.publish` (the cloud activities' sink is :meth:`Bridge.cloud_sink`).
 Each source has its own ``seq`` per job; see :mod:`crown_edge.cloud.board` for how they are merged.
 
+Several cloud replicas (``BridgeSettings.instance``) share those cloud-born statuses over the
+broker (:mod:`crown_edge.cloud.replicas`): a fresh workflow status and an accepted order are also
+published on the replicas' topic by a task of the MQTT session (queued while the broker is away,
+bounded), and what another replica published there reaches this board and its subscribers without
+a second relay to SQS and without being published again.
+
 Workshop events are untrusted input (defence in depth behind the broker's ACLs): every payload
 is decoded totally (:mod:`crown_edge.sync.wire`), and an event counts only when the workshop of
 its topic is the workshop that makes the job, as the :class:`~crown_edge.cloud.jobdir.JobDirectory`
@@ -54,6 +60,7 @@ from typing import Any, Protocol, Self
 import aiomqtt
 from temporalio import activity
 
+from crown_edge.cloud import replicas
 from crown_edge.cloud.board import EDGE_SOURCE, StatusBoard, event_problem
 from crown_edge.cloud.jobdir import JobDirectory, TemporalShopLookup
 from crown_edge.cloud.sequencer import Sequencer
@@ -89,7 +96,11 @@ class BridgeSettings:
     ``client_id`` is fixed: with ``clean_session=False`` the broker keeps the bridge's session
     (subscriptions and queued events) while it is away. ``reconnect_max`` caps the reconnect
     back-off; ``share_group`` names a shared subscription for several bridges; a gap in a job's
-    events is asked to be replayed after ``gap_wait`` seconds, then every ``replay_every``."""
+    events is asked to be replayed after ``gap_wait`` seconds, then every ``replay_every``.
+
+    ``instance`` names this cloud replica (unique among them, :data:`replicas.INSTANCE_PATTERN`):
+    when set, the bridge shares its cloud-born statuses with the other replicas and takes theirs
+    (module docstring), holding at most ``share_queue`` of its own while the broker is away."""
 
     host: str
     port: int
@@ -103,6 +114,16 @@ class BridgeSettings:
     share_group: str | None = None
     gap_wait: float = 2.0
     replay_every: float = 10.0
+    instance: str | None = None
+    share_queue: int = replicas.DEFAULT_QUEUE
+
+    def __post_init__(self) -> None:
+        if self.instance is not None and not replicas.valid_instance(self.instance):
+            raise ValueError(
+                f"instance must match {replicas.INSTANCE_PATTERN}, got {self.instance[:80]!r}"
+            )
+        if self.share_queue < 1:
+            raise ValueError(f"share_queue must be at least 1, got {self.share_queue}")
 
 
 class Bridge:
@@ -133,6 +154,11 @@ class Bridge:
         )
         self._acks: dict[str, list[str]] = {}
         self._ack_wake = asyncio.Event()
+        self._shared = replicas.Outgoing(settings.share_queue if settings else 1)
+        self._share_wake = asyncio.Event()
+        #: messages published to / taken from the other replicas (module docstring)
+        self.shared_sent = 0
+        self.peer_taken = 0
         self.relayed = 0
         self.dropped = 0
         #: workshop events dropped as copies of one already taken (by job and seq)
@@ -152,6 +178,17 @@ class Bridge:
     def relay_backlog(self) -> int:
         """Events waiting for the SQS relay."""
         return self._relay.qsize()
+
+    @property
+    def share_backlog(self) -> int:
+        """Statuses waiting for the broker to reach the other replicas."""
+        return len(self._shared)
+
+    @property
+    def share_dropped(self) -> int:
+        """Statuses the other replicas will not get from this one (the oldest beyond the cap,
+        or one that cannot be encoded); their durable copies are unaffected."""
+        return self._shared.dropped
 
     @property
     def held(self) -> int:
@@ -182,7 +219,8 @@ class Bridge:
 
         Returns whether the event was new. Workshop events arrive with source ``edge:{shop_id}``
         and count only for a job the directory knows that shop makes; a ``workflow`` event
-        teaches the directory its job's shop.
+        teaches the directory its job's shop, and a fresh one is shared with the other replicas.
+        ``relay=False``: another replica took the event, and has relayed and shared it.
         """
         problem = event_problem(event)
         if problem is not None:
@@ -203,6 +241,8 @@ class Bridge:
             return False
         if relay and self.sink is not None:
             self._relay.put_nowait(dict(event, source=source))
+        if relay and source == "workflow":
+            self._share("status", event)
         if applied.latest:
             self._subs.fan_out(dict(event, source=source))
         return True
@@ -234,10 +274,44 @@ class Bridge:
             log.debug("cloud event %s for job %s", kind, payload.get("job_id"))
 
     def accept(self, job_id: str, **extra: Any) -> dict[str, Any]:
-        """The Order API accepted ``job_id``: make ``received`` visible at once."""
+        """The Order API accepted ``job_id``: make ``received`` visible at once, here and on the
+        other replicas (a job the board already knows keeps its status and is not shared)."""
+        new = self.board.job(job_id) is None
         event = self.board.accept(job_id, self._clock(), **extra)
         self._subs.fan_out(event)
+        if new:
+            self._share("accepted", event)
         return event
+
+    def _share(self, kind: replicas.Kind, event: dict[str, Any]) -> None:
+        """Queue ``event`` for the other replicas (nothing without an instance name)."""
+        if self.settings is None or self.settings.instance is None:
+            return
+        if self._shared.offer(self.settings.instance, kind, event):
+            self._share_wake.set()
+
+    def _on_peer(self, raw: Any) -> None:
+        """A message on the replicas' topic: take another replica's status (module docstring)."""
+        assert self.settings is not None
+        shared = replicas.decode(raw)
+        if isinstance(shared, wire.Rejected):
+            self._reject("malformed", "replica", None, shared.reason)
+            return
+        if shared.origin == self.settings.instance:  # the broker's echo of our own
+            return
+        if shared.kind == "status":
+            if self.publish(shared.event, source="workflow", relay=False):
+                self.peer_taken += 1
+            return
+        job_id = shared.event["job_id"]
+        if self.board.job(job_id) is not None:  # already past "received", or accepted here
+            self.dropped += 1
+            return
+        # the origin's time, but never later than ours: a replica whose clock runs fast must
+        # not make "received" look newer than the statuses that follow it (see the board)
+        at = min(float(shared.event["at"]), self._clock())
+        self._subs.fan_out(self.board.accept(job_id, at, **shared.accepted_extras()))
+        self.peer_taken += 1
 
     async def handle_message(self, topic: str, raw: Any) -> None:
         """Take one broker message (the MQTT consumer calls this).
@@ -251,6 +325,9 @@ class Bridge:
             self.dropped += 1
 
     async def _take(self, topic: str, raw: Any) -> None:
+        if topic == topics.CLOUD_STATUS and self.settings and self.settings.instance:
+            self._on_peer(raw)
+            return
         parsed = topics.parse(topic)
         if parsed is None or not re.fullmatch(wire.IDENT_PATTERN, parsed.shop_id):
             self._reject("malformed", "mqtt", None, f"not a workshop topic: {topic[:120]!r}")
@@ -338,13 +415,18 @@ class Bridge:
                 ) as client:
                     for pattern in topics.bridge_subscriptions(s.share_group):
                         await client.subscribe(pattern, qos=1)
+                    if s.instance is not None:  # never shared: every replica needs every one
+                        await client.subscribe(topics.CLOUD_STATUS, qos=1)
                     self._connected.set()
                     backoff.reset()
                     self._ack_wake.set()  # acks that piled up while the broker was away
+                    self._share_wake.set()  # and statuses for the other replicas
                     async with asyncio.TaskGroup() as tg:
                         tg.create_task(self._receive(client))
                         tg.create_task(self._send_acks(client))
                         tg.create_task(self._ask_replays(client))
+                        if s.instance is not None:
+                            tg.create_task(self._send_shared(client))
             except* aiomqtt.MqttError as group:
                 log.warning("bridge lost the broker: %s", group.exceptions[0])
             except* Exception:
@@ -374,6 +456,17 @@ class Bridge:
                     self._acks[shop_id] = ids + self._acks.get(shop_id, [])
                     raise
                 self.acks_sent += len(ids)
+
+    async def _send_shared(self, client: aiomqtt.Client) -> None:
+        """Publish the queued statuses for the other replicas, oldest first; one that fails
+        stays queued for the next session."""
+        while True:
+            await self._share_wake.wait()
+            self._share_wake.clear()
+            while (payload := self._shared.peek()) is not None:
+                await client.publish(topics.CLOUD_STATUS, payload, qos=1)
+                self._shared.done(payload)
+                self.shared_sent += 1
 
     async def _ask_replays(self, client: aiomqtt.Client) -> None:
         """Ask workshops to replay the gaps that stay open (see the sequencer)."""

@@ -9,7 +9,10 @@ Identities (usernames):
   its own ``commands/#``, ``acks`` and ``replay``;
 - ``crown-cloud`` (:data:`CLOUD_USER`) — the cloud side: the only identity that may publish
   ``commands/``, ``acks`` and ``replay`` (end-to-end delivery, :mod:`crown_edge.sync.delivery`),
-  and the reader of every workshop's up-topics.
+  and the reader of every workshop's up-topics. It alone also reads and writes the cloud
+  replicas' own tree ``crown/cloud/v1/#`` (:data:`~crown_edge.sync.topics.CLOUD_ROOT`: live
+  statuses shared between replicas), where a workshop is granted nothing — a workshop must not
+  forge a status onto every customer page, nor read other workshops' jobs there.
 
 The broker persists sessions (``persistence true`` in the state directory, saved every
 :data:`AUTOSAVE_S` seconds and on shutdown): a bridge's persistent session — its subscriptions
@@ -85,6 +88,7 @@ def acl_file(shops: Iterable[str], cloud_user: str = CLOUD_USER) -> str:
         f"topic read {any_shop}events",
         f"topic write {any_shop}{topics.ACKS}",
         f"topic write {any_shop}{topics.REPLAY}",
+        f"topic readwrite {topics.CLOUD_ROOT}/#",
     ]
     for shop_id in sorted(set(shops)):
         if not valid_shop_id(shop_id):

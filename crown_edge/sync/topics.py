@@ -11,6 +11,16 @@ Every topic lives under ``crown/v1/{shop_id}/``::
 
 ``acks`` and ``replay`` are the delivery protocol of :mod:`crown_edge.sync.delivery`; only the
 cloud identity may publish them, and a workshop reads only its own.
+
+The cloud's replicas (several ``crown-edge cloud --instance NAME`` processes) also talk among
+themselves, on a tree of their own that no workshop topic, subscription or ACL grant matches
+(its second level is ``cloud``, never ``v1``)::
+
+    crown/cloud/v1/status                   cloud ↔ cloud   QoS 1, not retained
+
+It carries the live statuses one replica produced (the workflow's, the Order API's "received")
+to the others' boards and WebSocket subscribers (:mod:`crown_edge.cloud.replicas`). Only the
+cloud identity may read or write it; :func:`parse` returns ``None`` for it.
 """
 
 from __future__ import annotations
@@ -26,6 +36,11 @@ EDGE_STATE = "edge/state"
 EVENTS = "events"
 ACKS = "acks"
 REPLAY = "replay"
+
+#: The cloud replicas' own tree (module docstring); outside ``ROOT`` on purpose.
+CLOUD_ROOT = "crown/cloud/v1"
+#: Live statuses shared between cloud replicas.
+CLOUD_STATUS = f"{CLOUD_ROOT}/status"
 
 TopicKind = Literal["edge_state", "machine_state", "events", "command", "acks", "replay"]
 
