@@ -311,3 +311,32 @@ async def test_bridges_share_the_events_of_a_shared_subscription(mqtt_broker: Mq
     seen = sorted(json.loads(p)["i"] for _, p in a + b)
     assert seen == list(range(10))
     assert a and b  # both members took some
+
+
+# -- the cloud replicas' own topic ---------------------------------------------------------------
+
+
+async def test_a_workshop_can_neither_write_nor_read_the_cloud_replicas_topic(
+    mqtt_broker: MqttBroker,
+) -> None:
+    """A workshop forging a status onto every replica's board, or listening to every shop's
+    statuses there, gets nothing: the tree ``crown/cloud/v1/#`` is the cloud identity's alone."""
+    from crown_edge.sync import topics
+
+    shop = _shop()
+    forged = b'{"v":1,"origin":"evil","kind":"status","event":{}}'
+    async with (
+        listening(mqtt_broker, mqtt_broker.cloud(), topics.CLOUD_STATUS) as got,
+        listening(
+            mqtt_broker, mqtt_broker.workshop(shop), topics.CLOUD_STATUS, "crown/cloud/#", "#"
+        ) as snooped,
+    ):
+        async with mqtt_broker.client(mqtt_broker.workshop(shop)) as evil:
+            await evil.publish(topics.CLOUD_STATUS, forged, qos=1)
+            await evil.publish(f"{topics.CLOUD_ROOT}/other", forged, qos=1)
+        async with mqtt_broker.client(mqtt_broker.cloud()) as cloud:
+            await cloud.publish(topics.CLOUD_STATUS, b'{"mark": 3}', qos=1)
+        await until(lambda: len(got) >= 1)
+        await asyncio.sleep(0.2)
+    assert got == [(topics.CLOUD_STATUS, b'{"mark": 3}')]
+    assert snooped == []
