@@ -17,11 +17,24 @@ Delivery you can trust:
   restart of the cloud process. The Message-ID is derived from the event id too, so the one
   remaining duplicate (a server took the message but its answer was lost) is recognisable.
 - **Retried with back-off.** A refusal for now (SMTP ``4xx``, a connection refused, SES
-  throttling) is tried again after :class:`~crown_edge.sync.backoff.Backoff` delays, up to
-  ``max_attempts`` in all; a final refusal (``5xx``) is not retried.
+  throttling) is tried again after a jittered, doubling delay
+  (:func:`~crown_edge.sync.backoff.capped_delay` of the attempts kept in the store, so a sender
+  that takes over goes on with the same schedule), up to ``max_attempts`` in all; a final
+  refusal (``5xx``) is not retried.
 - **Never lost silently.** A notice given up is a warning in the log (job, event, kind, the last
   error), a ``failed`` row in the store and ``crown_notifications_failed_total``; sent ones count
   in ``crown_notifications_sent_total`` (both on the cloud's ``/metrics``).
+
+One sender among replicas: several cloud processes on one host (``crown-edge cloud --instance``)
+each run a notifier on the same store file. Every one of them records and remembers, so a notice
+is on disk whichever process ran the activity, and survives that process. Only the holder of the
+store's :class:`~crown_edge.cloud.lease.FileLease` sends; the others try for it every
+``poll_interval`` s, so when the sender dies (the kernel drops its lock, however it died) the
+next one takes over within that time and sends what is due, whoever recorded it. Because the
+others' ``record`` cannot wake it, the sender also looks at the store every ``poll_interval`` s.
+A sender killed between a server taking a message and the store saying ``sent`` leaves the one
+duplicate that no lease can prevent; its Message-ID is the same. ``crown_notifier_sender`` is 1
+in the process that sends, 0 in the others; a takeover is logged.
 """
 
 from __future__ import annotations
@@ -29,6 +42,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -37,6 +52,7 @@ from typing import Any, Self
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from crown_edge.cloud.lease import FileLease, holder
 from crown_edge.cloud.mail import MailError, MailSettings, MailTransport
 from crown_edge.cloud.notify_store import NoticeStore, Pending
 from crown_edge.cloud.notify_words import (
@@ -46,7 +62,7 @@ from crown_edge.cloud.notify_words import (
     compose,
     notice_of,
 )
-from crown_edge.sync.backoff import Backoff
+from crown_edge.sync.backoff import capped_delay
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +72,10 @@ ViewSource = Callable[[str], Awaitable[Mapping[str, Any] | None]]
 VIEW_TIMEOUT = 5.0
 #: On a clean stop, how long notices already due may still go out.
 DRAIN_TIMEOUT = 5.0
+#: How often a replica that does not send asks for the lease, and how often the sender looks
+#: for notices the other replicas recorded (seconds): the longest a takeover, or a notice
+#: recorded elsewhere, waits.
+POLL_INTERVAL = 1.0
 
 
 class Notifier:
@@ -71,9 +91,20 @@ class Notifier:
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
         on_failed: Callable[[dict[str, Any]], Awaitable[object]] | None = None,
+        owner: str = "cloud",
+        poll_interval: float = POLL_INTERVAL,
     ) -> None:
         """``on_failed`` takes a ``notification_failed`` event when a notice is given up (the
-        cloud sends it to the job-events queue, so whoever follows the jobs sees it)."""
+        cloud sends it to the job-events queue, so whoever follows the jobs sees it).
+
+        ``owner`` names this process in the lease file and the log (the cloud's instance
+        name); ``poll_interval`` is the replicas' poll (:data:`POLL_INTERVAL`)."""
+        if not owner.strip() or not owner.isprintable():
+            raise ValueError(f"notifier owner must be a printable, non-blank name: {owner!r}")
+        if not (math.isfinite(poll_interval) and poll_interval > 0):
+            raise ValueError(f"notifier poll_interval must be > 0 s: {poll_interval!r}")
+        self.owner = owner
+        self.poll_interval = poll_interval
         self.settings = settings
         self.on_failed = on_failed
         self.transport = transport
@@ -83,7 +114,7 @@ class Notifier:
         self.store: NoticeStore | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._backoffs: dict[str, Backoff] = {}
+        self._lease: FileLease | None = None
         self._pending = 0
         registry = registry if registry is not None else CollectorRegistry()
         self.sent = Counter(
@@ -108,9 +139,21 @@ class Notifier:
             "crown_notifications_pending", "Notifications waiting to be sent", registry=registry
         )
         pending.set_function(lambda: self._pending)
+        sender = Gauge(
+            "crown_notifier_sender",
+            "1 while this cloud process is the one sending customer mail, else 0",
+            registry=registry,
+        )
+        sender.set_function(lambda: int(self.sender))
+
+    @property
+    def sender(self) -> bool:
+        """Whether this process holds the sending lease (and so is the one that sends)."""
+        return self._lease is not None and self._lease.held
 
     async def __aenter__(self) -> Self:
         self.store = await asyncio.to_thread(NoticeStore, self.settings.store)
+        self._lease = FileLease(self.settings.store, self.owner)
         self._task = asyncio.create_task(self._work(), name="notifier")
         return self
 
@@ -127,12 +170,15 @@ class Notifier:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._lease is not None:  # only now: no send of ours is under way any more
+            self._lease.release()
+            self._lease = None
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
             self.store = None
 
     def _due_now(self) -> bool:
-        if self.store is None or self._task is None or self._task.done():
+        if self.store is None or self._task is None or self._task.done() or not self.sender:
             return False
         next_at = self.store.next_due()
         return next_at is not None and next_at <= self._clock()
@@ -163,12 +209,13 @@ class Notifier:
                 return  # ordered without an email: nobody to tell
             if notice.kind in OPTIONAL_KINDS and not contact.notify_engraving:
                 return
-            now, due = self._clock(), None
-            if notice.kind == "blocked" and notice.reason == "no_inventory":
-                offered = await asyncio.to_thread(store.offered, notice.job_id)
-                if offered is None or offered[1] < now - self.settings.offer_wait:
-                    due = now + self.settings.offer_wait  # the offer follows the status
-            if await asyncio.to_thread(store.enqueue, notice, now, due):
+            # out of stock: the offer of alternatives follows the status; wait for it
+            wait = (
+                self.settings.offer_wait
+                if notice.kind == "blocked" and notice.reason == "no_inventory"
+                else 0.0
+            )
+            if await asyncio.to_thread(store.enqueue, notice, self._clock(), offer_wait=wait):
                 self._wake.set()
         except Exception:
             log.exception(
@@ -199,6 +246,55 @@ class Notifier:
     # -- delivery ----------------------------------------------------------------------------
 
     async def _work(self) -> None:
+        await self._take_lease()
+        await self._send()
+
+    async def _take_lease(self) -> None:
+        """Return once this process holds the sending lease, trying every ``poll_interval``."""
+        assert self.store is not None and self._lease is not None
+        store, lease = self.store, self._lease
+        seen: str | None = None  # the holder (or error) last logged, to log each change once
+        while True:
+            # Not in a thread: a non-blocking flock on a local file returns at once, and a
+            # thread still running when the task is cancelled could take the lease after
+            # __aexit__ released it, and hold it until this process ends.
+            try:
+                if lease.try_acquire():
+                    break
+                now_held = holder(self.settings.store) or "another process"
+                if now_held != seen:
+                    log.info(
+                        "notifier %s: customer mail is sent by %s; standing by",
+                        self.owner,
+                        now_held,
+                    )
+            except OSError as exc:  # the lock file cannot be made (permissions, a directory)
+                now_held = f"error {exc}"
+                if now_held != seen:
+                    log.error(
+                        "notifier %s: cannot take the sending lease %s: %s; trying again",
+                        self.owner,
+                        lease.path,
+                        exc,
+                    )
+            seen = now_held
+            with contextlib.suppress(Exception):  # only the gauge: the sender's loop logs
+                counts = await asyncio.to_thread(store.counts)
+                self._pending = counts.get("pending", 0)
+            await asyncio.sleep(self.poll_interval)
+        if seen is None:
+            log.info("notifier %s sends customer mail", self.owner)
+        else:
+            log.info(
+                "notifier %s took over sending customer mail (was: %s)",
+                self.owner,
+                seen,
+                extra={"owner": self.owner},
+            )
+
+    async def _send(self) -> None:
+        """Send what is due, then sleep until the next is due, this process records one, or
+        ``poll_interval`` has passed (another process may have recorded one)."""
         assert self.store is not None
         store = self.store
         while True:
@@ -215,7 +311,9 @@ class Notifier:
             except Exception:  # the store itself failed (disk full?): log, wait, go on
                 log.exception("notifier: the notice store failed")
                 next_at = self._clock() + self.settings.retry_initial
-            wait = None if next_at is None else max(0.0, next_at - self._clock())
+            wait = self.poll_interval
+            if next_at is not None:
+                wait = min(wait, max(0.0, next_at - self._clock()))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
@@ -242,10 +340,7 @@ class Notifier:
             transient = exc.transient if isinstance(exc, MailError) else True
             error = str(exc) or "timed out"
             if transient and attempts < self.settings.max_attempts:
-                backoff = self._backoffs.setdefault(
-                    notice.event_id, Backoff(self.settings.retry_initial, self.settings.retry_max)
-                )
-                delay = backoff.next()
+                delay = self._retry_delay(attempts)
                 log.info(
                     "notification %s for job %s refused for now (%s); attempt %s in %.1f s",
                     notice.kind,
@@ -266,7 +361,6 @@ class Notifier:
             log.exception("notification %s for job %s failed", notice.kind, notice.job_id)
             await self._give_up(pending, attempts, f"internal error: {exc!r}")
             return
-        self._backoffs.pop(notice.event_id, None)
         await asyncio.to_thread(self.store.sent, notice.event_id, attempts, self._clock())
         self.sent.labels(notice.kind).inc()
         log.info(
@@ -277,10 +371,17 @@ class Notifier:
             extra=extra,
         )
 
+    def _retry_delay(self, attempts: int) -> float:
+        """The wait after the ``attempts``-th refusal: doubling from ``retry_initial`` up to
+        ``retry_max``, drawn from its upper half so notices refused together spread out. From
+        the count in the store, not a per-process back-off: a sender that takes over goes on
+        where the last one stopped."""
+        delay = capped_delay(self.settings.retry_initial, self.settings.retry_max, 2.0, attempts)
+        return delay / 2 + (delay / 2) * random.random()
+
     async def _give_up(self, pending: Pending, attempts: int, error: str) -> None:
         assert self.store is not None
         notice = pending.notice
-        self._backoffs.pop(notice.event_id, None)
         await asyncio.to_thread(self.store.failed, notice.event_id, attempts, error, self._clock())
         self.failed.labels(notice.kind).inc()
         log.warning(
