@@ -7,6 +7,9 @@
  *   - GET /orders/{id}: the whole view again after each change of status (offers, what the job
  *     awaits, the steps' times), taken once the workflow has caught up with the event;
  *   - the answer of each customer action (approval, alternative, rating): the whole new view.
+ * These arrive out of order: a workshop's live status reaches the page before the workflow's
+ * own view catches up, and a view read before it can land after it. "Newest" is therefore
+ * decided by what the views carry (older() below), never by arrival: an older view is dropped.
  * Only textContent is ever set; nothing is evaluated; the page runs under a strict CSP.
  */
 (function () {
@@ -27,6 +30,9 @@
   function show(id, on) { var el = $(id); if (el) { el.hidden = !on; } }
   function text(id, value) { var el = $(id); if (el) { el.textContent = value || ""; } }
   function clear(el) { while (el.firstChild) { el.removeChild(el.firstChild); } }
+  // A list field of a view, or none: a broken message must not stop the page.
+  function list(v) { return Array.isArray(v) ? v : []; }
+  function isObject(v) { return !!v && typeof v === "object" && !Array.isArray(v); }
   function say(words, kind) {
     var el = $("message");
     el.textContent = words || "";
@@ -53,8 +59,33 @@
     if (iso) { el.setAttribute("datetime", iso); } else { el.removeAttribute("datetime"); }
   }
 
+  // --- which view is newer ------------------------------------------------------------------
+  // The workflow's timeline gains one entry per status it enters and never loses one, so its
+  // length orders the workflow's views without trusting any clock (a workshop's may run fast).
+  // A view whose status is not its timeline's last is a live event laid over the workflow's view
+  // (crown_edge/cloud/live.py): half a step ahead of that timeline. Stage order cannot decide:
+  // a failed quality check sends the item back to the queue. Same rules as
+  // crown_edge.cloud.live.older.
+  var ends = ["complete"].concat(cfg.ended);
+  function isEnd(status) { return ends.indexOf(status) >= 0; }
+  function rank(v) {
+    var t = v.timeline;
+    if (!Array.isArray(t)) { return null; }
+    var last = t.length ? t[t.length - 1] : null;
+    return 2 * t.length + (last && last.status === v.status ? 0 : 1);
+  }
+  // Whether `fresh` is older than `shown`: an end state (complete, cancelled …) is never
+  // followed by one that is not, and a shorter timeline is an earlier moment of the job.
+  function older(shown, fresh) {
+    if (isEnd(shown.status) && !isEnd(fresh.status)) { return true; }
+    var was = rank(shown), now = rank(fresh);
+    return was !== null && now !== null && now < was;
+  }
+  // Only an object with a status word is a view; anything else (a broken message) is dropped.
+  function isView(v) { return isObject(v) && typeof v.status === "string"; }
+
   function itemName(id) {
-    var alts = view.alternatives || [];
+    var alts = list(view.alternatives);
     for (var i = 0; i < alts.length; i++) {
       if (alts[i].item_id === id && alts[i].name) { return alts[i].name; }
     }
@@ -65,9 +96,9 @@
   // current status, so a live event shows at once. Same rules as crown_edge.workflow.view.steps.
   function steps() {
     var known = {};
-    (view.steps || []).forEach(function (s) { known[s.name] = s; });
-    (view.timeline || []).forEach(function (e) {
-      var step = cfg.step_of[e.status];
+    list(view.steps).forEach(function (s) { if (isObject(s)) { known[s.name] = s; } });
+    list(view.timeline).forEach(function (e) {
+      var step = isObject(e) && cfg.step_of[e.status];
       if (step && !started[step]) { started[step] = e.at; }
     });
     var current = cfg.step_of[view.status];
@@ -109,7 +140,7 @@
   }
 
   function renderAlternatives() {
-    var alts = view.alternatives || [];
+    var alts = list(view.alternatives).filter(isObject);
     var key = JSON.stringify(alts);
     if (key === shownAlternatives) { return; }
     shownAlternatives = key;
@@ -163,7 +194,7 @@
 
     text("item", itemName(view.item_id));
     var plate = $("text");
-    var lines = view.text || [];
+    var lines = list(view.text);
     if (plate.getAttribute("data-shown") !== JSON.stringify(lines)) {
       clear(plate);
       lines.forEach(function (line) {
@@ -245,6 +276,7 @@
   }
 
   function replace(fresh) {
+    if (!isView(fresh) || older(view, fresh)) { return; }  // see older()
     if (fresh.status === view.status && typeof view.progress === "number" &&
         (typeof fresh.progress !== "number" || fresh.progress < view.progress)) {
       fresh.progress = view.progress;  // progress only moves forward within a status
@@ -254,7 +286,9 @@
   }
 
   function event(ev) {
+    if (!isView(ev)) { return; }
     if (ev.steps) { replace(ev); return; }
+    if (older(view, ev)) { return; }
     var changed = ev.status && ev.status !== view.status;
     ["status", "label", "detail", "queue_position", "eta", "design_url", "design_revision",
      "item_id", "text", "due_date", "retry_count"].forEach(function (k) {
