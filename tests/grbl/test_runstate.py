@@ -310,6 +310,31 @@ def test_completes_only_on_a_report_after_the_last_ok() -> None:
     assert end is not None and end.outcome is RunOutcome.COMPLETED
 
 
+def test_the_last_ok_asks_for_a_report_at_once_and_only_once() -> None:
+    # a machine already at rest ends its run on the answer to this ``?``, not a poll later
+    h = Harness(program(5))
+    for _ in range(len(h.lines) - 1):
+        h.feed(OK)
+    assert h.index(p.RealTime.STATUS) is None  # lines still unanswered: no extra report
+    h.feed(OK)
+    assert h.actions[-1] == Realtime(p.RealTime.STATUS)
+    h.feed(status("Idle"))
+    end = h.machine.end
+    assert end is not None and end.outcome is RunOutcome.COMPLETED
+    asked = [a for a in h.actions if a == Realtime(p.RealTime.STATUS)]
+    assert len(asked) == 1
+
+
+def test_no_report_is_asked_for_after_a_refused_line() -> None:
+    # an error:N stops the run: the last answer then holds and resets, it asks for no report
+    h = Harness(program(2))
+    for _ in range(len(h.lines) - 1):
+        h.feed(OK)
+    h.feed(error(20))
+    assert h.index(p.RealTime.STATUS) is None
+    assert h.actions[-1] == Realtime(p.RealTime.FEED_HOLD)
+
+
 def test_idle_with_a_line_unanswered_is_a_lost_ok() -> None:
     h = Harness(program(3))
     for _ in range(len(h.lines) - 1):

@@ -69,7 +69,7 @@ class Reserve:
 
 @dataclass(frozen=True, slots=True)
 class Realtime:
-    """Write one real-time byte (``!`` feed hold, 0x18 soft reset)."""
+    """Write one real-time byte (``!`` feed hold, 0x18 soft reset, ``?`` status report)."""
 
     command: p.RealTime
 
@@ -223,6 +223,11 @@ class RunMachine:
             return self._hold(now, RunOutcome.FAILED, None, None)
         if self.phase is Phase.STREAMING and self.streamer.all_acked and self._acked_at is None:
             self._acked_at = self._reports
+            # Completion needs a report read after this ok; ask for one now instead of waiting
+            # up to a poll interval (200 ms) for the poller's next ``?``: a machine already at
+            # rest (a short tail, a zero-time simulator) ends its run at once. One extra ``?``
+            # per run, so the 5 Hz polling rate is not exceeded for long.
+            return [*self._pump(now), Realtime(p.RealTime.STATUS)]
         return self._pump(now)
 
     def on_status(self, status: p.Status, now: float) -> list[Action]:
