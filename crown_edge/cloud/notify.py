@@ -254,6 +254,7 @@ class Notifier:
         assert self.store is not None and self._lease is not None
         store, lease = self.store, self._lease
         seen: str | None = None  # the holder (or error) last logged, to log each change once
+        was: str | None = None  # the last holder seen, for the takeover's log line
         while True:
             # Not in a thread: a non-blocking flock on a local file returns at once, and a
             # thread still running when the task is cancelled could take the lease after
@@ -261,7 +262,7 @@ class Notifier:
             try:
                 if lease.try_acquire():
                     break
-                now_held = holder(self.settings.store) or "another process"
+                now_held = was = holder(self.settings.store) or "another process"
                 if now_held != seen:
                     log.info(
                         "notifier %s: customer mail is sent by %s; standing by",
@@ -279,16 +280,15 @@ class Notifier:
                     )
             seen = now_held
             with contextlib.suppress(Exception):  # only the gauge: the sender's loop logs
-                counts = await asyncio.to_thread(store.counts)
-                self._pending = counts.get("pending", 0)
+                self._pending = await asyncio.to_thread(store.pending)
             await asyncio.sleep(self.poll_interval)
-        if seen is None:
+        if was is None:
             log.info("notifier %s sends customer mail", self.owner)
         else:
             log.info(
                 "notifier %s took over sending customer mail (was: %s)",
                 self.owner,
-                seen,
+                was,
                 extra={"owner": self.owner},
             )
 
@@ -303,8 +303,7 @@ class Notifier:
                 due = await asyncio.to_thread(store.due, self._clock())
                 for pending in due:
                     await self._attempt(pending)
-                counts = await asyncio.to_thread(store.counts)
-                self._pending = counts.get("pending", 0)
+                self._pending = await asyncio.to_thread(store.pending)
                 if due:
                     continue
                 next_at = await asyncio.to_thread(store.next_due)

@@ -241,8 +241,14 @@ class NoticeStore:
             (attempts, error, at, event_id),
         )
 
+    def pending(self) -> int:
+        """How many notices are pending (from the index: the sent ones, which stay, cost nothing;
+        every replica asks this every poll)."""
+        rows = self._rows("SELECT COUNT(*) FROM notices WHERE state = 'pending'")
+        return int(rows[0][0])
+
     def counts(self) -> dict[str, int]:
-        """Notices by state."""
+        """Notices by state (for tools and tests: it reads every row)."""
         rows = self._rows("SELECT state, COUNT(*) FROM notices GROUP BY state")
         return {str(state): int(n) for state, n in rows}
 

@@ -274,6 +274,8 @@ async def test_a_lease_that_cannot_be_taken_is_logged_and_tried_again(
             lock_path(store).rmdir()
             await _until(lambda: len(sink.files()) == 1)
             assert a.sender
+            await _until(lambda: registry.get_sample_value("crown_notifications_pending") == 0)
+    assert "notifier a sends customer mail" in [r.getMessage() for r in caplog.records]
 
 
 @pytest.mark.parametrize(
