@@ -1,4 +1,8 @@
-"""The Prometheus rules and the Grafana dashboard: valid, unit-tested, and on exported metrics."""
+"""The Prometheus rules and the Grafana dashboard: valid, unit-tested, and on exported metrics.
+
+Exported means a registry of the code exposes it: the workshop daemon's (crown_edge/metrics.py)
+or the Order API's (crown_edge/cloud/door.py, e.g. the customers' ratings).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from crown_edge.cloud.bridge import Bridge
+from crown_edge.cloud.door import Metrics as OrderApiMetrics
 from crown_edge.metrics import EdgeMetrics
 from crown_edge.store import Store
 
@@ -116,31 +122,74 @@ _SUFFIXES = {
 }
 
 
+def _series(registry: CollectorRegistry) -> set[str]:
+    """Every series name ``registry`` exposes, with the suffixes of its families' types."""
+    names: set[str] = set()
+    for family in registry.collect():
+        names.add(family.name)
+        names.update(family.name + s for s in _SUFFIXES.get(family.type, ()))
+        names.update(s.name for s in family.samples)
+    return names
+
+
 async def _exported(tmp_path: Path) -> set[str]:
-    """Every series name a live daemon registry exposes (collected, not listed by hand)."""
+    """Every series name a live daemon registry or the Order API's exposes (collected, not
+    listed by hand)."""
     async with Store.from_path(tmp_path / "edge.db") as store:
         metrics = EdgeMetrics(
             store, CollectorRegistry(), links=lambda: {"mqtt": True, "temporal": False}
         )
         await metrics.refresh(now=100.0)
-        names: set[str] = set()
-        for family in metrics.registry.collect():
-            names.add(family.name)
-            names.update(family.name + s for s in _SUFFIXES.get(family.type, ()))
-            names.update(s.name for s in family.samples)
-        return names
+        names = _series(metrics.registry)
+    cloud = CollectorRegistry()
+    OrderApiMetrics(cloud, Bridge(None))
+    return names | _series(cloud)
+
+
+def unexported(exprs: list[str], exported: set[str]) -> dict[str, list[str]]:
+    """Per query, the metric names it selects that nothing exports (none: every query is fine)."""
+    missing = {expr: sorted(metric_names(expr) - exported) for expr in exprs}
+    return {expr: names for expr, names in missing.items() if names}
 
 
 async def test_every_query_uses_an_exported_metric(tmp_path: Path) -> None:
     exported = await _exported(tmp_path)
     assert {"crown_link_up", "crown_build_info", "process_cpu_seconds_total"} <= exported
-    used: set[str] = set()
-    for expr in _queries():
-        names = metric_names(expr)
-        assert names, expr
-        assert names <= exported, f"{expr}: {sorted(names - exported)} not exported"
-        used |= names
-    assert "crown_qa_verdicts_total" in used
+    assert {"crown_customer_rating_stars_sum", "crown_customer_rating_stars_count"} <= exported
+    queries = _queries()
+    assert all(metric_names(expr) for expr in queries)
+    assert unexported(queries, exported) == {}
+    used = set().union(*(metric_names(expr) for expr in queries))
+    assert {"crown_qa_verdicts_total", "crown_customer_rating_stars_sum"} <= used
+
+
+async def test_a_query_on_a_metric_nobody_exports_is_caught(tmp_path: Path) -> None:
+    exported = await _exported(tmp_path)
+    made_up = [
+        "avg(crown_customer_satisfaction)",  # the seed's name for the score: never a metric
+        "sum(rate(crown_customer_rating_stars_total[5m]))",  # a histogram has no _total
+        "sum(crown_orders_accepted_bucket)",  # a counter has no buckets
+        "crown_jobs_in_queue / crown_edge_ratings_count",  # one real, one not
+    ]
+    assert unexported(made_up, exported) == {
+        made_up[0]: ["crown_customer_satisfaction"],
+        made_up[1]: ["crown_customer_rating_stars_total"],
+        made_up[2]: ["crown_orders_accepted_bucket"],
+        made_up[3]: ["crown_edge_ratings_count"],
+    }
+
+
+def test_the_customer_satisfaction_panel_divides_stars_by_ratings() -> None:
+    dash: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    (panel,) = [p for p in dash["panels"] if p["title"].startswith("Customer satisfaction")]
+    mean = panel["targets"][0]["expr"]
+    assert metric_names(mean) == {
+        "crown_customer_rating_stars_sum",
+        "crown_customer_rating_stars_count",
+    }
+    assert mean.index("_sum") < mean.index("/") < mean.index("_count")
+    assert panel["fieldConfig"]["defaults"]["min"] == 1
+    assert panel["fieldConfig"]["defaults"]["max"] == 5
 
 
 # --- the dashboard is complete ----------------------------------------------------------------
