@@ -89,7 +89,9 @@ async def pump(
 
     ``initial`` is the board's event the subscription starts with: the first message (``last``)
     already showed it, so it is skipped. A new status re-reads the durable view (``refresh``) so
-    the steps and timeline move on too; the event is laid over it (:func:`overlay`). Only
+    the steps and timeline move on too, and so does any event while the view sent is ahead of
+    the workflow's (:func:`rank` odd: the workflow's own event of that status says it caught
+    up); the event is laid over it (:func:`overlay`). Only
     :func:`~crown_edge.cloud.words.customer_view` of it is sent. Pings are uvicorn's.
 
     Progress, queue position and offered alternatives change without a new status event, so
@@ -134,7 +136,7 @@ async def pump(
                 initial = None
                 continue
             initial = None
-            if event.get("status") != last.get("status"):
+            if event.get("status") != last.get("status") or (rank(last) or 0) % 2:
                 last = await refresh() or last
             last = overlay(last, event)
             await ws.send_text(json.dumps(customer_view(last), sort_keys=True))

@@ -88,7 +88,13 @@ WORDS: Final[dict[str, Any]] = {
 #: Refusal texts of the workflow (``crown_edge.workflow.view`` checks) → customer words.
 REFUSALS: Final[tuple[tuple[str, str], ...]] = (
     ("already rated", "You have already rated this order. Thank you!"),
-    ("cannot be rated", "The time for rating this order has passed."),
+    # the workflow refuses a rating both before it has recorded the order as complete (the
+    # workshop's "complete" reaches the page first) and after the rating window: say neither
+    (
+        "cannot be rated",
+        "This order cannot be rated just now. If it has only just been finished, please try "
+        "again in a minute.",
+    ),
     ("was not offered", "That item is no longer on offer; please choose another."),
     ("comment too long", "Your comment is too long; please shorten it."),
     ("not awaiting approval", WORDS["refused"]["approval"]),

@@ -204,6 +204,7 @@ async def test_a_live_complete_then_the_workflows_older_view(browser: Any, artif
         assert api.reads >= 1
         assert await tab.status() == "Complete"
         assert await page.get_attribute("#message", "class") == "message error"
+        assert "try again in a minute" in str(await page.text_content("#message"))
         # Chromium reports the refused POST on the console; nothing else may be there
         tab.errors = [e for e in tab.errors if "409" not in e]
         await tab.shot("order-live-complete")
