@@ -72,7 +72,12 @@ StartJob = Callable[[IntakeMessage], Awaitable[None]]
 
 
 class IntakeQueues(Protocol):
-    """What the dispatcher needs from the queues (:class:`~crown_edge.sync.sqs.OrderQueue`)."""
+    """What the dispatcher needs from the queues (:class:`~crown_edge.sync.sqs.OrderQueue`).
+
+    Queues that also have ``async delete_batch(messages) -> stale ones`` (one queue, at most
+    ten: :meth:`~crown_edge.sync.sqs.OrderQueue.delete_batch`) get a received batch's handled
+    messages deleted in one request.
+    """
 
     async def receive(
         self, name: str, max_messages: int, wait_seconds: int
@@ -233,23 +238,62 @@ class Dispatcher:
         return len(got)
 
     async def _handle_batch(self, got: list[ReceivedMessage]) -> None:
+        """Handle a received batch; the messages it is done with are deleted together at the
+        end, in one request when the queues can (``delete_batch``, see :class:`IntakeQueues`):
+        under load a receive brings up to ten orders, and one delete per order was as many
+        SQS requests again.
+        Nothing is deleted before its job's start succeeded (or it was dead-lettered), so a
+        crash in between only means a redelivery, which the workflow id absorbs."""
         groups: dict[str, list[ReceivedMessage]] = {}
         for message in got:
             group = (message.attributes or {}).get("MessageGroupId", message.message_id)
             groups.setdefault(group, []).append(message)
+        delete_batch = getattr(self.queues, "delete_batch", None) if len(got) > 1 else None
+        done: list[ReceivedMessage] | None = [] if delete_batch is not None else None
         results = await asyncio.gather(
-            *(self._handle_group(batch) for batch in groups.values()), return_exceptions=True
+            *(self._handle_group(batch, done) for batch in groups.values()),
+            return_exceptions=True,
         )
+        if delete_batch is not None and done:
+            results.append(await self._delete_together(delete_batch, done))
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]
 
-    async def _handle_group(self, messages: list[ReceivedMessage]) -> None:
+    async def _handle_group(
+        self, messages: list[ReceivedMessage], done: list[ReceivedMessage] | None
+    ) -> None:
         for message in messages:
-            await self.handle(message)
+            await self.handle(message, done)
 
-    async def handle(self, message: ReceivedMessage) -> None:
-        """Start, drop or dead-letter one message (see the module docstring)."""
+    async def _delete_together(
+        self,
+        delete_batch: Callable[[list[ReceivedMessage]], Awaitable[list[ReceivedMessage]]],
+        messages: list[ReceivedMessage],
+    ) -> BaseException | None:
+        """Delete handled messages, per queue, ten per request; a failure is returned (the
+        messages come back and are dropped as duplicates), not raised."""
+        by_queue: dict[str, list[ReceivedMessage]] = {}
+        for message in messages:
+            by_queue.setdefault(message.queue, []).append(message)
+        failure: BaseException | None = None
+        for batch in by_queue.values():
+            for start in range(0, len(batch), 10):
+                try:
+                    stale = await delete_batch(batch[start : start + 10])
+                except Exception as exc:
+                    failure = failure or exc
+                    continue
+                self.stats.stale_receipts += len(stale)
+        return failure
+
+    async def handle(
+        self, message: ReceivedMessage, done: list[ReceivedMessage] | None = None
+    ) -> None:
+        """Start, drop or dead-letter one message (see the module docstring).
+
+        ``done`` given: a message this is finished with is added to it for the caller to
+        delete, instead of being deleted here."""
         self.stats.received += 1
         verdict = classify(message.body, self.seen)
         if verdict.action == "reject":
@@ -262,13 +306,13 @@ class Dispatcher:
                 extra={"job_id": verdict.job_id},
             )
             await self.queues.dead_letter(message, verdict.reasons, verdict.job_id)
-            await self._delete(message)
+            await self._delete(message, done)
             return
         assert verdict.message is not None
         if verdict.action == "duplicate":
             self.stats.duplicates += 1
             log.info("duplicate intake for job %s dropped", verdict.job_id)
-            await self._delete(message)
+            await self._delete(message, done)
             return
         token = INTAKE_STAGES.set(intake_stages(message, time.time()))
         try:
@@ -292,10 +336,14 @@ class Dispatcher:
         finally:
             INTAKE_STAGES.reset(token)
         self.seen.add(verdict.message.job_id)
-        await self._delete(message)
+        await self._delete(message, done)
 
-    async def _delete(self, message: ReceivedMessage) -> None:
-        if not await self.queues.delete(message):
+    async def _delete(
+        self, message: ReceivedMessage, done: list[ReceivedMessage] | None = None
+    ) -> None:
+        if done is not None:
+            done.append(message)
+        elif not await self.queues.delete(message):
             self.stats.stale_receipts += 1
 
     async def run(self) -> None:

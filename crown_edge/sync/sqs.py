@@ -217,6 +217,40 @@ class OrderQueue:
             raise
         return True
 
+    async def delete_batch(self, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
+        """Delete up to ten messages of one queue in one request; returns those whose receipt
+        handle is no longer valid (see :meth:`delete`). Any other refusal raises SyncError,
+        after the rest of the batch was deleted.
+        """
+        if not messages:
+            return []
+        if len(messages) > 10 or len({m.queue for m in messages}) > 1:
+            raise ValueError("delete_batch takes at most ten messages of one queue")
+        result = await self._call(
+            "delete_message_batch",
+            QueueUrl=self.url(messages[0].queue),
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(messages)
+            ],
+        )
+        stale: list[ReceivedMessage] = []
+        refused: list[str] = []
+        for failed in result.get("Failed", []):
+            message = messages[int(failed["Id"])]
+            if failed.get("Code") in STALE_RECEIPT_CODES:
+                log.info("stale receipt for message %s; it will be redelivered", message.message_id)
+                stale.append(message)
+            else:
+                refused.append(
+                    f"{message.message_id}: {failed.get('Code')} {failed.get('Message')}"
+                )
+        if refused:
+            raise SyncError(
+                f"sqs delete_message_batch refused {'; '.join(refused)}",
+                operation="delete_message_batch",
+            )
+        return stale
+
     async def retry_later(self, message: ReceivedMessage, delay_seconds: int) -> None:
         """Make a message visible again after ``delay_seconds`` (instead of the queue's timeout)."""
         await self._call(

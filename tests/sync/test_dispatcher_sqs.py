@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from crown_edge.cloud.dispatcher import Dispatcher
 from crown_edge.models import IntakeMessage
 from crown_edge.sync import queues
-from crown_edge.sync.sqs import OrderQueue
+from crown_edge.sync.sqs import OrderQueue, ReceivedMessage
 
 pytestmark = pytest.mark.integration
 
@@ -121,3 +122,55 @@ async def test_send_events_batches_and_returns_the_overflow(
     assert sorted(json.loads(m["Body"])["event_id"] for m in got) == sorted(
         e["event_id"] for e in events
     )
+
+
+async def test_a_received_batch_is_deleted_in_one_request(
+    order_queue: OrderQueue, sqs: Any, sqs_queues: dict[str, str]
+) -> None:
+    calls: list[str] = []
+
+    def count(model: Any, **_: Any) -> None:
+        calls.append(model.name)
+
+    sqs.meta.events.register("before-call.sqs", count)
+    started: list[str] = []
+
+    async def start(msg: IntakeMessage) -> None:
+        started.append(msg.job_id)
+
+    for i in range(4):
+        await order_queue.send_order(IntakeMessage.parse({**GOOD, "job_id": f"std-{i}"}))
+    calls.clear()
+    dispatcher = Dispatcher(order_queue, start, wait_seconds=0)
+    assert await dispatcher.poll_queue(queues.ENGRAVING_QUEUE) == 4
+    assert sorted(started) == [f"std-{i}" for i in range(4)]
+    assert calls == ["ReceiveMessage", "DeleteMessageBatch"]
+    assert await dispatcher.poll_queue(queues.ENGRAVING_QUEUE) == 0  # all of them gone
+    assert dispatcher.stats.stale_receipts == 0
+
+
+async def test_delete_batch_reports_stale_receipts(
+    order_queue: OrderQueue, sqs: Any, sqs_queues: dict[str, str]
+) -> None:
+    for i in range(2):
+        await order_queue.send_order(IntakeMessage.parse({**GOOD, "job_id": f"std-{i}"}))
+    got = await order_queue.receive(queues.ENGRAVING_QUEUE, 10, 0)
+    assert len(got) == 2
+    # a receipt SQS does not know (as after the visibility timeout gave it to someone else)
+    unknown = dataclasses.replace(got[0], receipt_handle="no-such-receipt")
+    stale = await order_queue.delete_batch([unknown, got[1]])
+    assert stale == [unknown]
+    # got[1] is deleted; got[0] is still in flight (its visibility timeout runs)
+    assert await order_queue.receive(queues.ENGRAVING_QUEUE, 10, 0) == []
+    assert await order_queue.delete(got[0])
+    assert await order_queue.delete_batch([]) == []
+
+
+async def test_delete_batch_refuses_more_than_ten_or_two_queues(order_queue: OrderQueue) -> None:
+    def message(i: int, queue: str = queues.ENGRAVING_QUEUE) -> ReceivedMessage:
+        return ReceivedMessage(queue, f"m{i}", f"rh-{i}", "{}")
+
+    with pytest.raises(ValueError, match="at most ten"):
+        await order_queue.delete_batch([message(i) for i in range(11)])
+    with pytest.raises(ValueError, match="one queue"):
+        await order_queue.delete_batch([message(1), message(2, queues.PRIORITY_QUEUE)])

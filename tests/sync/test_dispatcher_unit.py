@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
@@ -263,3 +264,85 @@ async def test_failed_polls_back_off_and_intake_resumes() -> None:
     assert started == ["J-1"]
     assert dispatcher.stats.poll_failures == 3
     assert delays == [0.01, 0.02, 0.04]  # doubling, capped, from the one Backoff
+
+
+class BatchQueues(FakeQueues):
+    """FakeQueues that also delete in batches (as OrderQueue does), recording each batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+        self.fail_batches = False
+
+    async def delete_batch(self, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
+        if self.fail_batches:
+            raise SyncError("sqs delete_message_batch failed: endpoint down")
+        self.batches.append([m.message_id for m in messages])
+        stale = [m for m in messages if m.receipt_handle in self.stale]
+        self.deleted += [m.message_id for m in messages if m not in stale]
+        return stale
+
+
+def _order(job_id: str, mid: str) -> ReceivedMessage:
+    message = _msg({**GOOD, "job_id": job_id}, mid)
+    return dataclasses.replace(message, attributes={"MessageGroupId": job_id})
+
+
+async def test_a_batch_is_deleted_together_and_only_what_was_started() -> None:
+    fake = BatchQueues()
+    fake.stale.add("rh-m3")
+
+    async def start(msg: IntakeMessage) -> None:
+        if msg.job_id == "J-2":
+            raise RuntimeError("temporal unreachable")
+
+    fake.waiting[queues.ENGRAVING_QUEUE] = [
+        _order("J-1", "m1"),
+        _order("J-2", "m2"),
+        _order("J-3", "m3"),
+        _msg("{not json", "m4"),
+    ]
+    dispatcher = Dispatcher(fake, start)
+    assert await dispatcher.poll_queue(queues.ENGRAVING_QUEUE) == 4
+    # one request for the lot; the failed start (m2) stays for SQS to redeliver
+    assert [sorted(b) for b in fake.batches] == [["m1", "m3", "m4"]]
+    assert sorted(fake.deleted) == ["m1", "m4"]
+    assert dispatcher.stats.stale_receipts == 1  # m3's receipt had run out
+    assert dispatcher.stats.failed == 1
+    assert [mid for mid, _, _ in fake.dead] == ["m4"]
+
+
+async def test_a_single_message_is_deleted_alone() -> None:
+    fake = BatchQueues()
+
+    async def start(msg: IntakeMessage) -> None:
+        pass
+
+    fake.waiting[queues.ENGRAVING_QUEUE] = [_order("J-1", "m1")]
+    dispatcher = Dispatcher(fake, start)
+    await dispatcher.poll_queue(queues.ENGRAVING_QUEUE)
+    assert fake.batches == []
+    assert fake.deleted == ["m1"]
+
+
+async def test_a_failed_batch_delete_is_raised_after_the_batch_and_not_counted() -> None:
+    fake = BatchQueues()
+    fake.fail_batches = True
+    started: list[str] = []
+
+    async def start(msg: IntakeMessage) -> None:
+        started.append(msg.job_id)
+
+    fake.waiting[queues.ENGRAVING_QUEUE] = [_order("J-1", "m1"), _order("J-2", "m2")]
+    dispatcher = Dispatcher(fake, start)
+    with pytest.raises(SyncError, match="endpoint down"):
+        await dispatcher.poll_queue(queues.ENGRAVING_QUEUE)
+    assert sorted(started) == ["J-1", "J-2"]  # both started before the delete failed
+    assert fake.deleted == []
+    # the redeliveries are dropped as duplicates, and deleted then
+    fake.fail_batches = False
+    fake.waiting[queues.ENGRAVING_QUEUE] = [_order("J-1", "m1b"), _order("J-2", "m2b")]
+    await dispatcher.poll_queue(queues.ENGRAVING_QUEUE)
+    assert sorted(started) == ["J-1", "J-2"]
+    assert sorted(fake.deleted) == ["m1b", "m2b"]
+    assert dispatcher.stats.duplicates == 2
