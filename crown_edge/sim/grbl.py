@@ -459,7 +459,7 @@ class GrblSimulator:
             if entry.block is None:
                 core.retire()
                 self._space.set()
-                await asyncio.sleep(0)
+                await self._next_block()
                 continue
             profile = block_profile(core.window(), min(entry_speed, entry.block.max_entry_speed))
             seconds = profile.duration if entry.block.length > 0 else entry.block.dwell
@@ -480,6 +480,16 @@ class GrblSimulator:
             core.retire()
             entry_speed = exit_speed
             self._space.set()
+            await self._next_block()
+
+    async def _next_block(self) -> None:
+        """Between two blocks: let the main loop read the line the freed block makes room for.
+
+        A zero-time machine (``time_scale`` 0) runs what its planner holds at once instead,
+        as its motion takes no time: a ``?`` that arrives after the last ``ok`` then finds it
+        at rest (Idle), as a real machine would be once its last move had ended.
+        """
+        if self.time_scale > 0:
             await asyncio.sleep(0)
 
     async def _run_until(self, deadline: float) -> float | None:

@@ -51,6 +51,9 @@ from crown_edge.sim.grbl_report import (
 )
 from crown_edge.sim.motion import AXES, Block, ModalState, MotionSettings, block_for
 
+_MOTION_SETTINGS = (11, *range(110, 114), *range(120, 124))
+"""The ``$$`` numbers :meth:`MotionSettings.from_grbl` reads."""
+
 SOFT_LIMITS_NEED_HOMING = 10
 """``error:10``: ``$20=1`` refused while homing (``$22``) is off, as grbl 1.1's settings.c does."""
 
@@ -113,6 +116,7 @@ class GrblCore:
         self.settings.update(settings or {})
         self.planner_blocks = planner_blocks
         self.rx_buffer = rx_buffer
+        self._motion: tuple[tuple[float | None, ...], MotionSettings] | None = None
         self.queue: deque[Entry] = deque()
         self.programs: list[ProgramRecord] = []
         self.record: ProgramRecord | None = None
@@ -138,8 +142,16 @@ class GrblCore:
     # --- lifecycle -------------------------------------------------------------------------------
 
     def motion_settings(self) -> MotionSettings:
-        """The current ``$$`` values as a motion model configuration."""
-        return MotionSettings.from_grbl(self.settings, self.planner_blocks)
+        """The current ``$$`` values as a motion model configuration.
+
+        Built again only when a motion setting (``$11``, ``$11x``, ``$12x``) differs from the
+        last build's: every motion line asks for it, and the settings rarely change.
+        """
+        settings = self.settings
+        key = tuple(settings.get(n) for n in _MOTION_SETTINGS)
+        if self._motion is None or self._motion[0] != key:
+            self._motion = (key, MotionSettings.from_grbl(settings, self.planner_blocks))
+        return self._motion[1]
 
     @property
     def laser_mode(self) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 import tty
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 
 REALTIME = frozenset(b"?!~\x18") | frozenset(range(0x80, 0x100))
 """Bytes grbl's serial interrupt takes out of the stream instead of buffering."""
+_ANY_REALTIME = re.compile(rb"[?!~\x18\x80-\xff]")
+"""Finds a :data:`REALTIME` byte in a piece (most pieces have none: taken in whole)."""
 
 
 @dataclass(slots=True)
@@ -79,6 +82,7 @@ class SerialPort:
         self._tx: deque[tuple[float, bytes]] = deque()
         self._rx_free_at = 0.0
         self._tx_free_at = 0.0
+        self._sending = False  # the transmit loop holds a response it has not written yet
         self._wake_wire = asyncio.Event()
         self._wake_tx = asyncio.Event()
 
@@ -151,9 +155,36 @@ class SerialPort:
     # --- bytes -----------------------------------------------------------------------------------
 
     def write(self, data: bytes, ready: float) -> None:
-        """Send ``data`` to the host once the loop clock reaches ``ready`` and the wire is free."""
+        """Send ``data`` to the host once the loop clock reaches ``ready`` and the wire is free.
+
+        A response due now on an idle wire that takes no time (``time_scale`` 0) is written at
+        once: the transmit loop would only write it one loop turn later, and a zero-time laser
+        answers thousands of lines a job. Anything queued or on its way goes first.
+        """
+        if (
+            not self._tx
+            and not self._sending
+            and not self.stalled
+            and self.time_scale == 0
+            and self._master is not None
+        ):
+            now = asyncio.get_running_loop().time()
+            if ready <= now and self._tx_free_at <= now:
+                self._put(data)
+                return
         self._tx.append((ready, data))
         self._wake_tx.set()
+
+    def _put(self, data: bytes) -> None:
+        """Write ``data`` on the pty now (bytes nobody reads fall off the wire)."""
+        if self._master is None:
+            return
+        try:
+            written = os.write(self._master, data)
+        except OSError:
+            written = 0
+        self.stats.tx_bytes += written
+        self.stats.tx_dropped += len(data) - written
 
     def wake(self) -> None:
         """Make both loops look again (after :attr:`stalled` was cleared)."""
@@ -178,9 +209,15 @@ class SerialPort:
             self._rx_free_at = (
                 max(self._rx_free_at, now) + len(piece) * self._byte_time * self.time_scale
             )
-            self._wire.append((self._rx_free_at, piece))
+            if self._rx_free_at <= now and not self._wire and not self.stalled:
+                # arrived already (a zero-time wire) and nothing ahead of it: take it in now
+                # rather than one loop turn later in the receive loop
+                self._take_in(piece)
+            else:
+                self._wire.append((self._rx_free_at, piece))
             start = end
-        self._wake_wire.set()
+        if self._wire:
+            self._wake_wire.set()
 
     async def receive_loop(self) -> None:
         """Take each piece of the stream in when its last byte has crossed the wire."""
@@ -194,16 +231,26 @@ class SerialPort:
             if self.stalled or not self._wire or self._wire[0][1] is not piece:
                 continue
             self._wire.popleft()
+            self._take_in(piece)
+
+    def _take_in(self, piece: bytes) -> None:
+        """A piece has crossed the wire: real-time bytes to ``on_realtime``, the rest into the
+        RX ring (CR as LF, like grbl's line reader), what does not fit dropped and counted."""
+        stats, rx = self.stats, self.rx
+        stats.rx_bytes += len(piece)
+        if len(rx) + len(piece) < self.rx_buffer and _ANY_REALTIME.search(piece) is None:
+            rx += piece.replace(b"\r", b"\n")  # the common case, without a loop per byte
+            stats.rx_peak = max(stats.rx_peak, len(rx))
+        else:
             for byte in piece:
-                self.stats.rx_bytes += 1
                 if byte in REALTIME:
-                    self._on_realtime(byte)
-                elif len(self.rx) >= self.rx_buffer - 1:
-                    self.stats.rx_overflows += 1
+                    self._on_realtime(byte)  # may reset: the ring is emptied under us
+                elif len(rx) >= self.rx_buffer - 1:
+                    stats.rx_overflows += 1
                 else:
-                    self.rx.append(b"\n"[0] if byte == 0x0D else byte)
-                    self.stats.rx_peak = max(self.stats.rx_peak, len(self.rx))
-            self._on_received()
+                    rx.append(0x0A if byte == 0x0D else byte)
+                    stats.rx_peak = max(stats.rx_peak, len(rx))
+        self._on_received()
 
     async def transmit_loop(self) -> None:
         """Put queued responses on the wire at the baud rate, in order."""
@@ -216,15 +263,12 @@ class SerialPort:
             ready, data = self._tx.popleft()
             start = max(loop.time(), ready, self._tx_free_at)
             self._tx_free_at = start + len(data) * self._byte_time * self.time_scale
-            await _sleep_until(self._tx_free_at)
-            if self._master is None:
-                continue
+            self._sending = True  # a write() meanwhile must queue behind this one
             try:
-                written = os.write(self._master, data)
-            except OSError:
-                written = 0
-            self.stats.tx_bytes += written
-            self.stats.tx_dropped += len(data) - written  # nobody reading: bytes fall off the wire
+                await _sleep_until(self._tx_free_at)
+                self._put(data)
+            finally:
+                self._sending = False
 
 
 async def _sleep_until(deadline: float) -> None:

@@ -167,6 +167,30 @@ def test_encode_line_rules() -> None:
     assert p.effective_length("G1 X1 (comment) ; tail") == 4
 
 
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ("G1 X1\x18", "control characters"),  # soft reset: a control character first
+        ("G1\rX1", "control characters"),
+        ("G1 X1\x01", "control characters"),
+        ("G1 X1 ~", "real-time"),
+        ("G1 X1 ?", "real-time"),
+        ("G1 X1 !", "real-time"),
+    ],
+)
+def test_encode_line_names_what_is_wrong(line: str, why: str) -> None:
+    with pytest.raises(ProtocolError, match=why):
+        p.encode_line(line)
+
+
+def test_effective_length_drops_blanks_and_comments() -> None:
+    assert p.effective_length("G1\tX1 Y2\x7f") == 7  # tab and spaces dropped, DEL kept
+    assert p.effective_length("G1 X1 (a (b) c") == 5  # a comment ends at its first ")"
+    assert p.effective_length("G1X1;(x)") == 4
+    assert p.effective_length("") == 0
+    assert p.encode_line("G1\tX1") == b"G1\tX1\n"  # a tab is white space, not a control char
+
+
 def test_send_response_classification() -> None:
     assert p.is_send_response("$32=1")
     assert p.is_send_response("$H")

@@ -243,3 +243,65 @@ def test_a_program_opens_at_its_header_and_takes_the_job_comment_after_it() -> N
     second = program_opened_by(header, "(job J-8)")  # a job comment after motion: a new program
     assert second is not None and second.job_id == "J-8"
     assert program_opened_by(second, "G1 X2") is None
+
+
+@pytest.fixture
+async def instant_port() -> AsyncIterator[tuple[GrblSimulator, Port]]:
+    """A zero-time simulator (``time_scale`` 0: the wire and motion take no time) and a port."""
+    async with GrblSimulator(time_scale=0.0) as sim:
+        reader, writer = await serial_asyncio_fast.open_serial_connection(
+            url=sim.device_path, baudrate=115200
+        )
+        bare = Port(reader, writer)
+        await bare.ask(b"\x18", p.Welcome)
+        await asyncio.sleep(0.05)
+        bare.proto = p.GrblProtocol()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await reader.read(4096)
+        try:
+            yield sim, bare
+        finally:
+            writer.transport.abort()
+            await writer.wait_closed()
+
+
+async def test_zero_time_lines_in_one_write_are_answered_in_order(
+    instant_port: tuple[GrblSimulator, Port],
+) -> None:
+    sim, port = instant_port
+    # CR ends a line like LF; a real-time ``?`` inside a line is taken out of it
+    events = await port.ask(b"G21\rG90\nG1 X1 F1?000\n$G\n", p.Feedback)
+    answers = [e for e in events if isinstance(e, p.Ok | p.Error | p.Feedback)]
+    assert answers[:3] == [p.Ok(), p.Ok(), p.Ok()]
+    assert isinstance(answers[3], p.Feedback) and "F1000" in answers[3].text
+    assert any(isinstance(e, p.Status) for e in events)
+    assert sim.stats.rx_overflows == 0
+
+
+async def test_zero_time_ring_overflow_drops_and_counts(
+    instant_port: tuple[GrblSimulator, Port],
+) -> None:
+    sim, port = instant_port
+    port.writer.write(b"(" + b"x" * 199)  # no newline: nothing is read, the ring fills up
+    await eventually(lambda: sim.stats.rx_overflows == 200 - 127)
+    assert sim.stats.rx_peak == 127
+    events = await port.ask(b"\x18", p.Welcome)  # a reset empties the ring
+    assert events[-1] == p.Welcome("1.1h")
+    events = await port.ask(b"G21\n", p.Ok)
+    assert p.Ok() in events
+
+
+async def test_zero_time_machine_is_at_rest_when_its_last_line_is_answered(
+    instant_port: tuple[GrblSimulator, Port],
+) -> None:
+    sim, port = instant_port
+    moves = [f"G1 X{i % 5 + 1} Y{i % 3 + 1} F3000" for i in range(20)]  # more than the planner
+    for line in ["(job J-0)", "G21", "G90", *moves]:
+        assert p.Ok() in await port.ask(line.encode() + b"\n", p.Ok)
+    events = await port.ask(b"?", p.Status)
+    status = next(e for e in events if isinstance(e, p.Status))
+    assert status.state == "Idle"  # its motion took no time: nothing is left to run
+    assert status.mpos == (5.0, 2.0, 0.0)  # where the last move (i = 19) ends
+    assert [r.job_id for r in sim.programs] == ["J-0"]
+    assert sim.programs[0].executed[-1] == moves[-1]
