@@ -312,3 +312,27 @@ async def test_broken_messages_change_nothing_and_break_nothing(
         classes = await page.eval_on_selector_all("#timeline li", "ls => ls.map(l => l.className)")
         assert classes == ALL_DONE, classes
         await tab.check()  # no page error, nothing raw, nothing wider than the screen
+
+
+async def test_an_offer_shows_its_items_and_skips_junk_among_them(
+    browser: Any, artifacts: Path
+) -> None:
+    offers = [{"item_id": "plaque-a5", "name": "Walnut plaque A5", "material": "walnut"}]
+    blocked = durable(
+        "received", "blocked", reason="no_inventory", awaiting="alternative", alternatives=offers
+    )
+    api = ScriptedApi(first=blocked, current=blocked)
+    async with served(browser, api, artifacts) as tab:
+        page = tab.page
+        await page.wait_for_selector("#alt-list .choice", state="visible", timeout=WAIT_MS)
+        assert await tab.status() == "On hold"
+        more = [*offers, {"item_id": "cup-silver", "name": "Silver cup"}]
+        api.push(json.dumps({**customer_view(blocked), "alternatives": [None, 3, "x", *more]}))
+        await page.wait_for_function(
+            "() => document.querySelectorAll('#alt-list .choice').length === 2", timeout=WAIT_MS
+        )
+        names = await page.eval_on_selector_all(
+            "#alt-list .choice span", "ss => ss.map(s => s.firstChild.textContent)"
+        )
+        assert names == ["Walnut plaque A5", "Silver cup"], names
+        await tab.check()

@@ -31,7 +31,7 @@
   function text(id, value) { var el = $(id); if (el) { el.textContent = value || ""; } }
   function clear(el) { while (el.firstChild) { el.removeChild(el.firstChild); } }
   // A list field of a view, or none: a broken message must not stop the page.
-  function list(v) { return Array.isArray(v) ? v : []; }
+  function listOf(v) { return Array.isArray(v) ? v : []; }
   function isObject(v) { return !!v && typeof v === "object" && !Array.isArray(v); }
   function say(words, kind) {
     var el = $("message");
@@ -85,7 +85,7 @@
   function isView(v) { return isObject(v) && typeof v.status === "string"; }
 
   function itemName(id) {
-    var alts = list(view.alternatives);
+    var alts = listOf(view.alternatives).filter(isObject);
     for (var i = 0; i < alts.length; i++) {
       if (alts[i].item_id === id && alts[i].name) { return alts[i].name; }
     }
@@ -96,8 +96,8 @@
   // current status, so a live event shows at once. Same rules as crown_edge.workflow.view.steps.
   function steps() {
     var known = {};
-    list(view.steps).forEach(function (s) { if (isObject(s)) { known[s.name] = s; } });
-    list(view.timeline).forEach(function (e) {
+    listOf(view.steps).forEach(function (s) { if (isObject(s)) { known[s.name] = s; } });
+    listOf(view.timeline).forEach(function (e) {
       var step = isObject(e) && cfg.step_of[e.status];
       if (step && !started[step]) { started[step] = e.at; }
     });
@@ -140,7 +140,7 @@
   }
 
   function renderAlternatives() {
-    var alts = list(view.alternatives).filter(isObject);
+    var alts = listOf(view.alternatives).filter(isObject);
     var key = JSON.stringify(alts);
     if (key === shownAlternatives) { return; }
     shownAlternatives = key;
@@ -194,7 +194,7 @@
 
     text("item", itemName(view.item_id));
     var plate = $("text");
-    var lines = list(view.text);
+    var lines = listOf(view.text);
     if (plate.getAttribute("data-shown") !== JSON.stringify(lines)) {
       clear(plate);
       lines.forEach(function (line) {
