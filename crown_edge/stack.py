@@ -38,7 +38,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from crown_edge.catalog import Catalog, load_catalog
 from crown_edge.cloud.auth import Credentials
@@ -47,12 +47,16 @@ from crown_edge.config import (
     DeviceConfig,
     EdgeConfig,
     MachineConfig,
+    MqttConfig,
     TemporalConfig,
     mqtt_toml,
 )
 from crown_edge.daemon.app import EdgeDaemon
 from crown_edge.embedded.pki import write_private
 from crown_edge.models import IntakeMessage
+
+if TYPE_CHECKING:
+    from crown_edge.cloud.process import CloudProcess
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +94,10 @@ class StackSettings:
     #: ``workdir/shops/<id>/``, its own simulated lasers (``lasers`` each, plus its own Modbus
     #: rotary simulator with ``rotary``), broker identity and task queue ``crown-edge-<id>``.
     shops: int | tuple[str, ...] = 1
+    #: cloud processes: 1 (the cloud side runs inside ``up``), N > 1: ``up`` runs replica
+    #: ``c1`` and starts ``c2`` … ``cN`` as ``crown-edge cloud --instance`` processes; all share
+    #: the Order API's port, the queues, the workflow task queue and the notice store
+    cloud_processes: int = 1
 
     @property
     def shop_ids(self) -> tuple[str, ...]:
@@ -234,6 +242,8 @@ class FullStack:
         #: every workshop by shop id, in :attr:`StackSettings.shop_ids` order
         self.workshops: dict[str, Workshop] = {}
         self.credentials: Credentials | None = None
+        #: cloud replicas ``c2`` … as processes (``cloud_processes`` > 1), by instance name
+        self.cloud_replicas: dict[str, CloudProcess] = {}
         self._job_shops: dict[str, str] = {}
         # the HTTP client side gets its own threads: sharing the loop's default executor with
         # the Order API's own blocking calls (boto3) deadlocks under a burst of orders
@@ -339,6 +349,7 @@ class FullStack:
             mqtt_tls=cloud_login.tls,
             sqs_endpoint_url=self.services.moto.endpoint_url,
             mail=mail,
+            instance="c1" if s.cloud_processes > 1 else None,
         )
         log.info("starting the cloud side: Order API, dispatcher, bridge, workflow worker")
         self.cloud = await self._stack.enter_async_context(
@@ -350,6 +361,51 @@ class FullStack:
         if s.drain_events:
             drain = asyncio.create_task(_drain_events(self.cloud.orders), name="events-drain")
             self._stack.push_async_callback(_cancelled, drain)
+        if s.cloud_processes > 1:
+            await self._cloud_replicas(settings, target, cloud_login_config=broker.cloud_config())
+
+    async def _cloud_replicas(
+        self, settings: Any, target: str, *, cloud_login_config: MqttConfig
+    ) -> None:
+        """Start cloud replicas ``c2`` … as processes on the first one's port and services."""
+        from crown_edge.cloud.process import (
+            CloudProcess,
+            ReplicaConfig,
+            cloud_config_toml,
+            instance_names,
+        )
+
+        s = self.settings
+        assert self.credentials is not None
+        key_file = s.workdir / "cloud-api-key"
+        write_private(key_file, (self.credentials.api_keys[0] + "\n").encode())
+        secret_file = s.workdir / "cloud-token-secret"
+        write_private(secret_file, (self.credentials.token_secrets[0] + "\n").encode())
+        port = self.cloud.api.server.port
+        replica = ReplicaConfig(
+            designs_dir=settings.designs_dir,
+            intake_journal=settings.designs_dir.parent / "intake.db",
+            default_shop_id=self.shop_ids[0],
+            shops=self.shop_ids,
+            http_host=settings.http_host,
+            http_port=port,
+            temporal_target=target,
+            sqs_endpoint_url=settings.sqs_endpoint_url,
+            sqs_region=settings.sqs_region,
+            mqtt=cloud_login_config,
+            key_file=key_file,
+            token_secret_file=secret_file,
+            mail=settings.mail,
+        )
+        path = s.workdir / "cloud-replica.toml"
+        write_private(path, cloud_config_toml(replica).encode())
+        names = list(instance_names(s.cloud_processes))[1:]
+        log.info("starting cloud replicas %s on port %s", ", ".join(names), port)
+        for name in names:
+            proc = CloudProcess(path, name, http_port=port)
+            self.cloud_replicas[name] = proc
+            self._stack.push_async_callback(proc.stop)
+        await asyncio.gather(*(p.start() for p in self.cloud_replicas.values()))
 
     async def _workshop(self, shop_id: str, target: str) -> Workshop:
         """One workshop's config (and its Modbus rotary simulator): state in ``workdir`` for a

@@ -15,7 +15,12 @@ workshops stay out of each other's way:
 * ``broker_isolation``: B's broker identity neither reads A's commands nor publishes A's
   events, and a forged event for A's job on B's own topic is rejected by the bridge (the job's
   shop comes from the workflow, not the message) and changes nothing;
-* ``rush_at_b_keeps_a_queue``: a rush order at B leaves A's queue order as it was.
+* ``rush_at_b_keeps_a_queue``: a rush order at B leaves A's queue order as it was;
+* ``cloud_failover`` (a rig with ``cloud_processes`` >= 2, ``--cloud-processes 2``): orders
+  arrive on the Order API's shared port, served by two cloud processes (each an Order API,
+  dispatcher, bridge and workflow worker); one of them is SIGKILLed while jobs are in flight
+  and orders keep coming; every accepted order completes, made once, and an order posted twice
+  is one job.
 
 Prints ``PASS``/``FAIL`` per scenario and ``N passed, M failed``; exit 1 on a failure.
 """
@@ -357,6 +362,96 @@ ALL: dict[str, Scenario] = {
 }
 
 
+async def _order_retrying(rig: FleetRig, shop_id: str, job_id: str | None = None) -> str:
+    """An order for ``shop_id`` posted as a customer's client would: a connection that fails
+    (a cloud process died holding it) is tried again with the same job id, which the cloud
+    takes once however often it arrives."""
+    rig._counter += 1
+    job_id = job_id or f"F{uuid.uuid4().hex[:6]}-{shop_id}-{rig._counter:03d}"
+    order = {
+        "job_id": job_id,
+        "customer_id": f"CUST-{shop_id}",
+        "item_id": "plaque-a5",
+        "due_date": "2026-12-24T17:00:00Z",
+        "text": ["Club Champion", shop_id],
+        "shop_id": shop_id,
+    }
+    for attempt in range(1, 6):
+        try:
+            status, body = await rig.stack.post_order(order)
+        except OSError:  # urllib's URLError too: refused or reset
+            await asyncio.sleep(0.2 * attempt)
+            continue
+        assert status == 202, f"order refused: {status} {body}"
+        return job_id
+    raise AssertionError(f"{job_id}: the Order API's port answered no attempt")
+
+
+def _journaled(path: Path) -> int:
+    """How many orders a cloud process's intake journal ever took (its row id sequence)."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'intake'").fetchone()
+        return int(row[0]) if row else 0
+    finally:
+        db.close()
+
+
+async def cloud_failover(rig: FleetRig, after: int = 4, at_least: int = 2) -> None:
+    """Two cloud processes behind one port; one is SIGKILLed while jobs are in flight.
+
+    Orders go to the Order API's port (the kernel spreads connections over the processes)
+    until the doomed replica has taken ``at_least`` of them, then it is killed with jobs in
+    flight, and ``after`` more orders per workshop arrive (one of them posted twice). Every
+    accepted order completes, engraved once by its own workshop: no order lost, no workflow
+    stuck, no job started twice (the dispatchers of both processes share the intake queues).
+    """
+    replicas = rig.stack.cloud_replicas
+    assert replicas, "cloud_failover needs a rig with cloud_processes >= 2"
+    name, doomed = next(iter(replicas.items()))
+    journal = rig.stack.settings.workdir / f"intake-{name}.db"
+    jobs: dict[str, str] = {}
+
+    def busy() -> bool:  # it took orders, and its worker ran the flow's cloud activities
+        log = doomed.log_path.read_text("utf-8", "replace")
+        return _journaled(journal) >= at_least and "crown_edge.cloud.activities" in log
+
+    for i in range(60):  # until the doomed one is busy: orders, workflows, activities
+        shop = rig.shops[i % len(rig.shops)]
+        jobs[await _order_retrying(rig, shop)] = shop
+        if i >= 3 and await asyncio.to_thread(busy):
+            break
+        await asyncio.sleep(0.5)
+    assert await asyncio.to_thread(busy), f"{name} took no share of {len(jobs)} orders"
+    started = time.monotonic()
+    await doomed.stop(kill=True)  # an Order API, a dispatcher, a bridge and a worker die
+    for _ in range(after):
+        for shop in rig.shops:
+            jobs[await _order_retrying(rig, shop)] = shop
+    again = next(iter(jobs))
+    await _order_retrying(rig, jobs[again], job_id=again)  # posted twice: still one job
+    for job_id in jobs:
+        result = await rig.result(job_id, timeout=300.0)
+        assert result["status"] == "complete", (job_id, result)
+    for job_id, shop in jobs.items():
+        await rig.made_once_by(shop, job_id)
+    # one workflow run per job, whichever dispatcher took its message(s)
+    client = rig.stack.client
+    for job_id in jobs:
+        runs = [w async for w in client.list_workflows(f"WorkflowId = 'job-{job_id}'")]
+        assert len(runs) == 1, (job_id, [r.run_id for r in runs])
+    print(
+        f"cloud_failover: {len(jobs)} jobs complete, "
+        f"{time.monotonic() - started:.1f} s after {name} was killed",
+        flush=True,
+    )
+
+
+ALL["cloud_failover"] = cloud_failover
+
+
 @contextlib.asynccontextmanager
 async def fleet_rig(workdir: Path, shops: int = 3, **settings: Any) -> AsyncIterator[FleetRig]:
     """A :class:`FleetRig` on a fresh fleet stack (auto QA, one flat laser a workshop, no
@@ -376,11 +471,19 @@ async def fleet_rig(workdir: Path, shops: int = 3, **settings: Any) -> AsyncIter
 
 
 async def run(
-    names: list[str], workdir: Path, shops: int, outage_s: float, kill: bool = False
+    names: list[str],
+    workdir: Path,
+    shops: int,
+    outage_s: float,
+    kill: bool = False,
+    cloud_processes: int = 1,
 ) -> int:
     """Run the named scenarios on one fleet rig; the exit status (0 ok, 1 a failure)."""
     passed = failed = 0
-    async with fleet_rig(workdir, shops) as rig:
+    if "cloud_failover" in names and cloud_processes < 2:
+        print("SKIP cloud_failover (needs --cloud-processes 2 or more)", flush=True)
+        names = [n for n in names if n != "cloud_failover"]
+    async with fleet_rig(workdir, shops, cloud_processes=cloud_processes) as rig:
         print(f"fleet: {', '.join(rig.shops)} ({workdir})", flush=True)
         for name in names:
             started = time.monotonic()
@@ -409,6 +512,9 @@ def main() -> None:
     parser.add_argument("--shops", type=int, default=3)
     parser.add_argument("--outage-s", type=float, default=OUTAGE_S)
     parser.add_argument("--kill", action="store_true", help="shop_outage: SIGKILL shop B")
+    parser.add_argument(
+        "--cloud-processes", type=int, default=1, help="cloud processes (cloud_failover: 2+)"
+    )
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
@@ -418,7 +524,9 @@ def main() -> None:
     names = args.scenario or list(ALL)
     with tempfile.TemporaryDirectory(prefix="crown-fleet-") as tmp:
         workdir = args.workdir or Path(tmp)
-        status = asyncio.run(run(names, workdir, args.shops, args.outage_s, args.kill))
+        status = asyncio.run(
+            run(names, workdir, args.shops, args.outage_s, args.kill, args.cloud_processes)
+        )
     sys.exit(status)
 
 

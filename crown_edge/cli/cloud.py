@@ -57,6 +57,8 @@ class CloudConfig:
     #: the Order API's intake journal (``[cloud] intake_journal``); None: ``intake.db`` beside
     #: ``designs_dir``
     intake_journal: Path | None = None
+    #: one of several cloud processes on a host (``--instance``); None: the only one
+    instance: str | None = None
 
 
 def load_cloud_config(path: Path, env: Mapping[str, str] | None = None) -> CloudConfig:
@@ -161,15 +163,58 @@ def _strings(data: dict[str, Any], section: str, key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+#: An instance name: it goes into a file name, a broker client id and a log line.
+INSTANCE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}"
+
+
+def with_instance(
+    cfg: CloudConfig,
+    instance: str | None,
+    http_port: int | None = None,
+    metrics_port: int | None = None,
+) -> CloudConfig:
+    """``cfg`` for one of several cloud processes: its name and, if given, its own ports."""
+    import dataclasses
+    import re
+
+    if instance is not None and not re.fullmatch(INSTANCE_PATTERN, instance):
+        raise ConfigError(
+            "--instance", instance, "not an instance name", "1-32 letters, digits, - or _"
+        )
+    for flag, port in (("--http-port", http_port), ("--metrics-port", metrics_port)):
+        if port is not None and not 0 <= port <= 65535:
+            raise ConfigError(flag, str(port), "not a port", "0..65535")
+    return dataclasses.replace(
+        cfg,
+        instance=instance,
+        http_port=cfg.http_port if http_port is None else http_port,
+        metrics_port=cfg.metrics_port if metrics_port is None else metrics_port,
+    )
+
+
 def cloud(
     config: Annotated[Path, typer.Option("--config", "-c", help="Cloud config (TOML).")],
+    instance: Annotated[
+        str | None,
+        typer.Option(
+            help="Run as one of several cloud processes on this host, named so (its own "
+            "journal and broker session; the Order API's port is shared)."
+        ),
+    ] = None,
+    http_port: Annotated[
+        int | None, typer.Option(help="The Order API's port (default: [http] port).")
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="This process's /metrics port (default: [metrics] port)."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the cloud roles: Order API, SQS dispatcher, MQTT bridge, workflow worker."""
     from crown_edge.cli.daemons import setup_logging
 
     try:
-        cfg = load_cloud_config(config)
+        cfg = with_instance(load_cloud_config(config), instance, http_port, metrics_port)
     except CrownEdgeError as exc:
         fail(str(exc))
     setup_logging(verbose)
@@ -219,6 +264,7 @@ async def _serve(cfg: CloudConfig) -> None:
         sqs_endpoint_url=cfg.sqs_endpoint_url,
         sqs_region=cfg.sqs_region,
         mail=cfg.mail,
+        instance=cfg.instance,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -228,7 +274,8 @@ async def _serve(cfg: CloudConfig) -> None:
     async with CloudServices(settings, start, temporal=client) as services:
         activities = CloudActivities(cfg.designs_dir, load_catalog(), services.cloud_sink)
         async with workflow_worker(client, activities):
-            print(f"crown-edge cloud: Order API on {services.api.url}", flush=True)
+            name = f" (instance {cfg.instance})" if cfg.instance else ""
+            print(f"crown-edge cloud{name}: Order API on {services.api.url}", flush=True)
             notifier.send(f"READY=1\nSTATUS=Order API on {services.api.url}")
             watchdog = asyncio.create_task(_watchdog(notifier), name="cloud-watchdog")
             try:

@@ -68,6 +68,14 @@ def up(
             "demo orders spread over them).",
         ),
     ] = 1,
+    cloud_processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Cloud processes (N > 1: replicas c1 … cN sharing the Order API's port, "
+            "the queues and the workflow worker's task queue).",
+        ),
+    ] = 1,
     time_scale: Annotated[
         float, typer.Option(help="Simulated motion time scale (1 = real time, 0 = instant).")
     ] = 0.02,
@@ -94,6 +102,7 @@ def up(
         qa_mode="manual" if manual_qa else "auto",
         http_port=port,
         shops=shops,
+        cloud_processes=cloud_processes,
     )
     spread = settings.shop_ids if settings.fleet else ()
     try:
@@ -194,6 +203,12 @@ def _banner(stack: Any) -> str:
         f"  SQS (moto)     {stack.services.moto.endpoint_url}\n"
         f"  Mail sink      {stack.mail_sink.directory}  (one .eml file per message)\n"
     )
+    if stack.cloud_replicas:
+        logs = ", ".join(str(p.log_path) for p in stack.cloud_replicas.values())
+        common += (
+            f"  Cloud          {len(stack.cloud_replicas) + 1} processes: c1 (this one), "
+            f"{', '.join(stack.cloud_replicas)} (logs {logs})\n"
+        )
     if not stack.settings.fleet:
         return (
             f"{common}"

@@ -12,6 +12,10 @@ keep its own signal handling:
   ``ws_ping_interval`` seconds so a vanished client is noticed;
 - no access log (customer links carry their token in the query string) and no ``Server`` header.
 
+``reuse_port`` lets several processes of the same user listen on one port (``SO_REUSEPORT``):
+the kernel spreads new connections over them, so cloud replicas on one host share the Order
+API's port without a load balancer, and a replica that dies only drops the connections it held.
+
 The body limit is the app's (see :mod:`crown_edge.cloud.errors`): h11 has none.
 """
 
@@ -53,9 +57,11 @@ class AsgiServer:
         *,
         max_connections: int = 1024,
         ws_ping_interval: float = 20.0,
+        reuse_port: bool = False,
     ) -> None:
         self.host = host
         self.port = port
+        self.reuse_port = reuse_port
         self.config = uvicorn.Config(
             app,
             host=host,
@@ -91,6 +97,8 @@ class AsgiServer:
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((self.host, self.port))
         except OSError:
             sock.close()

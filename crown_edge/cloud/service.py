@@ -46,6 +46,12 @@ class CloudSettings:
     ``public_url`` the base of customer links; ``metrics_port`` not None serves ``/metrics``
     without a key on ``metrics_host:metrics_port`` (a private address). ``mail`` None (or
     backend ``off``) sends no customer notifications.
+
+    ``instance`` names one of several cloud processes on a host (None: the only one). Each
+    instance has its own bridge client id (``{bridge_client_id}-{instance}``: its own broker
+    session, every workshop event), its own intake journal (``intake-{instance}.db``, adopting
+    the journals of instances that are gone) and shares the Order API's port with the others
+    (``SO_REUSEPORT``); see docs/scaling.md.
     """
 
     designs_dir: Path
@@ -67,18 +73,44 @@ class CloudSettings:
     sqs_region: str = DEFAULT_REGION
     dispatcher_wait_seconds: int = 1
     dispatcher_retry_delay: int | None = 30
+    #: how long an intake message the dispatcher received stays hidden from the other cloud
+    #: processes' dispatchers: one that dies holding it delays the job this long (not the
+    #: queue's 300 s visibility timeout); see :class:`~crown_edge.sync.sqs.OrderQueue`
+    dispatcher_hold_seconds: int | None = 30
     mail: MailSettings | None = None
     #: The Order API's intake journal (accepted orders, durable before the 202, then sent on to
     #: SQS: :mod:`crown_edge.cloud.intake`); None: ``intake.db`` beside ``designs_dir``.
     intake_journal: Path | None = None
+    instance: str | None = None
 
     @property
-    def intake_journal_path(self) -> Path:
-        """Where the intake journal lives (``intake_journal`` or ``intake.db`` beside the
-        designs directory)."""
+    def _journal_base(self) -> Path:
         if self.intake_journal is not None:
             return self.intake_journal
         return self.designs_dir.parent / "intake.db"
+
+    @property
+    def intake_journal_path(self) -> Path:
+        """Where this process's intake journal lives: ``intake_journal`` (or ``intake.db``
+        beside the designs directory), with ``-{instance}`` before the suffix for an instance."""
+        base = self._journal_base
+        if self.instance is None:
+            return base
+        return base.with_name(f"{base.stem}-{self.instance}{base.suffix}")
+
+    @property
+    def intake_siblings(self) -> str:
+        """The glob of every instance's journal (beside this one), which this one adopts when
+        their process is gone."""
+        base = self._journal_base
+        return f"{base.stem}*{base.suffix}"
+
+    @property
+    def bridge_identity(self) -> str:
+        """The bridge's MQTT client id (one persistent session per instance)."""
+        if self.instance is None:
+            return self.bridge_client_id
+        return f"{self.bridge_client_id}-{self.instance}"
 
 
 def _client_for(settings: CloudSettings) -> Any:
@@ -115,16 +147,23 @@ class CloudServices:
         self.start_job = start_job
         self._own_client = client is None
         self.client = client if client is not None else _client_for(settings)
-        self.orders = OrderQueue(self.client)
-        self.intake = IntakeJournal(settings.intake_journal_path, self.orders)
+        self.orders = OrderQueue(self.client, hold_seconds=settings.dispatcher_hold_seconds)
+        owner = f"cloud {settings.instance or '(single)'}"
+        self.intake = IntakeJournal(
+            settings.intake_journal_path,
+            self.orders,
+            owner=owner,
+            siblings=settings.intake_siblings,
+        )
         bridge_settings = (
             BridgeSettings(
                 settings.mqtt_host,
                 settings.mqtt_port,
-                settings.bridge_client_id,
+                settings.bridge_identity,
                 username=settings.mqtt_username,
                 password=settings.mqtt_password,
                 tls=settings.mqtt_tls,
+                instance=settings.instance,
             )
             if settings.mqtt_host is not None
             else None
@@ -156,6 +195,7 @@ class CloudServices:
                 view=views.view,
                 registry=registry,
                 on_failed=self.orders.send_event,
+                owner=owner,
             )
             if mail is not None and transport is not None
             else None
@@ -170,6 +210,8 @@ class CloudServices:
             port=settings.http_port,
             registry=registry,
         )
+        # instances share the API's port; the kernel spreads connections over them
+        self.api.server.reuse_port = settings.instance is not None
         self.metrics_server = (
             AsgiServer(metrics_app(self.api.registry), settings.metrics_host, settings.metrics_port)
             if settings.metrics_port is not None

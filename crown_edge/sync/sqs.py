@@ -100,12 +100,19 @@ class OrderQueue:
     """The intake queues on one SQS endpoint (AWS or moto), by logical name.
 
     ``client`` is a boto3 SQS client owned by the caller; queue URLs are looked up on
-    :meth:`resolve` (or passed in as ``urls``).
+    :meth:`resolve` (or passed in as ``urls``). ``hold_seconds`` (None: the queue's own
+    visibility timeout) is how long a message :meth:`receive` gives stays hidden from other
+    consumers: a consumer that dies holding messages delays them by this much, not by the
+    queue's minutes (the dispatcher's work on a message takes milliseconds; a start that fails
+    asks for its own delay, and a second start of a job is refused by its workflow id).
     """
 
-    def __init__(self, client: Any, urls: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, client: Any, urls: dict[str, str] | None = None, *, hold_seconds: int | None = None
+    ) -> None:
         self.client = client
         self.urls: dict[str, str] = dict(urls or {})
+        self.hold_seconds = hold_seconds
 
     async def _call(self, op: str, **kwargs: Any) -> Any:
         # long polls block a thread for up to their wait time: they get threads of their own so
@@ -167,10 +174,13 @@ class OrderQueue:
     async def receive(
         self, name: str, max_messages: int, wait_seconds: int
     ) -> list[ReceivedMessage]:
-        """Long-poll queue ``name`` for up to ``max_messages`` (1-10) messages."""
+        """Long-poll queue ``name`` for up to ``max_messages`` (1-10) messages (hidden from
+        other consumers for ``hold_seconds``, or the queue's visibility timeout)."""
+        hold = {} if self.hold_seconds is None else {"VisibilityTimeout": self.hold_seconds}
         result = await self._call(
             "receive_message",
             QueueUrl=self.url(name),
+            **hold,
             MaxNumberOfMessages=max(1, min(10, max_messages)),
             WaitTimeSeconds=max(0, min(20, wait_seconds)),
             MessageSystemAttributeNames=[
