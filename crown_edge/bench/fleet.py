@@ -24,8 +24,12 @@ Figures (the JSON's keys are a contract):
   and ``jobs timeline``): where the time from order to ``complete`` goes;
 * ``per_shop``: per workshop the orders sent, the jobs its own store holds ``complete`` and its
   jobs/s; ``misplaced``: orders some other workshop's store holds (0: each in its own shop);
-* ``cloud_workers``: workflow-worker processes of the cloud. One: the cloud does not yet run as
-  several processes, so the issue's second run (2 cloud workers) is not made.
+* ``cloud_workers``: cloud processes of the run the top-level figures come from (1). The bench
+  runs the same fleet and orders twice, on a fresh stack each: with the cloud as one process,
+  then as two (``up --cloud-processes 2``: each process an Order API, dispatcher, bridge and
+  workflow worker, sharing the API's port); ``by_cloud_workers`` holds both runs' headline
+  figures by process count, ``cloud_scaling`` the jobs/s of two ÷ one. ``cloud_cpu_s_per_job``
+  counts every cloud process (the replica's CPU is taken out of ``edge``).
 
 Sizes: ``--shops`` (10), ``--lasers`` (2 per shop), ``--orders`` (10 per shop) and
 ``--concurrency`` (8) through ``python -m crown_edge.bench.fleet``; ``crown-edge bench fleet
@@ -58,8 +62,21 @@ LASERS = 2
 ORDERS_PER_SHOP = 10
 #: the ``--quick`` fleet
 QUICK = (3, 1, 6)
-#: workflow-worker processes of the cloud (the cloud runs as one process today)
-CLOUD_WORKERS = 1
+#: the cloud's process counts the bench compares (a fresh fleet stack for each)
+CLOUD_WORKERS = (1, 2)
+#: the headline figures ``by_cloud_workers`` repeats for each run
+HEADLINE = (
+    "jobs_per_s",
+    "run_s",
+    "complete",
+    "per_shop_spread",
+    "complete_p50_s",
+    "complete_p99_s",
+    "cloud_cpu_s_per_job",
+    "edge_cpu_s_per_job",
+    "accept_p50_ms",
+    "accept_p99_ms",
+)
 #: how long the run may take before the bench gives up (s)
 TIMEOUT_S = 1800.0
 
@@ -117,13 +134,15 @@ def figures(
     cpu_before: dict[str, float],
     cpu_after: dict[str, float],
     in_store: dict[str, set[str]],
+    cloud_workers: int = 1,
 ) -> dict[str, Any]:
     """The bench's JSON from what the run recorded (pure).
 
     ``shops``: job → its workshop as ordered; ``posted``/``complete_at``: job → epoch seconds
     of the POST and of the workflow's ``complete``; ``started``: epoch seconds of the first
     order; ``cpu_*``: :func:`~crown_edge.bench.pipeline.process_cpu` around the run;
-    ``in_store``: workshop → the run's jobs its own store holds ``complete``.
+    ``in_store``: workshop → the run's jobs its own store holds ``complete``; the CPU of
+    cloud processes beyond this one is ``cpu_*["cloud-replicas"]``.
     """
     n = len(shops)
     done = [job for job in shops if job in complete_at]
@@ -152,14 +171,16 @@ def figures(
         "lasers_per_shop": size.lasers,
         "orders": n,
         "concurrency": size.concurrency,
-        "cloud_workers": CLOUD_WORKERS,
+        "cloud_workers": cloud_workers,
         "complete": len(done),
         "jobs_per_s": round(len(done) / elapsed, 3),
         "run_s": round(elapsed, 2),
         "per_shop_spread": spread([s["jobs_per_s"] for s in per_shop.values()]),
         "complete_p50_s": round(statistics.median(latencies), 3) if latencies else None,
         "complete_p99_s": round(percentile(latencies, 0.99), 3) if latencies else None,
-        "cloud_cpu_s_per_job": round(cpu.get("bench", 0.0) / per_job, 4),
+        "cloud_cpu_s_per_job": round(
+            (cpu.get("bench", 0.0) + cpu.get("cloud-replicas", 0.0)) / per_job, 4
+        ),
         "edge_cpu_s_per_job": round(cpu.get("edge", 0.0) / per_job, 4),
         "cpu_s": cpu,
         "per_shop": per_shop,
@@ -167,7 +188,33 @@ def figures(
     }
 
 
-async def _bench(size: FleetSize, workdir: Path) -> dict[str, Any]:
+def _pid_cpu(pids: Sequence[int]) -> float:
+    """CPU seconds (user + system) of ``pids`` together (gone ones count 0)."""
+    import os
+
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def _cpu_now(replicas: Sequence[int]) -> dict[str, float]:
+    """:func:`process_cpu` with the cloud replicas' CPU moved from ``edge`` (whose name they
+    share: both are ``crown_edge`` processes) to ``cloud-replicas``."""
+    cpu = process_cpu()
+    if replicas:
+        theirs = _pid_cpu(replicas)
+        cpu["cloud-replicas"] = theirs
+        cpu["edge"] = max(0.0, cpu.get("edge", 0.0) - theirs)
+    return cpu
+
+
+async def _bench(size: FleetSize, workdir: Path, cloud_workers: int = 1) -> dict[str, Any]:
     from crown_edge.cloud.jobs import history_marks
     from crown_edge.stack import FullStack, StackSettings
     from crown_edge.workflow import names, timeline
@@ -190,10 +237,15 @@ async def _bench(size: FleetSize, workdir: Path) -> dict[str, Any]:
         qa_mode="auto",
         extra_machines=lasers,
         drain_events=True,
+        cloud_processes=cloud_workers,
     )
     run_id = f"{time.time_ns() % 10**9:09d}"
-    _log(f"fleet: starting {size.shops} workshops × {size.lasers} zero-time lasers, one cloud")
+    _log(
+        f"fleet: starting {size.shops} workshops × {size.lasers} zero-time lasers, "
+        f"the cloud as {cloud_workers} process(es)"
+    )
     async with FullStack(settings) as stack:
+        replicas = [p.proc.pid for p in stack.cloud_replicas.values() if p.proc is not None]
         shop_ids = stack.shop_ids
         orders = [fleet_order(i, shop_for(i, shop_ids), run_id) for i in range(size.orders)]
         shops = {str(o["job_id"]): str(o["shop_id"]) for o in orders}
@@ -214,14 +266,14 @@ async def _bench(size: FleetSize, workdir: Path) -> dict[str, Any]:
             f"fleet: {size.orders} orders over {size.shops} workshops, "
             f"{size.concurrency} customers at once"
         )
-        cpu_before = process_cpu()
+        cpu_before = _cpu_now(replicas)
         started = time.time()
         async with asyncio.timeout(TIMEOUT_S):
             await asyncio.gather(*(post(o) for o in orders))
             post_s = time.time() - started
             ids = list(shops)
             views = dict(zip(ids, await all_finished(stack, ids), strict=True))
-        cpu_after = process_cpu()
+        cpu_after = _cpu_now(replicas)
         finished_statuses = {job: str(view.get("status")) for job, view in views.items()}
         not_complete = {j: s for j, s in finished_statuses.items() if s != "complete"}
         if not_complete:
@@ -245,7 +297,9 @@ async def _bench(size: FleetSize, workdir: Path) -> dict[str, Any]:
             in_store[shop_id] = {
                 r["job_id"] for r in rows if r["job_id"] in shops and r["status"] == "complete"
             }
-    result = figures(size, shops, posted, complete_at, started, cpu_before, cpu_after, in_store)
+    result = figures(
+        size, shops, posted, complete_at, started, cpu_before, cpu_after, in_store, cloud_workers
+    )
     result["stages"] = stage_table(timelines)
     result["orders_accepted_per_s"] = round(len(orders) / max(post_s, 1e-9), 2)
     result["accept_p50_ms"] = round(statistics.median(accept_ms), 1)
@@ -261,11 +315,14 @@ def run(
     orders: int | None = None,
     concurrency: int = CONCURRENCY,
     workdir: Path | None = None,
+    cloud_workers: Sequence[int] = CLOUD_WORKERS,
 ) -> dict[str, Any]:
     """Run the benchmark; ``quick``: 3 shops × 1 laser, 6 orders (sizes given win).
 
-    ``workdir``: keep the stack's state there (stores, Temporal's database, logs) to look at
-    afterwards; by default a temporary directory, removed at the end."""
+    One run per entry of ``cloud_workers`` (cloud process counts), each on a fresh stack; the
+    top-level figures are the first run's, ``by_cloud_workers`` has each run's headline.
+    ``workdir``: keep the stacks' state there (``cloud-N/``: stores, Temporal's database,
+    logs) to look at afterwards; by default a temporary directory, removed at the end."""
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -279,12 +336,25 @@ def run(
         orders=orders or (base_orders if shops is None else n_shops * ORDERS_PER_SHOP),
         concurrency=concurrency,
     )
+    counts = tuple(cloud_workers)
+    if not counts or min(counts) < 1:
+        raise ValueError(f"cloud_workers: process counts of at least 1, got {counts}")
+
+    async def each(base: Path) -> dict[int, dict[str, Any]]:
+        return {n: await _bench(size, base / f"cloud-{n}", n) for n in counts}
+
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
-        result = asyncio.run(_bench(size, workdir))
+        runs = asyncio.run(each(workdir))
     else:
         with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
-            result = asyncio.run(_bench(size, Path(tmp)))
+            runs = asyncio.run(each(Path(tmp)))
+    result = dict(runs[counts[0]])
+    result["by_cloud_workers"] = {
+        str(n): {key: r.get(key) for key in HEADLINE} for n, r in runs.items()
+    }
+    if 1 in runs and 2 in runs and runs[1]["jobs_per_s"]:
+        result["cloud_scaling"] = round(runs[2]["jobs_per_s"] / runs[1]["jobs_per_s"], 3)
     result["bench"] = "fleet"
     return result
 
@@ -299,6 +369,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 shops × 1 laser, 6 orders")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the stack's state here")
+    parser.add_argument(
+        "--cloud-workers",
+        type=int,
+        action="append",
+        help="cloud process counts to run (repeatable; default 1 and 2)",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     result = run(
@@ -308,6 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         orders=args.orders,
         concurrency=args.concurrency,
         workdir=args.workdir,
+        cloud_workers=tuple(args.cloud_workers or CLOUD_WORKERS),
     )
     result.setdefault("elapsed_s", round(time.perf_counter() - started, 3))
     if args.json:

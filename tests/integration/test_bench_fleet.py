@@ -30,13 +30,13 @@ KEYS = {
 
 @pytest.mark.integration
 @needs_mosquitto
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(600)
 def test_quick_fleet_run_completes_every_order_in_its_own_shop() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "crown_edge", "bench", "fleet", "--quick", "--json"],
         capture_output=True,
         text=True,
-        timeout=380,
+        timeout=580,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -45,6 +45,16 @@ def test_quick_fleet_run_completes_every_order_in_its_own_shop() -> None:
     assert result["bench"] == "fleet"
     assert (result["shops"], result["lasers_per_shop"], result["orders"]) == (3, 1, 6)
     assert result["cloud_workers"] == 1
+    # the same fleet again with the cloud as two processes, its headline beside the first's
+    runs = result["by_cloud_workers"]
+    assert sorted(runs) == ["1", "2"]
+    assert runs["1"]["jobs_per_s"] == result["jobs_per_s"]
+    assert runs["2"]["complete"] == 6
+    assert runs["2"]["cloud_cpu_s_per_job"] > 0 and runs["2"]["jobs_per_s"] > 0
+    assert result["cloud_scaling"] == pytest.approx(
+        runs["2"]["jobs_per_s"] / runs["1"]["jobs_per_s"], abs=0.002
+    )
+    assert "the cloud as 2 process(es)" in proc.stderr
     # every order complete, each in its own workshop's store and nowhere else
     assert result["complete"] == result["orders"] == 6
     per_shop = result["per_shop"]
@@ -104,3 +114,18 @@ def test_spread_of_an_idle_shop_is_none_and_a_fleet_needs_two_shops() -> None:
     assert spread([2.0, 1.0, 1.5]) == 2.0
     with pytest.raises(ValueError, match="at least 2"):
         FleetSize(shops=1)
+
+
+def test_figures_count_every_cloud_process() -> None:
+    size = FleetSize(shops=2, lasers=1, orders=2, concurrency=1)
+    shops = {"J1": "shop-1", "J2": "shop-2"}
+    posted = {"J1": 100.0, "J2": 100.0}
+    complete_at = {"J1": 102.0, "J2": 104.0}
+    before = {"bench": 1.0, "edge": 1.0, "cloud-replicas": 0.5}
+    after = {"bench": 2.0, "edge": 2.0, "cloud-replicas": 1.5}
+    in_store = {"shop-1": {"J1"}, "shop-2": {"J2"}}
+    out = figures(size, shops, posted, complete_at, 100.0, before, after, in_store, 2)
+    assert out["cloud_workers"] == 2
+    # this process's 1.0 and the replica's 1.0, over two jobs
+    assert out["cloud_cpu_s_per_job"] == 1.0 and out["edge_cpu_s_per_job"] == 0.5
+    assert out["cpu_s"]["cloud-replicas"] == 1.0
