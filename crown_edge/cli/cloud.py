@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import tomllib
@@ -22,6 +23,9 @@ from crown_edge.config import MQTT_KEYS, MqttConfig, known_keys, parse_mqtt
 from crown_edge.daemon.notify import Notifier
 from crown_edge.errors import ConfigError, CrownEdgeError
 from crown_edge.sync.mqtt_auth import tls_of
+
+#: The systemd credential holding the bridge's broker password when ``[mqtt]`` names none.
+MQTT_PASSWORD_CREDENTIAL = "mqtt-password"
 
 order_app = typer.Typer(help="Place orders through an Order API (a tool for tests and demos).")
 
@@ -65,7 +69,8 @@ def load_cloud_config(path: Path, env: Mapping[str, str] | None = None) -> Cloud
     """Parse and validate; every problem is one ConfigError line.
 
     ``env`` (default: the process environment) supplies ``CROWN_API_KEY`` and
-    ``CREDENTIALS_DIRECTORY``.
+    ``CREDENTIALS_DIRECTORY`` (the credentials ``api-key``, ``token-secret`` and, when
+    ``[mqtt]`` has no password of its own, ``mqtt-password``).
     """
     from crown_edge.cloud import keys
 
@@ -94,6 +99,12 @@ def load_cloud_config(path: Path, env: Mapping[str, str] | None = None) -> Cloud
         raise ConfigError("mqtt", "", "must be a table")
     known_keys("mqtt", raw_mqtt, MQTT_KEYS)
     mqtt = parse_mqtt(raw_mqtt, path.parent) if "host" in raw_mqtt else None
+    if mqtt is not None and mqtt.password is None and (
+        found := keys.credential(MQTT_PASSWORD_CREDENTIAL, env)
+    ):
+        # systemd's credential: one file for every instance of crown-edge-cloud@.service,
+        # each reading it from its own $CREDENTIALS_DIRECTORY
+        mqtt = dataclasses.replace(mqtt, password=found[0])
     designs = Path(get("cloud", "designs_dir", "var/designs", str))
     journal = get("cloud", "intake_journal", None, str)
     intake = None if journal is None else Path(journal)
@@ -174,7 +185,6 @@ def with_instance(
     metrics_port: int | None = None,
 ) -> CloudConfig:
     """``cfg`` for one of several cloud processes: its name and, if given, its own ports."""
-    import dataclasses
     import re
 
     if instance is not None and not re.fullmatch(INSTANCE_PATTERN, instance):

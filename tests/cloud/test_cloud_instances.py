@@ -162,3 +162,25 @@ async def test_a_received_message_comes_back_after_the_hold(
         got = await other.receive(name, 10, 1)
     assert [m.body for m in got] == ['{"job_id": "J-held"}']
     assert got[0].receive_count == 2
+
+
+def test_the_broker_password_can_be_a_systemd_credential(tmp_path: Path) -> None:
+    """The template unit's instances share one credential file: ``[mqtt]`` names no password."""
+    replica = _replica(tmp_path)
+    assert replica.mqtt is not None
+    no_password = MqttConfig(
+        host="127.0.0.1", port=8883, tls=True, ca_file=tmp_path / "ca.crt", username="c"
+    )
+    path = tmp_path / "cloud.toml"
+    path.write_text(cloud_config_toml(_replica(tmp_path, mqtt=no_password)))
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "mqtt-password").write_text("from-systemd\n")
+    cfg = load_cloud_config(path, env={"CREDENTIALS_DIRECTORY": str(creds)})
+    assert cfg.mqtt is not None and cfg.mqtt.password == "from-systemd"
+    assert load_cloud_config(path, env={}).mqtt.password is None  # type: ignore[union-attr]
+    # a password the config names wins over the credential
+    (tmp_path / "mqtt.password").write_text("from-file\n")
+    path.write_text(cloud_config_toml(replica))
+    cfg = load_cloud_config(path, env={"CREDENTIALS_DIRECTORY": str(creds)})
+    assert cfg.mqtt is not None and cfg.mqtt.password == "from-file"
