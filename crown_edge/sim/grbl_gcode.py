@@ -50,6 +50,8 @@ def program_opened_by(record: ProgramRecord | None, text: str) -> ProgramRecord 
     opened (``record.job_id`` is set), so the header counts in its own program, not the one
     before.
     """
+    if not text.lstrip().startswith("("):
+        return None  # both comments open a line: a move (nearly every line) is neither
     if is_program_header(text):
         return ProgramRecord(None)
     job = job_id_of(text)
@@ -67,6 +69,8 @@ def program_opened_by(record: ProgramRecord | None, text: str) -> ProgramRecord 
 
 def without_comments(text: str) -> str:
     """``text`` without its ``( … )`` and ``;`` comments."""
+    if "(" not in text and ";" not in text:
+        return text  # nothing to cut (most lines): no regex pass
     return _COMMENTS.sub("", text)
 
 

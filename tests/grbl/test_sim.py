@@ -16,7 +16,13 @@ from crown_edge.drivers.grbl import protocol as p
 from crown_edge.drivers.grbl.driver import GrblDriver
 from crown_edge.errors import DriverError
 from crown_edge.sim.grbl import GrblSimulator
-from crown_edge.sim.grbl_gcode import LETTERS, Words, parse_words, program_opened_by
+from crown_edge.sim.grbl_gcode import (
+    LETTERS,
+    Words,
+    parse_words,
+    program_opened_by,
+    without_comments,
+)
 from crown_edge.sim.grbl_report import FLOOD, MIST
 from tests.grbl.helpers import FAST, eventually, plate_program
 
@@ -243,6 +249,15 @@ def test_a_program_opens_at_its_header_and_takes_the_job_comment_after_it() -> N
     second = program_opened_by(header, "(job J-8)")  # a job comment after motion: a new program
     assert second is not None and second.job_id == "J-8"
     assert program_opened_by(second, "G1 X2") is None
+    assert program_opened_by(second, "  (job J-9)") is not None  # leading blanks: still a job
+    assert program_opened_by(second, "G1 X2 (job J-9)") is None  # a comment after a move: not
+
+
+def test_without_comments_cuts_both_kinds_and_keeps_plain_lines() -> None:
+    assert without_comments("G1 X1 Y2") == "G1 X1 Y2"
+    assert without_comments("G1 X1 (cut) Y2 ; tail") == "G1 X1  Y2 "
+    assert without_comments("; only a comment") == ""
+    assert without_comments("(a)(b)G0") == "G0"
 
 
 @pytest.fixture
