@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import time
 from pathlib import Path
@@ -27,6 +28,8 @@ from types import TracebackType
 from typing import Self
 
 from crown_edge.errors import SyncError
+
+log = logging.getLogger(__name__)
 
 
 class LeaseBusy(SyncError):
@@ -87,7 +90,16 @@ class FileLease:
         """Take the lease, waiting up to ``timeout`` s for its holder to let go (a survivor may
         hold an owner's journal for the few seconds it takes to send it on); LeaseBusy then."""
         deadline = time.monotonic() + timeout
+        told = False
         while not await asyncio.to_thread(self.try_acquire):
+            if not told:
+                told = True
+                log.warning(
+                    "%s is held by another process (%s): waiting up to %.0f s",
+                    self.resource,
+                    holder(self.resource) or "?",
+                    timeout,
+                )
             if time.monotonic() >= deadline:
                 raise LeaseBusy(
                     f"{self.resource} is in use by another process ({holder(self.resource) or '?'})"

@@ -62,9 +62,10 @@ def _http(method: str, url: str, body: Any = None) -> tuple[int, dict[str, Any]]
 
 
 class CloudProcess:
-    """One ``crown-edge cloud`` process on a fixed port."""
+    """One ``crown-edge cloud --instance NAME`` process on a fixed port (its own journal)."""
 
     def __init__(self, tmp: Path, name: str, temporal: str, sqs: str) -> None:
+        self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = tmp / f"{name}.toml"
@@ -80,7 +81,10 @@ class CloudProcess:
     def start(self) -> None:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "crown_edge", "cloud", "--config", str(self.config)],
+                [
+                    *(sys.executable, "-m", "crown_edge", "cloud"),
+                    *("--config", str(self.config), "--instance", self.name),
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "CROWN_API_KEY": KEY},
