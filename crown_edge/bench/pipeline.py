@@ -21,8 +21,8 @@ event-loop lag.
 
 The job-events queue is emptied by :func:`consume_events`, a stand-in for the downstream
 consumer, in batches as a real consumer takes them: one receive and one delete per batch of up
-to ten, not per event (with the stack's own drain, each event cost the emulator two requests of
-its own, a fifth of the run's CPU outside Temporal).
+to ten (the stack's own drain took the events nearly one at a time: 214 requests for the 155
+events of 13 jobs, 69 now).
 """
 
 from __future__ import annotations
