@@ -40,6 +40,9 @@ from typing import Any
 
 from crown_edge.bench import percentile
 from crown_edge.config import MachineConfig
+from crown_edge.stack import EVENTS_LINGER_S, consume_events
+
+__all__ = ["EVENTS_LINGER_S", "consume_events"]  # re-exported: the bench's events consumer
 
 #: customers ordering at once in the throughput run (each order is its own customer); the idle
 #: run orders one at a time, each after the previous one finished
@@ -48,8 +51,6 @@ CONCURRENCY = 8
 EDGE_PROCESS = True
 #: seconds the stack is left alone before the bare baseline (trailing status events, timers)
 SETTLE_S = 3.0
-#: the bench's job-events consumer waits this long after a receive that did not fill a batch
-EVENTS_LINGER_S = 0.1
 
 
 def _log(text: str) -> None:
@@ -347,29 +348,6 @@ async def _consuming_events(orders: Any) -> AsyncIterator[None]:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-
-
-async def consume_events(orders: Any, linger_s: float = EVENTS_LINGER_S) -> None:
-    """Take the job-events queue's messages off as a downstream consumer would, until cancelled.
-
-    Up to ten per receive, deleted in one request; after a receive that did not fill a batch it
-    waits ``linger_s`` so the next one finds several (the events trickle in one by one, and the
-    SQS emulator serves a request at a time). The queue stays short: the emulator's requests
-    get dearer with every message a queue holds.
-    """
-    from crown_edge.sync import queues
-
-    while True:
-        try:
-            got = await orders.receive(queues.EVENTS_QUEUE, 10, 1)
-            if got:
-                await orders.delete_batch(got)
-        except Exception as exc:  # the emulator restarting: try again shortly
-            _log(f"pipeline: events consumer: {exc}")
-            await asyncio.sleep(1.0)
-            continue
-        if len(got) < 10:
-            await asyncio.sleep(linger_s)
 
 
 async def _loop_lag(lags: list[float], every_s: float = 0.005) -> None:

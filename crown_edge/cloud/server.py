@@ -94,7 +94,9 @@ class AsgiServer:
     async def start(self) -> None:
         """Bind, then serve in a task of this loop; ``port`` is the bound port."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off only on sockets that say
+        # they are TCP; without it a keep-alive answer waits ≈ 40 ms for its body (delayed ACK)
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if self.reuse_port:
