@@ -75,6 +75,9 @@ log = logging.getLogger(__name__)
 
 #: Largest workshop message the bridge decodes (an event or a machine state is well under 2 KiB).
 MAX_PAYLOAD = 64 * 1024
+#: How long the SQS relay waits for company before sending a lone event (one SendMessageBatch
+#: for several events: they arrive a few milliseconds apart when jobs run side by side).
+RELAY_LINGER_S = 0.05
 #: Reasons a workshop message is rejected (the keys of :attr:`Bridge.rejected`).
 REJECT_REASONS = ("malformed", "unknown_job", "wrong_shop", "implausible_seq")
 
@@ -137,8 +140,11 @@ class Bridge:
         board: StatusBoard | None = None,
         jobs: JobDirectory | None = None,
         clock: Callable[[], float] = time.time,
+        relay_linger: float = RELAY_LINGER_S,
     ) -> None:
         self.settings = settings
+        #: seconds the SQS relay waits for more events before sending a lone one
+        self.relay_linger = relay_linger
         self.sink = sink
         self.board = board or StatusBoard()
         #: job → workshop, from the workflow (module docstring)
@@ -497,6 +503,10 @@ class Bridge:
         while True:
             batch = [await self._relay.get()]
             if batched is not None:  # one request for what has piled up (10 at most)
+                if self._relay.empty() and self.relay_linger > 0:
+                    # events trickle in one by one: a moment's wait lets the request carry
+                    # several (SQS counts requests; the workshop's ack waits that much longer)
+                    await asyncio.sleep(self.relay_linger)
                 while len(batch) < 10 and not self._relay.empty():
                     batch.append(self._relay.get_nowait())
             while batch:

@@ -119,3 +119,31 @@ async def test_relay_retries_until_sink_recovers() -> None:
         assert bridge.publish(_ev(1, "received"))
         await until(lambda: bridge.relayed == 1)
     assert sink.sent == [{**_ev(1, "received"), "source": "workflow"}]
+
+
+class _BatchSink:
+    """A batching sink that records the size of every request."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    async def send_event(self, event: dict[str, Any]) -> str:
+        raise AssertionError("a batching sink gets batches")
+
+    async def send_events(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        self.batches.append(len(events))
+        return []
+
+
+@pytest.mark.parametrize(("linger", "expected"), [(0.5, [3]), (0.0, [1, 2])])
+async def test_the_relay_waits_a_moment_for_company(linger: float, expected: list[int]) -> None:
+    """Events a few milliseconds apart go out in one request when the relay lingers; without a
+    linger the first goes alone (SQS counts requests)."""
+    sink = _BatchSink()
+    async with Bridge(None, sink, relay_linger=linger) as bridge:
+        assert bridge.publish(_ev(1, "received"))
+        await asyncio.sleep(0.05)  # the relay has taken the first one
+        assert bridge.publish(_ev(2, "validated"))
+        assert bridge.publish(_ev(3, "queued"))
+        await until(lambda: bridge.relayed == 3)
+    assert sink.batches == expected
