@@ -99,8 +99,10 @@ def load_cloud_config(path: Path, env: Mapping[str, str] | None = None) -> Cloud
         raise ConfigError("mqtt", "", "must be a table")
     known_keys("mqtt", raw_mqtt, MQTT_KEYS)
     mqtt = parse_mqtt(raw_mqtt, path.parent) if "host" in raw_mqtt else None
-    if mqtt is not None and mqtt.password is None and (
-        found := keys.credential(MQTT_PASSWORD_CREDENTIAL, env)
+    if (
+        mqtt is not None
+        and mqtt.password is None
+        and (found := keys.credential(MQTT_PASSWORD_CREDENTIAL, env))
     ):
         # systemd's credential: one file for every instance of crown-edge-cloud@.service,
         # each reading it from its own $CREDENTIALS_DIRECTORY
