@@ -2,9 +2,10 @@
 source is injected).
 
 Every reconnect and retry delay in crown-edge comes from here: :class:`Backoff` for a loop that
-retries until it succeeds (the MQTT link, the bridge, the SQS dispatcher, the GRBL driver, the
-notifier), and :func:`capped_delay` for a schedule kept as an attempt count in a database (the
-outbox's resend timer, :class:`~crown_edge.sync.delivery.RetransmitSchedule`).
+retries until it succeeds (the MQTT link, the bridge, the SQS dispatcher, the GRBL driver), and
+:func:`capped_delay` for a schedule kept as an attempt count in a database (the outbox's resend
+timer, :class:`~crown_edge.sync.delivery.RetransmitSchedule`; the customer notifier's retries,
+so a cloud process that takes over sending continues the schedule).
 """
 
 from __future__ import annotations
