@@ -36,6 +36,8 @@ END = {"complete", "escalated", "cancelled", "failed", "blocked", "revision_requ
 INPROCESS_FAULTS = ("door", "estop", "unplug", "controller_reset", "alarm")
 #: an in-process alarm comes after this many lines of the next program (as hil.bench_sim's)
 ALARM_AFTER_LINE = 30
+#: how long a Modbus fault's interlocks may take to follow its relay coil (s)
+FOLLOW_S = 5.0
 F = TypeVar("F", bound=Callable[..., Awaitable[None]])
 #: the repository root: fault commands run ``python -m hil.…`` from anywhere
 ROOT = str(Path(__file__).resolve().parents[1])
@@ -328,10 +330,36 @@ class Rig:
             value = fault.value if inject else not fault.value
             async with ModbusDevice.from_profile(dev.id, dev.profile, dev.url) as io:
                 await io.write_point(fault.point, value)
+                await self._interlocks_follow(io, kind, inject=inject)
             return
         argv = fault.argv("inject" if inject else "clear", machine_id)
         if argv:
             await run_command(argv)
+
+    async def _interlocks_follow(
+        self, io: Any, kind: str, *, inject: bool, within: float = FOLLOW_S
+    ) -> None:
+        """Wait until the device's ``[safety]`` interlocks show the fault (one reads unsafe) or
+        its end (all read safe): a relay takes its switching time, and the next check must see
+        the door as it now is. AssertionError naming the points if they never follow."""
+        assert self.target is not None
+        device = self.target.faults[kind].device
+        points = [i for i in self.target.safety.interlocks if i.device == device]
+        if not points:
+            return
+        values: dict[str, Any] = {}
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            values = await io.read_points(*(i.point for i in points))
+            unsafe = [i for i in points if values.get(i.point) != i.safe]
+            if (inject and unsafe) or (not inject and not unsafe):
+                return
+            if asyncio.get_running_loop().time() >= deadline:
+                raise AssertionError(
+                    f"{kind} {'inject' if inject else 'clear'}: the interlocks of {device} "
+                    f"did not follow within {within:.0f} s: {values}"
+                )
+            await asyncio.sleep(0.01)
 
     def _fault_inprocess(self, kind: str, machine_id: str, inject: bool) -> None:
         if kind in ("door", "estop"):
