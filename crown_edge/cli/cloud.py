@@ -214,11 +214,10 @@ def cloud(
         ),
     ] = None,
     http_port: Annotated[
-        int | None, typer.Option(help="The Order API's port (default: [http] port).")
+        int | None, typer.Option(help="The Order API's port (default: the config's http port).")
     ] = None,
     metrics_port: Annotated[
-        int | None,
-        typer.Option(help="This process's /metrics port (default: [metrics] port)."),
+        int | None, typer.Option(help="This process's /metrics port (default: the config's).")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
