@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from crown_edge.embedded._proc import free_port, log_tail, port_open, spawn, terminate, wait_until
+from crown_edge.embedded._proc import free_port, log_tail, spawn, terminate, wait_until
 from crown_edge.embedded._service import LocalService
 from crown_edge.errors import SyncError
 from crown_edge.sync.queues import ALL_QUEUES, QueueSpec, create_queues
@@ -39,6 +39,22 @@ def sqs_client(endpoint_url: str | None, region: str = DEFAULT_REGION, **credent
     creds = credentials or DUMMY_CREDENTIALS
     session = boto3.session.Session(region_name=region, **creds)
     return session.client("sqs", endpoint_url=endpoint_url)
+
+
+#: How many ports a moto child process is started on before giving up.
+MOTO_START_ATTEMPTS = 3
+
+
+def _is_moto(endpoint_url: str) -> bool:
+    """Whether moto answers at ``endpoint_url`` (its own API, not merely an open port)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{endpoint_url}/moto-api/data.json", timeout=2) as answer:
+            return bool(answer.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
 
 
 class MotoServer(LocalService):
@@ -80,16 +96,31 @@ class MotoServer(LocalService):
         return self._server is not None or self._proc is not None
 
     def _start_process(self) -> None:
-        self.port = self.port or free_port(self.host)
+        """moto as a child on a free port. "Something listens on the port" is not enough: a
+        port found free can be taken by another service starting at the same moment (Temporal's
+        dev server opens several), and moto then fails to bind and exits while the other
+        answers. So it is ready when moto itself answers; a moto that exited is started again on
+        another port (a port given by the caller is tried once)."""
+        chosen = self.port
         self._tmp = tempfile.TemporaryDirectory(prefix="crown-moto-")
         log_path = Path(self._tmp.name) / "moto.log"
-        argv = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
-        self._proc = spawn(argv, log_path)
-        if not wait_until(lambda: port_open(self.host, self.port), 60.0):
-            terminate(self._proc)
+        for _attempt in range(1 if chosen else MOTO_START_ATTEMPTS):
+            self.port = chosen or free_port(self.host)
+            argv = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+            proc = spawn(argv, log_path)
+            self._proc = proc
+
+            def settled(proc: subprocess.Popen[bytes] = proc) -> bool:
+                return proc.poll() is not None or _is_moto(self.endpoint_url)
+
+            if wait_until(settled, 60.0):
+                if proc.poll() is None:
+                    log.info("moto server (child process) ready at %s", self.endpoint_url)
+                    return
+                log.warning("moto server exited at start on port %s, trying again", self.port)
+            terminate(proc)
             self._proc = None
-            raise SyncError(f"moto server did not start: {log_tail(log_path)}")
-        log.info("moto server (child process) ready at %s", self.endpoint_url)
+        raise SyncError(f"moto server did not start: {log_tail(log_path)}")
 
     def start(self) -> None:
         """Start serving; returns once the socket listens."""

@@ -157,3 +157,27 @@ def _alive(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_moto_child_moves_on_when_its_port_was_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A port found free can be taken by another service before moto binds it: the taker
+    answers on the port, moto exits, and the server starts again on another port instead of
+    reporting the other service as moto."""
+    import socket
+
+    from crown_edge.embedded import sqs as sqs_module
+    from crown_edge.embedded._proc import free_port
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    ports = iter([taken.getsockname()[1]])
+    monkeypatch.setattr(sqs_module, "free_port", lambda host: next(ports, None) or free_port(host))
+    server = sqs_module.MotoServer(process=True)
+    try:
+        server.start()
+        assert server.port != taken.getsockname()[1]
+        assert sorted(server.create_queues()) == sorted(s.name for s in sqs_module.ALL_QUEUES)
+    finally:
+        server.stop()
+        taken.close()
