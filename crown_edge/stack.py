@@ -212,15 +212,10 @@ class EdgeProcess:
     async def stop(self, *, kill: bool = False, grace: float = 30.0) -> int | None:
         """Stop the daemon (SIGTERM, SIGKILL after ``grace`` s; ``kill``: SIGKILL at once, as a
         power cut); its exit code, None if it was not running."""
-        from crown_edge.embedded._proc import terminate
+        from crown_edge.embedded._proc import stop_child
 
         proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        if kill and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-        return await asyncio.to_thread(terminate, proc, grace)
+        return await stop_child(proc, kill=kill, grace=grace)
 
 
 class FullStack:

@@ -10,7 +10,6 @@ beside it. A replica is stopped, or killed outright, at will.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import sys
 from collections.abc import Iterable
@@ -140,15 +139,10 @@ class CloudProcess:
     async def stop(self, *, kill: bool = False, grace: float = 30.0) -> int | None:
         """Stop it (SIGTERM, SIGKILL after ``grace`` s; ``kill``: SIGKILL at once, as a crash);
         its exit code, None if it was not running."""
-        from crown_edge.embedded._proc import terminate
+        from crown_edge.embedded._proc import stop_child
 
         proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        if kill and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-        return await asyncio.to_thread(terminate, proc, grace)
+        return await stop_child(proc, kill=kill, grace=grace)
 
 
 def _tail(path: Path, start: int) -> str:

@@ -125,6 +125,21 @@ def terminate(proc: subprocess.Popen[bytes], grace: float = 10.0) -> int | None:
             _LIVE.discard(proc)
 
 
+async def stop_child(
+    proc: subprocess.Popen[bytes] | None, *, kill: bool = False, grace: float = 30.0
+) -> int | None:
+    """Stop a child of :func:`spawn` from a coroutine: SIGTERM, SIGKILL after ``grace`` s
+    (``kill``: SIGKILL at once, as a crash or a power cut); its exit code, None without one."""
+    import asyncio
+
+    if proc is None:
+        return None
+    if kill and proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    return await asyncio.to_thread(terminate, proc, grace)
+
+
 def log_tail(path: Path, limit: int = 2000) -> str:
     """The last ``limit`` characters of a child's log, for error messages."""
     try:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from crown_edge.cloud.lease import LeaseBusy
 from crown_edge.models import IntakeMessage
 from crown_edge.sync import queues
 from crown_edge.sync.sqs import OrderQueue
+from tests.children import ready_child
 from tests.cloud.test_intake import drain, job_ids, order, refusing
 
 pytestmark = pytest.mark.integration
@@ -59,22 +58,9 @@ _CHILD = textwrap.dedent(
 
 def _accept_then_die(path: Path, urls: dict[str, str], jobs: list[str]) -> None:
     """A child process journals ``jobs`` (SQS unreachable) and is SIGKILLed after its 202s."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(path), json.dumps(urls), *jobs],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "accepted"  # the 202s' worth, on disk
-        child.kill()  # before any of them reached SQS
+    with ready_child(_CHILD, str(path), json.dumps(urls), *jobs, ready="accepted") as child:
+        child.kill()  # the 202s' worth is on disk; none of it reached SQS
         child.wait(timeout=10)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        if child.stdout is not None:
-            child.stdout.close()
 
 
 async def test_a_journal_has_one_owner(

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from crown_edge.cloud.lease import FileLease, LeaseBusy, holder, lock_path
+from tests.children import ready_child
 
 
 def test_one_holder_at_a_time(tmp_path: Path) -> None:
@@ -56,27 +55,17 @@ async def test_acquire_waits_then_names_the_holder(tmp_path: Path) -> None:
 def test_a_killed_holder_frees_the_lease(tmp_path: Path) -> None:
     """SIGKILL leaves the lock file behind, but not the lock: the kernel drops it."""
     resource = tmp_path / "intake-x.db"
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(
-                f"""
-                import sys, time
-                from pathlib import Path
-                from crown_edge.cloud.lease import FileLease
-                assert FileLease(Path({str(resource)!r}), "child").try_acquire()
-                print("held", flush=True)
-                time.sleep(60)
-                """
-            ),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
+    code = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        from crown_edge.cloud.lease import FileLease
+        assert FileLease(Path({str(resource)!r}), "child").try_acquire()
+        print("held", flush=True)
+        time.sleep(60)
+        """
     )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "held"
+    with ready_child(code, ready="held") as child:
         survivor = FileLease(resource, "survivor")
         assert not survivor.try_acquire()
         assert holder(resource) == f"pid {child.pid} child"
@@ -84,9 +73,3 @@ def test_a_killed_holder_frees_the_lease(tmp_path: Path) -> None:
         child.wait(timeout=10)
         assert survivor.try_acquire()
         survivor.release()
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        if child.stdout is not None:
-            child.stdout.close()

@@ -29,6 +29,7 @@ from crown_edge.cloud.mail_sink import MailSink
 from crown_edge.cloud.notify import Notifier
 from crown_edge.cloud.notify_store import NoticeStore
 from crown_edge.cloud.notify_words import Contact, Notice
+from tests.cloud.test_notify_delivery import _settings as delivery_settings
 
 LINK = "http://127.0.0.1:1/status/J-1?token=t"
 POLL = 0.05  # the replicas' poll, small so a takeover takes a blink here
@@ -36,16 +37,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _settings(store: Path, port: int, **kw: Any) -> MailSettings:
-    params: dict[str, Any] = {
-        "smtp_port": port,
-        "store": store,
-        "retry_initial": 0.02,
-        "retry_max": 0.1,
-        "max_attempts": 6,
-        "timeout": 5.0,
-    }
-    params.update(kw)
-    return MailSettings(**params)
+    """The delivery tests' quick-retry settings, on the store ``store``."""
+    return delivery_settings(store.parent, port, **{"store": store, **kw})
 
 
 def _notifier(settings: MailSettings, owner: str, registry: CollectorRegistry) -> Notifier:

@@ -16,20 +16,10 @@ from crown_edge.embedded import MqttBroker
 from crown_edge.sync import queues
 from crown_edge.sync.sqs import OrderQueue
 from tests.brokers import needs_mosquitto
+from tests.cloud.test_replicas import _ev
 from tests.sync.fakes import until
 
 pytestmark = [pytest.mark.integration, needs_mosquitto]
-
-
-def _ev(seq: int, status: str, job: str) -> dict[str, Any]:
-    return {
-        "event_id": f"{job}:{seq}",
-        "job_id": job,
-        "seq": seq,
-        "status": status,
-        "at": "2026-01-01T00:00:00Z",
-        "shop_id": "leeds",
-    }
 
 
 def _replica(broker: MqttBroker, sqs: Any, urls: dict[str, str], name: str) -> Bridge:
