@@ -29,7 +29,8 @@ Figures (the JSON's keys are a contract):
   then as two (``up --cloud-processes 2``: each process an Order API, dispatcher, bridge and
   workflow worker, sharing the API's port); ``by_cloud_workers`` holds both runs' headline
   figures by process count, ``cloud_scaling`` the jobs/s of two ÷ one. ``cloud_cpu_s_per_job``
-  counts every cloud process (the replica's CPU is taken out of ``edge``).
+  counts every cloud process (:func:`~crown_edge.bench.pipeline.process_cpu` names the
+  replica ``cloud-replicas``).
 
 Sizes: ``--shops`` (10), ``--lasers`` (2 per shop), ``--orders`` (10 per shop) and
 ``--concurrency`` (8) through ``python -m crown_edge.bench.fleet``; ``crown-edge bench fleet
@@ -51,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from crown_edge.bench import percentile
-from crown_edge.bench.pipeline import all_finished, process_cpu, stage_table
+from crown_edge.bench.pipeline import CLOUD_REPLICAS, all_finished, process_cpu, stage_table
 from crown_edge.config import MachineConfig
 
 #: customers ordering at once (each order is its own customer)
@@ -179,39 +180,13 @@ def figures(
         "complete_p50_s": round(statistics.median(latencies), 3) if latencies else None,
         "complete_p99_s": round(percentile(latencies, 0.99), 3) if latencies else None,
         "cloud_cpu_s_per_job": round(
-            (cpu.get("bench", 0.0) + cpu.get("cloud-replicas", 0.0)) / per_job, 4
+            (cpu.get("bench", 0.0) + cpu.get(CLOUD_REPLICAS, 0.0)) / per_job, 4
         ),
         "edge_cpu_s_per_job": round(cpu.get("edge", 0.0) / per_job, 4),
         "cpu_s": cpu,
         "per_shop": per_shop,
         "misplaced": misplaced,
     }
-
-
-def _pid_cpu(pids: Sequence[int]) -> float:
-    """CPU seconds (user + system) of ``pids`` together (gone ones count 0)."""
-    import os
-
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
-
-
-def _cpu_now(replicas: Sequence[int]) -> dict[str, float]:
-    """:func:`process_cpu` with the cloud replicas' CPU moved from ``edge`` (whose name they
-    share: both are ``crown_edge`` processes) to ``cloud-replicas``."""
-    cpu = process_cpu()
-    if replicas:
-        theirs = _pid_cpu(replicas)
-        cpu["cloud-replicas"] = theirs
-        cpu["edge"] = max(0.0, cpu.get("edge", 0.0) - theirs)
-    return cpu
 
 
 async def _bench(size: FleetSize, workdir: Path, cloud_workers: int = 1) -> dict[str, Any]:
@@ -245,7 +220,6 @@ async def _bench(size: FleetSize, workdir: Path, cloud_workers: int = 1) -> dict
         f"the cloud as {cloud_workers} process(es)"
     )
     async with FullStack(settings) as stack:
-        replicas = [p.proc.pid for p in stack.cloud_replicas.values() if p.proc is not None]
         shop_ids = stack.shop_ids
         orders = [fleet_order(i, shop_for(i, shop_ids), run_id) for i in range(size.orders)]
         shops = {str(o["job_id"]): str(o["shop_id"]) for o in orders}
@@ -266,14 +240,14 @@ async def _bench(size: FleetSize, workdir: Path, cloud_workers: int = 1) -> dict
             f"fleet: {size.orders} orders over {size.shops} workshops, "
             f"{size.concurrency} customers at once"
         )
-        cpu_before = _cpu_now(replicas)
+        cpu_before = process_cpu()
         started = time.time()
         async with asyncio.timeout(TIMEOUT_S):
             await asyncio.gather(*(post(o) for o in orders))
             post_s = time.time() - started
             ids = list(shops)
             views = dict(zip(ids, await all_finished(stack, ids), strict=True))
-        cpu_after = _cpu_now(replicas)
+        cpu_after = process_cpu()
         finished_statuses = {job: str(view.get("status")) for job, view in views.items()}
         not_complete = {j: s for j, s in finished_statuses.items() if s != "complete"}
         if not_complete:

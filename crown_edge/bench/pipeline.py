@@ -293,7 +293,8 @@ async def _bench(n: int, idle_n: int, workdir: Path) -> dict[str, Any]:
 def process_cpu() -> dict[str, float]:
     """CPU seconds (user + system) of this process and of each of its descendants, by name
     (``bench`` for this one: the cloud side, the bench's customers; the edge daemon, Temporal's
-    dev server, moto and mosquitto are children). Same-named processes add up. Linux ``/proc``.
+    dev server, moto, mosquitto and further cloud processes are children). Same-named processes
+    add up. Linux ``/proc``.
     """
     tick = os.sysconf("SC_CLK_TCK")
     parents: dict[int, int] = {}
@@ -325,13 +326,19 @@ def process_cpu() -> dict[str, float]:
     return out
 
 
+#: :func:`process_cpu`'s name for cloud processes beyond the bench's own (``crown-edge cloud``)
+CLOUD_REPLICAS = "cloud-replicas"
+
+
 def _proc_name(comm: str, cmdline: list[bytes]) -> str:
-    """``edge`` for the workshop daemon's Python, ``moto`` for moto's, else the command name."""
-    text = b" ".join(cmdline).decode(errors="replace")
+    """``cloud-replicas`` for a ``crown-edge cloud`` process, ``edge`` for the workshop
+    daemon's Python, ``moto`` for moto's, else the command name."""
+    args = [a.decode(errors="replace") for a in cmdline]
+    text = " ".join(args)
     if "moto" in text:
         return "moto"
     if "crown_edge" in text or "crown-edge" in text:
-        return "edge"
+        return CLOUD_REPLICAS if "cloud" in args else "edge"
     return comm
 
 

@@ -111,3 +111,15 @@ async def test_the_events_consumer_outlives_a_failing_endpoint() -> None:
         consumer.cancel()
         await asyncio.gather(consumer, return_exceptions=True)
     assert down.receives >= 3
+
+
+def test_processes_are_named_by_their_role() -> None:
+    from crown_edge.bench.pipeline import CLOUD_REPLICAS, _proc_name
+
+    def name(*argv: str) -> str:
+        return _proc_name("python3", [a.encode() for a in argv])
+
+    assert name("python", "-m", "crown_edge", "cloud", "--instance", "c2") == CLOUD_REPLICAS
+    assert name("python", "-m", "crown_edge", "run", "--config", "/x/cloud/edge.toml") == "edge"
+    assert name("python", "-m", "moto.server", "-p", "1") == "moto"
+    assert name("/usr/sbin/mosquitto", "-c", "m.conf") == "python3"
