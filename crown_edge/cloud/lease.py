@@ -24,8 +24,6 @@ import logging
 import os
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from crown_edge.errors import SyncError
 
@@ -52,8 +50,8 @@ def holder(resource: Path) -> str:
 class FileLease:
     """An exclusive lease on ``resource`` for ``owner`` (a name shown to operators).
 
-    One object per holder. As a context manager it takes the lease without waiting (LeaseBusy
-    if it is held); :meth:`acquire` waits up to a deadline.
+    One object per holder: :meth:`try_acquire` takes the lease without waiting, :meth:`acquire`
+    waits up to a deadline (LeaseBusy after it).
     """
 
     def __init__(self, resource: Path, owner: str) -> None:
@@ -115,19 +113,6 @@ class FileLease:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
             os.close(fd)
-
-    def __enter__(self) -> Self:
-        if not self.try_acquire():
-            raise LeaseBusy(
-                f"{self.resource} is in use by another process ({holder(self.resource) or '?'})",
-                operation="lease",
-            )
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.release()
 
 
 __all__ = ["FileLease", "LeaseBusy", "holder", "lock_path"]

@@ -29,16 +29,6 @@ def test_one_holder_at_a_time(tmp_path: Path) -> None:
     assert holder(resource) == ""
 
 
-def test_context_manager_refuses_a_held_lease(tmp_path: Path) -> None:
-    resource = tmp_path / "notify.db"
-    other = FileLease(resource, "b")
-    with FileLease(resource, "a"), pytest.raises(LeaseBusy, match="in use by another process"):
-        other.__enter__()
-    assert not other.held
-    with FileLease(resource, "b") as lease:
-        assert lease.held
-
-
 async def test_acquire_waits_then_names_the_holder(tmp_path: Path) -> None:
     resource = tmp_path / "intake-a.db"
     held = FileLease(resource, "cloud a")
