@@ -379,7 +379,7 @@ class FullStack:
         port = self.cloud.api.server.port
         replica = ReplicaConfig(
             designs_dir=settings.designs_dir,
-            intake_journal=settings.designs_dir.parent / "intake.db",
+            intake_journal=settings.intake_journal_base,
             default_shop_id=self.shop_ids[0],
             shops=self.shop_ids,
             http_host=settings.http_host,

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from crown_edge.stack import SETTLED, FullStack, StackSettings, Workshop
+from crown_edge.workflow.names import workflow_id
 
 #: statuses after which a job waits for nothing more from its workshop
 END = SETTLED | {"blocked", "revision_requested"}
@@ -68,8 +69,8 @@ class FleetRig:
 
     # --- customer --------------------------------------------------------------------------
 
-    async def order(self, shop_id: str, **fields: Any) -> str:
-        """Place an order for workshop ``shop_id`` through the Order API; its job id."""
+    def new_order(self, shop_id: str, **fields: Any) -> dict[str, Any]:
+        """A fresh order for workshop ``shop_id`` (a new job id), ``fields`` laid over it."""
         self._counter += 1
         order: dict[str, Any] = {
             "job_id": f"F{uuid.uuid4().hex[:6]}-{shop_id}-{self._counter:03d}",
@@ -80,6 +81,11 @@ class FleetRig:
             "shop_id": shop_id,
         }
         order.update(fields)
+        return order
+
+    async def order(self, shop_id: str, **fields: Any) -> str:
+        """Place an order for workshop ``shop_id`` through the Order API; its job id."""
+        order = self.new_order(shop_id, **fields)
         status, body = await self.stack.post_order(order)
         assert status == 202, f"order refused: {status} {body}"
         return str(order["job_id"])
@@ -353,29 +359,12 @@ async def rush_at_b_keeps_a_queue(rig: FleetRig, standard: int = 3) -> None:
         assert result["status"] == "complete", (job_id, result)
 
 
-Scenario = Callable[[FleetRig], Awaitable[None]]
-ALL: dict[str, Scenario] = {
-    "orders_stay_in_their_shop": orders_stay_in_their_shop,
-    "shop_outage": shop_outage,
-    "broker_isolation": broker_isolation,
-    "rush_at_b_keeps_a_queue": rush_at_b_keeps_a_queue,
-}
-
-
 async def _order_retrying(rig: FleetRig, shop_id: str, job_id: str | None = None) -> str:
     """An order for ``shop_id`` posted as a customer's client would: a connection that fails
     (a cloud process died holding it) is tried again with the same job id, which the cloud
     takes once however often it arrives."""
-    rig._counter += 1
-    job_id = job_id or f"F{uuid.uuid4().hex[:6]}-{shop_id}-{rig._counter:03d}"
-    order = {
-        "job_id": job_id,
-        "customer_id": f"CUST-{shop_id}",
-        "item_id": "plaque-a5",
-        "due_date": "2026-12-24T17:00:00Z",
-        "text": ["Club Champion", shop_id],
-        "shop_id": shop_id,
-    }
+    order = rig.new_order(shop_id, **({} if job_id is None else {"job_id": job_id}))
+    job_id = str(order["job_id"])
     for attempt in range(1, 6):
         try:
             status, body = await rig.stack.post_order(order)
@@ -440,7 +429,8 @@ async def cloud_failover(rig: FleetRig, after: int = 4, at_least: int = 2) -> No
     # one workflow run per job, whichever dispatcher took its message(s)
     client = rig.stack.client
     for job_id in jobs:
-        runs = [w async for w in client.list_workflows(f"WorkflowId = 'job-{job_id}'")]
+        query = f"WorkflowId = '{workflow_id(job_id)}'"
+        runs = [w async for w in client.list_workflows(query)]
         assert len(runs) == 1, (job_id, [r.run_id for r in runs])
     print(
         f"cloud_failover: {len(jobs)} jobs complete, "
@@ -449,7 +439,14 @@ async def cloud_failover(rig: FleetRig, after: int = 4, at_least: int = 2) -> No
     )
 
 
-ALL["cloud_failover"] = cloud_failover
+Scenario = Callable[[FleetRig], Awaitable[None]]
+ALL: dict[str, Scenario] = {
+    "orders_stay_in_their_shop": orders_stay_in_their_shop,
+    "shop_outage": shop_outage,
+    "broker_isolation": broker_isolation,
+    "rush_at_b_keeps_a_queue": rush_at_b_keeps_a_queue,
+    "cloud_failover": cloud_failover,
+}
 
 
 @contextlib.asynccontextmanager

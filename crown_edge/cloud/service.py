@@ -84,7 +84,9 @@ class CloudSettings:
     instance: str | None = None
 
     @property
-    def _journal_base(self) -> Path:
+    def intake_journal_base(self) -> Path:
+        """The journal every instance's name derives from: ``intake_journal``, or ``intake.db``
+        beside the designs directory."""
         if self.intake_journal is not None:
             return self.intake_journal
         return self.designs_dir.parent / "intake.db"
@@ -93,7 +95,7 @@ class CloudSettings:
     def intake_journal_path(self) -> Path:
         """Where this process's intake journal lives: ``intake_journal`` (or ``intake.db``
         beside the designs directory), with ``-{instance}`` before the suffix for an instance."""
-        base = self._journal_base
+        base = self.intake_journal_base
         if self.instance is None:
             return base
         return base.with_name(f"{base.stem}-{self.instance}{base.suffix}")
@@ -102,7 +104,7 @@ class CloudSettings:
     def intake_siblings(self) -> str:
         """The glob of every instance's journal (beside this one), which this one adopts when
         their process is gone."""
-        base = self._journal_base
+        base = self.intake_journal_base
         return f"{base.stem}*{base.suffix}"
 
     @property
