@@ -43,7 +43,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -62,7 +61,7 @@ from crown_edge.cloud.notify_words import (
     compose,
     notice_of,
 )
-from crown_edge.sync.backoff import capped_delay
+from crown_edge.sync.backoff import capped_delay, jittered
 
 log = logging.getLogger(__name__)
 
@@ -376,7 +375,7 @@ class Notifier:
         the count in the store, not a per-process back-off: a sender that takes over goes on
         where the last one stopped."""
         delay = capped_delay(self.settings.retry_initial, self.settings.retry_max, 2.0, attempts)
-        return delay / 2 + (delay / 2) * random.random()
+        return jittered(delay)
 
     async def _give_up(self, pending: Pending, attempts: int, error: str) -> None:
         assert self.store is not None

@@ -28,6 +28,12 @@ def capped_delay(initial: float, maximum: float, factor: float, attempt: int) ->
     return float(min(maximum, initial * factor**exponent))
 
 
+def jittered(delay: float, rand: Callable[[], float] = random.random) -> float:
+    """``delay`` drawn uniformly from its upper half, ``[delay/2, delay]``: clients retrying
+    together spread out, and none waits less than half the schedule."""
+    return delay / 2 + (delay / 2) * rand()
+
+
 class Backoff:
     """Delays for successive reconnect attempts: ``initial``, doubling, capped at ``maximum``.
 
@@ -54,7 +60,7 @@ class Backoff:
         """The delay before the next attempt; grows the following one."""
         self._attempt += 1
         delay = capped_delay(self.initial, self.maximum, self.factor, self._attempt)
-        return delay / 2 + (delay / 2) * self._rand()
+        return jittered(delay, self._rand)
 
     def reset(self) -> None:
         """Back to ``initial`` after a successful connection."""
