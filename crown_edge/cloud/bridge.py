@@ -27,6 +27,8 @@ a replay of what went elsewhere, and SQS drops the second relay by its deduplica
 Cloud-side code (workflow activities, the Order API) feeds statuses that never crossed MQTT
 through :meth:`Bridge.publish` (the cloud activities' sink is :meth:`Bridge.cloud_sink`).
 Each source has its own ``seq`` per job; see :mod:`crown_edge.cloud.board` for how they are merged.
+A workflow status goes to the queue too, unless it echoes a workshop event SQS already took
+(:mod:`crown_edge.cloud.echoes`): the queue carries each transition once where it can.
 
 Several cloud replicas (``BridgeSettings.instance``) share those cloud-born statuses over the
 broker (:mod:`crown_edge.cloud.replicas`): a fresh workflow status and an accepted order are also
@@ -62,6 +64,7 @@ from temporalio import activity
 
 from crown_edge.cloud import replicas
 from crown_edge.cloud.board import EDGE_SOURCE, StatusBoard, event_problem
+from crown_edge.cloud.echoes import Echoes
 from crown_edge.cloud.jobdir import JobDirectory, TemporalShopLookup
 from crown_edge.cloud.sequencer import Sequencer
 from crown_edge.cloud.subscribers import Subscribers
@@ -152,6 +155,8 @@ class Bridge:
         self._clock = clock
         self._subs = Subscribers()
         self._relay: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        #: workflow statuses the queue already holds from the workshop (:mod:`.echoes`)
+        self.echoes = Echoes()
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = asyncio.Event()
         self.sequencer = Sequencer(
@@ -245,13 +250,17 @@ class Bridge:
         if not applied.fresh:
             self.dropped += 1
             return False
-        if relay and self.sink is not None:
+        if relay and self.sink is not None and not self._echo(event, source):
             self._relay.put_nowait(dict(event, source=source))
         if relay and source == "workflow":
             self._share("status", event)
         if applied.latest:
             self._subs.fan_out(dict(event, source=source))
         return True
+
+    def _echo(self, event: dict[str, Any], source: str) -> bool:
+        """A workflow status the queue holds from the workshop already (:mod:`.echoes`)."""
+        return source == "workflow" and self.echoes.is_echo(event)
 
     def _reject(self, reason: str, source: str, job_id: object, detail: str) -> bool:
         self.rejected[reason] += 1
@@ -392,6 +401,7 @@ class Bridge:
         source = str(event.get("source", ""))
         if not source.startswith(EDGE_SOURCE):
             return
+        self.echoes.workshop_sent(event)
         self.sequencer.confirm(source, event["job_id"], int(event["seq"]))
         self._queue_ack(source[len(EDGE_SOURCE) :], str(event["event_id"]))
 

@@ -76,6 +76,12 @@ class _BridgeCounters(Collector):
         relayed = CounterMetricFamily("crown_bridge_relayed", "Events relayed to SQS")
         relayed.add_metric([], self.bridge.relayed)
         yield relayed
+        echoes = CounterMetricFamily(
+            "crown_bridge_echoes_skipped",
+            "Workflow statuses left off the job-events queue (the workshop's report is there)",
+        )
+        echoes.add_metric([], self.bridge.echoes.skipped)
+        yield echoes
         rejected = CounterMetricFamily(
             "crown_bridge_rejected",
             "Workshop messages the bridge rejected (forged, malformed, implausible)",

@@ -147,3 +147,60 @@ async def test_the_relay_waits_a_moment_for_company(linger: float, expected: lis
         assert bridge.publish(_ev(3, "queued"))
         await until(lambda: bridge.relayed == 3)
     assert sink.batches == expected
+
+
+class _RecordingSink:
+    """A batching sink that keeps what it took, and can be held shut."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.open = asyncio.Event()
+        self.open.set()
+
+    async def send_event(self, event: dict[str, Any]) -> str:
+        raise AssertionError("a batching sink gets batches")
+
+    async def send_events(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        await self.open.wait()
+        self.sent.extend(events)
+        return []
+
+
+async def test_workflow_statuses_that_echo_the_workshop_stay_off_the_queue() -> None:
+    """Each transition reaches the queue once: the workflow's ``queued`` and ``engraving``
+    follow the workshop's, which SQS already took; ``validated`` (the workshop did not say it)
+    and ``designing`` (only the workflow knows it) are relayed. Every one reaches the board."""
+    sink = _RecordingSink()
+    async with Bridge(None, sink, relay_linger=0.0) as bridge:
+        bridge.jobs.learn("J-1", "s1")
+        assert bridge.publish(_ev(1, "queued"), source="edge:s1")
+        assert bridge.publish(_ev(2, "engraving"), source="edge:s1")
+        await until(lambda: bridge.relayed == 2)
+        for seq, status in enumerate(("validated", "designing", "queued", "engraving"), 1):
+            assert bridge.publish(_ev(seq, status), source="workflow")
+        await until(lambda: bridge.relayed == 4)
+        await asyncio.sleep(0.05)
+        assert bridge.board.job("J-1")["status"] == "engraving"  # type: ignore[index]
+    assert [(e["source"], e["status"]) for e in sink.sent] == [
+        ("edge:s1", "queued"),
+        ("edge:s1", "engraving"),
+        ("workflow", "validated"),
+        ("workflow", "designing"),
+    ]
+    assert bridge.echoes.skipped == 2
+
+
+async def test_a_workflow_status_whose_twin_is_not_in_sqs_yet_is_relayed() -> None:
+    """The workshop's ``queued`` is still on its way to SQS (SQS down, say): the workflow's
+    ``queued`` goes too, so the queue never depends on a send that may not happen."""
+    sink = _RecordingSink()
+    sink.open.clear()
+    async with Bridge(None, sink, relay_linger=0.0) as bridge:
+        bridge.jobs.learn("J-1", "s1")
+        assert bridge.publish(_ev(1, "queued"), source="edge:s1")
+        await asyncio.sleep(0.05)
+        assert bridge.publish(_ev(1, "queued"), source="workflow")
+        sink.open.set()
+        await until(lambda: bridge.relayed == 2)
+    assert [e["source"] for e in sink.sent] == ["edge:s1", "workflow"]
+    assert bridge.echoes.skipped == 0
