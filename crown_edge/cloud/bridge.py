@@ -259,8 +259,12 @@ class Bridge:
         return True
 
     def _echo(self, event: dict[str, Any], source: str) -> bool:
-        """A workflow status the queue holds from the workshop already (:mod:`.echoes`)."""
-        return source == "workflow" and self.echoes.is_echo(event)
+        """Whether ``event`` is a workflow status the workshop's events already carry to the
+        queue (:mod:`.echoes`); a workshop event is counted as it goes to the relay."""
+        if source == "workflow":
+            return self.echoes.is_echo(event)
+        self.echoes.workshop_relayed(event)
+        return False
 
     def _reject(self, reason: str, source: str, job_id: object, detail: str) -> bool:
         self.rejected[reason] += 1
@@ -401,7 +405,6 @@ class Bridge:
         source = str(event.get("source", ""))
         if not source.startswith(EDGE_SOURCE):
             return
-        self.echoes.workshop_sent(event)
         self.sequencer.confirm(source, event["job_id"], int(event["seq"]))
         self._queue_ack(source[len(EDGE_SOURCE) :], str(event["event_id"]))
 

@@ -190,17 +190,23 @@ async def test_workflow_statuses_that_echo_the_workshop_stay_off_the_queue() -> 
     assert bridge.echoes.skipped == 2
 
 
-async def test_a_workflow_status_whose_twin_is_not_in_sqs_yet_is_relayed() -> None:
-    """The workshop's ``queued`` is still on its way to SQS (SQS down, say): the workflow's
-    ``queued`` goes too, so the queue never depends on a send that may not happen."""
+async def test_an_echo_is_left_out_while_its_twin_waits_for_sqs() -> None:
+    """The workshop's ``queued`` waits for SQS (down, say): the workflow's ``queued`` is still
+    an echo, since the workshop keeps its event until SQS took it. A workflow status that comes
+    before the workshop's goes to the queue, and so does the workshop's."""
     sink = _RecordingSink()
     sink.open.clear()
     async with Bridge(None, sink, relay_linger=0.0) as bridge:
         bridge.jobs.learn("J-1", "s1")
         assert bridge.publish(_ev(1, "queued"), source="edge:s1")
-        await asyncio.sleep(0.05)
         assert bridge.publish(_ev(1, "queued"), source="workflow")
+        assert bridge.publish(_ev(2, "engraving"), source="workflow")
+        assert bridge.publish(_ev(2, "engraving"), source="edge:s1")
         sink.open.set()
-        await until(lambda: bridge.relayed == 2)
-    assert [e["source"] for e in sink.sent] == ["edge:s1", "workflow"]
-    assert bridge.echoes.skipped == 0
+        await until(lambda: bridge.relayed == 3)
+    assert [(e["source"], e["status"]) for e in sink.sent] == [
+        ("edge:s1", "queued"),
+        ("workflow", "engraving"),
+        ("edge:s1", "engraving"),
+    ]
+    assert bridge.echoes.skipped == 1
