@@ -44,8 +44,9 @@ from temporalio.worker import Worker
 
 from crown_edge.catalog import Catalog
 from crown_edge.config import EdgeConfig
-from crown_edge.daemon.fit import alternative_items, estimate_seconds, fit_text
+from crown_edge.daemon.fit import alternative_items, fit_text
 from crown_edge.daemon.jobs import JobOps
+from crown_edge.daemon.programs import text_estimate
 from crown_edge.daemon.report import RunReporter
 from crown_edge.daemon.runs import auto_verdict, due_at_of, run_result
 from crown_edge.errors import (
@@ -455,7 +456,7 @@ class EdgeActivities:
             return None
         material = self.catalog.material(req.material or item.material)
         return await asyncio.to_thread(
-            estimate_seconds, item, req.lines, req.font, material, req.job_id
+            text_estimate, item, req.lines, req.font, material, req.job_id
         )
 
     def _eligible(self, item_id: str) -> bool:

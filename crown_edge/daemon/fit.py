@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from crown_edge.catalog import Catalog
-from crown_edge.errors import CrownEdgeError, GlyphMissing, TextDoesNotFit, ValidationError
-from crown_edge.models import Item, MaterialProfile
+from crown_edge.errors import GlyphMissing, TextDoesNotFit, ValidationError
+from crown_edge.models import Item
 
 log = logging.getLogger(__name__)
 
@@ -37,27 +37,6 @@ def toolpath_check_fit() -> FitChecker | None:
         return cast(FitChecker, found)
     log.warning("toolpath check_fit not available: text fit falls back to a line count")
     return None
-
-
-def estimate_seconds(
-    item: Item, lines: Sequence[str], font: str | None, material: MaterialProfile, job_id: str
-) -> float | None:
-    """Motion-time estimate of the job from a full toolpath render; None when unavailable.
-
-    The scheduler orders machines by it (ETA); a job the render refuses keeps the default.
-    """
-    try:
-        module: Any = importlib.import_module("crown_edge.toolpath")
-    except ImportError:
-        return None
-    render = getattr(module, "render_job", None)
-    if not callable(render):
-        return None
-    try:
-        return float(render(item, list(lines), material, job_id=job_id, font=font).estimate_s)
-    except CrownEdgeError as exc:
-        log.info("job %s: no estimate (%s)", job_id, exc)
-        return None
 
 
 @dataclass(frozen=True, slots=True)

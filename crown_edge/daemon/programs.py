@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from crown_edge.catalog import Catalog
 from crown_edge.config import MachineConfig
-from crown_edge.models import Surface
+from crown_edge.errors import CrownEdgeError
+from crown_edge.models import Item, MaterialProfile, Surface
 from crown_edge.store import Job
+
+if TYPE_CHECKING:
+    from crown_edge.toolpath import RotaryConfig
+
+log = logging.getLogger(__name__)
+
+#: How many text-only renders are kept (see :func:`_render_text`).
+RENDER_CACHE_SIZE = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,16 +52,59 @@ def render_program(job: Job, catalog: Catalog, machine: MachineConfig | None = N
             axis="A" if machine.rotary_axis == "A" else "Y",
             per_rotation=machine.rotary_per_rotation,
         )
-    result = render_job(
-        item,
-        list(msg.text),
-        material,
-        job_id=job.job_id,
-        font=msg.font,
-        artwork=artwork,
-        rotary=rotary,
-    )
-    lines = tuple(result.gcode)
+    if artwork is None:
+        text = tuple(msg.text)
+        lines, estimate = _render_text(item, text, material, job.job_id, msg.font, rotary)
+    else:
+        result = render_job(
+            item,
+            list(msg.text),
+            material,
+            job_id=job.job_id,
+            font=msg.font,
+            artwork=artwork,
+            rotary=rotary,
+        )
+        lines, estimate = tuple(result.gcode), float(result.estimate_s)
     if machine is not None and machine.laser == "dry":
         lines = dry_run(lines)
-    return Program(job.job_id, lines, float(result.estimate_s))
+    return Program(job.job_id, lines, estimate)
+
+
+def text_estimate(
+    item: Item, lines: Sequence[str], font: str | None, material: MaterialProfile, job_id: str
+) -> float | None:
+    """Motion-time estimate of a text job from its full render; None when it does not render.
+
+    The scheduler orders machines by it (ETA); a job the render refuses keeps the default. The
+    render is the one the machine runs moments later (:func:`_render_text`), so the job is laid
+    out once, not twice.
+    """
+    try:
+        return _render_text(item, tuple(lines), material, job_id, font, None)[1]
+    except CrownEdgeError as exc:
+        log.info("job %s: no estimate (%s)", job_id, exc)
+        return None
+
+
+@functools.lru_cache(maxsize=RENDER_CACHE_SIZE)
+def _render_text(
+    item: Item,
+    lines: tuple[str, ...],
+    material: MaterialProfile,
+    job_id: str,
+    font: str | None,
+    rotary: RotaryConfig | None,
+) -> tuple[tuple[str, ...], float]:
+    """The G-code lines and estimate of a text-only job, kept for the next caller.
+
+    ``send_to_machine`` renders a job to estimate it, then a machine renders it again to run
+    it: the same item, text, font and material make the same program, so the second render
+    comes from here. Keyed by everything the render reads (frozen values; a changed item or
+    material is another key); a render that fails is not kept. Pure and safe across threads
+    (two threads asking at once may both render).
+    """
+    from crown_edge.toolpath import render_job
+
+    result = render_job(item, list(lines), material, job_id=job_id, font=font, rotary=rotary)
+    return tuple(result.gcode), float(result.estimate_s)
