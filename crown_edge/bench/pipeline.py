@@ -399,7 +399,7 @@ async def all_finished(
 
     One watcher looks at the bridge's board for all of them every 50 ms (sixty watchers of one
     job each would charge the stack's process with their own wake-ups), and confirms a job with
-    one workflow query once the board says it ended (:func:`_worth_a_query`).
+    one workflow query once the board says it ended (:func:`_ended`).
     """
     views: dict[str, dict[str, Any]] = {}
     asked: dict[str, float] = {}

@@ -27,8 +27,8 @@ a replay of what went elsewhere, and SQS drops the second relay by its deduplica
 Cloud-side code (workflow activities, the Order API) feeds statuses that never crossed MQTT
 through :meth:`Bridge.publish` (the cloud activities' sink is :meth:`Bridge.cloud_sink`).
 Each source has its own ``seq`` per job; see :mod:`crown_edge.cloud.board` for how they are merged.
-A workflow status goes to the queue too, unless it echoes a workshop event SQS already took
-(:mod:`crown_edge.cloud.echoes`): the queue carries each transition once where it can.
+A workflow status goes to the queue too, unless it echoes a workshop event already handed to
+the relay (:mod:`crown_edge.cloud.echoes`): the queue carries each transition once where it can.
 
 Several cloud replicas (``BridgeSettings.instance``) share those cloud-born statuses over the
 broker (:mod:`crown_edge.cloud.replicas`): a fresh workflow status and an accepted order are also

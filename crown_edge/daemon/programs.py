@@ -76,13 +76,13 @@ def text_estimate(
 ) -> float | None:
     """Motion-time estimate of a text job from its full render; None when it does not render.
 
-    The scheduler orders machines by it (ETA); a job the render refuses keeps the default. The
-    render is the one the machine runs moments later (:func:`_render_text`), so the job is laid
-    out once, not twice.
+    The scheduler orders machines by it (ETA); a job the render refuses, or a build without a
+    working toolpath package, keeps the default. The render is the one the machine runs moments
+    later (:func:`_render_text`), so the job is laid out once, not twice.
     """
     try:
         return _render_text(item, tuple(lines), material, job_id, font, None)[1]
-    except CrownEdgeError as exc:
+    except (CrownEdgeError, ImportError) as exc:
         log.info("job %s: no estimate (%s)", job_id, exc)
         return None
 
