@@ -133,7 +133,10 @@ async def test_closing_the_sender_hands_over_what_it_left_to_the_other(
                 await b.record("status", _event(5, "complete", "J-1"))
                 await _until(lambda: len(sink.files()) == 1)  # sent by a
                 assert b.store is not None
-                assert b.store.counts() == {"pending": 1, "sent": 1}
+                # the sink has the message before a records it sent: wait for the record too
+                await _until(
+                    lambda: b.store is not None and b.store.counts() == {"pending": 1, "sent": 1}
+                )
             except BaseException:
                 await b.__aexit__(None, None, None)
                 raise
