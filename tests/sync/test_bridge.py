@@ -122,16 +122,22 @@ async def test_relay_retries_until_sink_recovers() -> None:
 
 
 class _BatchSink:
-    """A batching sink that records the size of every request."""
+    """A batching sink that records the size of every request and the events it took, and can
+    be held shut (``open`` cleared: SQS down)."""
 
     def __init__(self) -> None:
         self.batches: list[int] = []
+        self.sent: list[dict[str, Any]] = []
+        self.open = asyncio.Event()
+        self.open.set()
 
     async def send_event(self, event: dict[str, Any]) -> str:
         raise AssertionError("a batching sink gets batches")
 
     async def send_events(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        await self.open.wait()
         self.batches.append(len(events))
+        self.sent.extend(events)
         return []
 
 
@@ -149,28 +155,12 @@ async def test_the_relay_waits_a_moment_for_company(linger: float, expected: lis
     assert sink.batches == expected
 
 
-class _RecordingSink:
-    """A batching sink that keeps what it took, and can be held shut."""
-
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-        self.open = asyncio.Event()
-        self.open.set()
-
-    async def send_event(self, event: dict[str, Any]) -> str:
-        raise AssertionError("a batching sink gets batches")
-
-    async def send_events(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        await self.open.wait()
-        self.sent.extend(events)
-        return []
-
-
 async def test_workflow_statuses_that_echo_the_workshop_stay_off_the_queue() -> None:
     """Each transition reaches the queue once: the workflow's ``queued`` and ``engraving``
-    follow the workshop's, which SQS already took; ``validated`` (the workshop did not say it)
-    and ``designing`` (only the workflow knows it) are relayed. Every one reaches the board."""
-    sink = _RecordingSink()
+    follow the workshop's, which went to the relay first; ``validated`` (the workshop did not
+    say it) and ``designing`` (only the workflow knows it) are relayed. Every one reaches the
+    board."""
+    sink = _BatchSink()
     async with Bridge(None, sink, relay_linger=0.0) as bridge:
         bridge.jobs.learn("J-1", "s1")
         assert bridge.publish(_ev(1, "queued"), source="edge:s1")
@@ -194,7 +184,7 @@ async def test_an_echo_is_left_out_while_its_twin_waits_for_sqs() -> None:
     """The workshop's ``queued`` waits for SQS (down, say): the workflow's ``queued`` is still
     an echo, since the workshop keeps its event until SQS took it. A workflow status that comes
     before the workshop's goes to the queue, and so does the workshop's."""
-    sink = _RecordingSink()
+    sink = _BatchSink()
     sink.open.clear()
     async with Bridge(None, sink, relay_linger=0.0) as bridge:
         bridge.jobs.learn("J-1", "s1")
