@@ -459,9 +459,7 @@ class FullStack:
         An order naming no ``shop_id`` goes to the first workshop (the cloud's default)."""
         loop = asyncio.get_running_loop()
         url = f"{self.api_url}/orders"
-        answer = await loop.run_in_executor(
-            self._http, _http_json, "POST", url, order, self.api_key
-        )
+        answer = await loop.run_in_executor(self._http, http_json, "POST", url, order, self.api_key)
         if answer[0] == 202 and isinstance(order.get("job_id"), str):
             shop = order.get("shop_id")
             self._job_shops[order["job_id"]] = shop if isinstance(shop, str) else self.shop_ids[0]
@@ -525,7 +523,7 @@ class FullStack:
         """GET an order's view (with the API key)."""
         loop = asyncio.get_running_loop()
         url = f"{self.api_url}/orders/{job_id}"
-        return await loop.run_in_executor(self._http, _http_json, "GET", url, None, self.api_key)
+        return await loop.run_in_executor(self._http, http_json, "GET", url, None, self.api_key)
 
     async def customer_action(
         self, job_id: str, action: str, body: dict[str, Any]
@@ -535,7 +533,7 @@ class FullStack:
         loop = asyncio.get_running_loop()
         token = self.credentials.token(job_id)
         url = f"{self.api_url}/orders/{job_id}/{action}?token={token}"
-        return await loop.run_in_executor(self._http, _http_json, "POST", url, body)
+        return await loop.run_in_executor(self._http, http_json, "POST", url, body)
 
     async def job_view(self, job_id: str) -> dict[str, Any] | None:
         """The workflow's ``status`` query (None before the workflow exists)."""
@@ -696,9 +694,13 @@ def _credentials(s: StackSettings) -> Credentials:
     return Credentials(api_keys=(key,), token_secrets=(secret,))
 
 
-def _http_json(
+def http_json(
     method: str, url: str, body: Any, key: str | None = None
 ) -> tuple[int, dict[str, Any]]:
+    """``method`` ``url`` with a JSON body (None: none) and the API key; (status, JSON answer).
+
+    Blocking (urllib): call it from a thread. An HTTP error status is returned, not raised.
+    """
     data = json.dumps(body).encode() if body is not None else None
     headers = {"Content-Type": "application/json"}
     if key is not None:

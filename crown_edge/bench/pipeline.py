@@ -12,10 +12,15 @@ an in-memory dev server (``bare_memory_*``): the difference is what Temporal's S
 costs. ``stages`` gives p50/p99 of each gap of the jobs' timelines
 (:mod:`crown_edge.workflow.timeline`).
 
+The customers order from a process of their own (:mod:`crown_edge.bench.customers`): an
+``accept`` figure is the POST's round trip as a customer sees it, not partly the customers' own
+work inside the server's interpreter.
+
 ``cpu_s_while_ours`` / ``cpu_s_while_bare``: the CPU each process of the stack used during our
-run and the bare one (this one, ``bench``, holds the cloud side, the customers and the bare
-worker), a figure the box's other load barely moves. ``waits``: from the histories, how long
-workflow tasks and each activity waited for a worker (``queue``) and then took (``run``).
+run and the bare one (this one, ``bench``, holds the cloud side and the bare worker;
+``customers`` the customers), a figure the box's other load barely moves. ``waits``: from
+the histories, how long workflow tasks and each activity waited for a worker (``queue``) and
+then took (``run``).
 ``door``: what the Order API's answer waits on, the intake journal's commit and this process's
 event-loop lag.
 
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import statistics
 import sys
@@ -149,6 +155,73 @@ async def _timeline(
     return timeline.timeline(marks)
 
 
+class Customers:
+    """The customers' process (:mod:`crown_edge.bench.customers`), as an async context manager.
+
+    Started, and ready to post, before the first order is timed: its start-up is not an order's.
+    """
+
+    def __init__(self, url: str, key: str) -> None:
+        self.url = url
+        self.key = key
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> Customers:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "crown_edge.bench.customers",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        self._proc = proc
+        await self._say({"url": self.url, "key": self.key})
+        if (await self._read()).get("ready") is not True:
+            raise RuntimeError("the customers' process did not start")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            async with asyncio.timeout(10):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+    async def _say(self, message: dict[str, Any]) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        self._proc.stdin.write((json.dumps(message) + "\n").encode())
+        await self._proc.stdin.drain()
+
+    async def _read(self) -> dict[str, Any]:
+        assert self._proc is not None and self._proc.stdout is not None
+        line = await self._proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the customers' process ended early")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    async def order(
+        self, orders: list[dict[str, Any]], concurrency: int, accept: list[float]
+    ) -> list[tuple[str, float]]:
+        """POST ``orders``, ``concurrency`` customers at once; (job id, epoch seconds of the
+        202) each, in ``orders``' order. Each POST's ms go to ``accept``; a refused order
+        raises RuntimeError."""
+        await self._say({"orders": orders, "concurrency": concurrency})
+        answers: dict[str, tuple[str, float]] = {}
+        while "done" not in (answer := await self._read()):
+            if answer["status"] != 202:
+                raise RuntimeError(f"order refused: {answer['status']} {answer['body']}")
+            accept.append(float(answer["accept_ms"]))
+            answers[str(answer["job_id"])] = (str(answer["job_id"]), float(answer["accepted_at"]))
+        return [answers[str(o["job_id"])] for o in orders]
+
+
 async def _bench(n: int, idle_n: int, workdir: Path) -> dict[str, Any]:
     from crown_edge.stack import FullStack, StackSettings
     from crown_edge.workflow import names, timeline
@@ -172,27 +245,18 @@ async def _bench(n: int, idle_n: int, workdir: Path) -> dict[str, Any]:
         edge_process=EDGE_PROCESS,
         drain_events=False,  # consume_events below takes them off, in batches
     )
-    async with FullStack(settings) as stack, _consuming_events(stack.cloud.orders):
-
-        async def post(i: int, accept: list[float], sem: asyncio.Semaphore) -> tuple[str, float]:
-            order = _order(i)
-            async with sem:
-                t0 = time.perf_counter()
-                status, body = await stack.post_order(order)
-                accept.append((time.perf_counter() - t0) * 1000)
-                accepted_at = time.time()
-            if status != 202:
-                raise RuntimeError(f"order refused: {status} {body}")
-            return str(order["job_id"]), accepted_at
-
+    async with (
+        FullStack(settings) as stack,
+        _consuming_events(stack.cloud.orders),
+        Customers(stack.api_url + "/orders", stack.api_key) as customers,
+    ):
         _log(f"pipeline: {idle_n} orders one at a time on an idle workshop")
         idle_accept: list[float] = []
         idle_timelines = []
         first_line: list[float] = []
-        one = asyncio.Semaphore(1)
         for i in range(n, n + idle_n):
             posted = time.time()
-            job_id, accepted_at = await post(i, idle_accept, one)
+            [(job_id, accepted_at)] = await customers.order([_order(i)], 1, idle_accept)
             await _finished(stack, job_id)
             rows = await _timeline(stack, job_id, accepted_at)
             idle_timelines.append(rows)
@@ -202,13 +266,12 @@ async def _bench(n: int, idle_n: int, workdir: Path) -> dict[str, Any]:
 
         _log(f"pipeline: {n} orders through the Order API, {CONCURRENCY} customers at once")
         accept: list[float] = []
-        sem = asyncio.Semaphore(CONCURRENCY)
         stack.cloud.intake.commit_ms.clear()
         lags: list[float] = []
         lag_task = asyncio.create_task(_loop_lag(lags))
         cpu_before = process_cpu()
         started = time.perf_counter()
-        posted_jobs = await asyncio.gather(*(post(i, accept, sem) for i in range(n)))
+        posted_jobs = await customers.order([_order(i) for i in range(n)], CONCURRENCY, accept)
         accept_lags = list(lags)
         results = await all_finished(stack, [j for j, _ in posted_jobs])
         ours_s = time.perf_counter() - started
@@ -337,6 +400,8 @@ def _proc_name(comm: str, cmdline: list[bytes]) -> str:
     text = " ".join(args)
     if "moto" in text:
         return "moto"
+    if "crown_edge.bench.customers" in text:
+        return "customers"
     if "crown_edge" in text or "crown-edge" in text:
         return CLOUD_REPLICAS if "cloud" in args else "edge"
     return comm

@@ -55,10 +55,12 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 # deterministic modules of our own, imported once and not re-run in every workflow's sandbox
-# (re-running the job record's was a sixth of the workflow worker's time under load)
+# (re-running the job record's was a sixth of the workflow worker's time under load). Modules
+# by their full name: ``from crown_edge.workflow import calls`` is not passed through (importlib
+# loads the submodule behind the sandbox's importer) and ran calls.py again for every workflow.
 with workflow.unsafe.imports_passed_through():
-    from crown_edge.workflow import calls as call
-    from crown_edge.workflow import names as n
+    import crown_edge.workflow.calls as call
+    import crown_edge.workflow.names as n
     from crown_edge.workflow.data import (
         ApprovalDecision,
         CancelRequest,

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
+import io
+import json
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import pytest
 from temporalio.client import WorkflowHistory
 
-from crown_edge.bench.pipeline import consume_events, history_waits, process_cpu
+from crown_edge.bench.customers import serve
+from crown_edge.bench.pipeline import Customers, consume_events, history_waits, process_cpu
 from crown_edge.errors import SyncError
 from crown_edge.sync import queues
 from crown_edge.sync.sqs import OrderQueue
@@ -123,3 +130,102 @@ def test_processes_are_named_by_their_role() -> None:
     assert name("python", "-m", "crown_edge", "run", "--config", "/x/cloud/edge.toml") == "edge"
     assert name("python", "-m", "moto.server", "-p", "1") == "moto"
     assert name("/usr/sbin/mosquitto", "-c", "m.conf") == "python3"
+    assert name("python", "-m", "crown_edge.bench.customers") == "customers"
+
+
+class _OrderApi(http.server.BaseHTTPRequestHandler):
+    """202 for an order with the right key, 400 for one whose job id says so, else 401."""
+
+    seen: ClassVar[list[tuple[str, str | None]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _OrderApi.seen.append((body["job_id"], self.headers.get("Authorization")))
+        if self.headers.get("Authorization") != "Bearer k-1":
+            status, answer = 401, {"error": "unauthorized"}
+        elif body["job_id"] == "BAD":
+            status, answer = 400, {"error": "validation_failed"}
+        else:
+            status, answer = 202, {"job_id": body["job_id"], "status": "accepted"}
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def order_api() -> Iterator[str]:
+    _OrderApi.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OrderApi)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/orders"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+async def test_the_customers_process_posts_orders_and_reports_each_answer(order_api: str) -> None:
+    orders = [{"job_id": f"J-{i}", "text": ["A"]} for i in range(12)]
+    accept: list[float] = []
+
+    async with Customers(order_api, "k-1") as customers:
+        posted = await customers.order(orders, 4, accept)
+        one = await customers.order([{"job_id": "J-X"}], 1, accept)
+
+    assert [job for job, _ in posted] == [f"J-{i}" for i in range(12)]
+    assert one[0][0] == "J-X"
+    assert len(accept) == 13 and all(ms > 0 for ms in accept)
+    assert all(at > 0 for _, at in posted)
+    # the key went in the Authorization header of every order (and not on a command line)
+    assert sorted(_OrderApi.seen) == sorted(
+        (o["job_id"], "Bearer k-1") for o in [*orders, {"job_id": "J-X"}]
+    )
+
+
+async def test_a_refused_order_stops_the_benchmark_with_the_api_answer(order_api: str) -> None:
+    async with Customers(order_api, "k-1") as customers:
+        with pytest.raises(RuntimeError, match=r"order refused: 400 .*validation_failed"):
+            await customers.order([{"job_id": "J-1"}, {"job_id": "BAD"}], 2, [])
+
+
+async def test_a_wrong_key_is_refused_not_posted_as_accepted(order_api: str) -> None:
+    async with Customers(order_api, "wrong") as customers:
+        with pytest.raises(RuntimeError, match="order refused: 401"):
+            await customers.order([{"job_id": "J-1"}], 1, [])
+
+
+def test_customers_answer_line_by_line_and_report_a_connection_failure() -> None:
+    calls: list[tuple[str, str, str | None]] = []
+
+    def post(method: str, url: str, body: Any, key: str | None) -> tuple[int, dict[str, Any]]:
+        calls.append((method, url, key))
+        if body["job_id"] == "DOWN":
+            raise ConnectionRefusedError("connection refused")
+        return 202, {"job_id": body["job_id"]}
+
+    lines = [
+        json.dumps({"url": "http://api/orders", "key": "k"}),
+        json.dumps({"orders": [{"job_id": "A"}, {"job_id": "B"}], "concurrency": 2}),
+        "",
+        json.dumps({"orders": [{"job_id": "DOWN"}], "concurrency": 1}),
+    ]
+    out = io.StringIO()
+
+    serve(lines, out, post)
+
+    answers = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert answers[0] == {"ready": True}
+    assert sorted(a["job_id"] for a in answers[1:3]) == ["A", "B"]
+    assert all(a["status"] == 202 and a["accept_ms"] >= 0 for a in answers[1:3])
+    assert answers[3] == {"done": 2}
+    assert answers[4]["status"] == 0 and "ConnectionRefusedError" in answers[4]["body"]["error"]
+    assert answers[5] == {"done": 1}
+    assert set(calls) == {("POST", "http://api/orders", "k")}
