@@ -176,7 +176,7 @@ class Customers:
         )
         self._proc = proc
         await self._say({"url": self.url, "key": self.key})
-        if (await self._read()).get("ready") is not True:
+        if (await self._next_answer()).get("ready") is not True:
             raise RuntimeError("the customers' process did not start")
         return self
 
@@ -198,7 +198,7 @@ class Customers:
         self._proc.stdin.write((json.dumps(message) + "\n").encode())
         await self._proc.stdin.drain()
 
-    async def _read(self) -> dict[str, Any]:
+    async def _next_answer(self) -> dict[str, Any]:
         assert self._proc is not None and self._proc.stdout is not None
         line = await self._proc.stdout.readline()
         if not line:
@@ -214,7 +214,7 @@ class Customers:
         raises RuntimeError."""
         await self._say({"orders": orders, "concurrency": concurrency})
         answers: dict[str, tuple[str, float]] = {}
-        while "done" not in (answer := await self._read()):
+        while "done" not in (answer := await self._next_answer()):
             if answer["status"] != 202:
                 raise RuntimeError(f"order refused: {answer['status']} {answer['body']}")
             accept.append(float(answer["accept_ms"]))
