@@ -213,13 +213,13 @@ class Customers:
         202) each, in ``orders``' order. Each POST's ms go to ``accept``; a refused order
         raises RuntimeError."""
         await self._say({"orders": orders, "concurrency": concurrency})
-        answers: dict[str, tuple[str, float]] = {}
+        accepted_at: dict[str, float] = {}
         while "done" not in (answer := await self._next_answer()):
             if answer["status"] != 202:
                 raise RuntimeError(f"order refused: {answer['status']} {answer['body']}")
             accept.append(float(answer["accept_ms"]))
-            answers[str(answer["job_id"])] = (str(answer["job_id"]), float(answer["accepted_at"]))
-        return [answers[str(o["job_id"])] for o in orders]
+            accepted_at[str(answer["job_id"])] = float(answer["accepted_at"])
+        return [(str(o["job_id"]), accepted_at[str(o["job_id"])]) for o in orders]
 
 
 async def _bench(n: int, idle_n: int, workdir: Path) -> dict[str, Any]:

@@ -8,7 +8,6 @@ import io
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,6 +21,7 @@ from crown_edge.errors import SyncError
 from crown_edge.sync import queues
 from crown_edge.sync.sqs import OrderQueue
 from crown_edge.workflow import names as n
+from tests.local_http import serving
 
 HISTORY = Path(__file__).parents[1] / "workflow" / "histories" / "v3-text-complete.json"
 
@@ -161,15 +161,8 @@ class _OrderApi(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def order_api() -> Iterator[str]:
     _OrderApi.seen = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OrderApi)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/orders"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OrderApi)) as url:
+        yield f"{url}/orders"
 
 
 async def test_the_customers_process_posts_orders_and_reports_each_answer(order_api: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.server
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from crown_edge.artwork import fetch_artwork_bytes, load_artwork, load_artwork_a
 from crown_edge.errors import ArtworkError
 from crown_edge.toolpath.artwork import Artwork, ArtworkLimits, fit_artwork, parse_svg
 from crown_edge.toolpath.layout import Region
+from tests.local_http import serving
 
 SVG = (
     b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="100" height="50" '
@@ -99,15 +99,8 @@ class _Server(http.server.ThreadingHTTPServer):
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    srv = _Server(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}"
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(5)
+    with serving(_Server(("127.0.0.1", 0), _Handler), join_s=5) as url:
+        yield url
 
 
 def _reason(url: str, limits: ArtworkLimits = LOCAL) -> str:
