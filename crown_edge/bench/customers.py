@@ -43,7 +43,7 @@ def serve(lines: Iterable[str], out: IO[str], post: Post) -> None:
         t0 = time.perf_counter()
         try:
             status, body = post("POST", url, order, key)
-        except OSError as exc:  # refused, reset, timed out: the parent reports it
+        except (OSError, ValueError) as exc:  # refused, reset, timed out, not JSON: reported
             status, body = 0, {"error": f"{type(exc).__name__}: {exc}"}
         accept_ms = (time.perf_counter() - t0) * 1000
         say(

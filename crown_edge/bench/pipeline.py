@@ -195,8 +195,11 @@ class Customers:
 
     async def _say(self, message: dict[str, Any]) -> None:
         assert self._proc is not None and self._proc.stdin is not None
-        self._proc.stdin.write((json.dumps(message) + "\n").encode())
-        await self._proc.stdin.drain()
+        try:
+            self._proc.stdin.write((json.dumps(message) + "\n").encode())
+            await self._proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise RuntimeError("the customers' process ended early") from exc
 
     async def _next_answer(self) -> dict[str, Any]:
         assert self._proc is not None and self._proc.stdout is not None

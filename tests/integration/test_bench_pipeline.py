@@ -143,6 +143,13 @@ class _OrderApi(http.server.BaseHTTPRequestHandler):
         _OrderApi.seen.append((body["job_id"], self.headers.get("Authorization")))
         if self.headers.get("Authorization") != "Bearer k-1":
             status, answer = 401, {"error": "unauthorized"}
+        elif body["job_id"] == "GARBLED":
+            data = b"<html>bad gateway</html>"
+            self.send_response(502)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         elif body["job_id"] == "BAD":
             status, answer = 400, {"error": "validation_failed"}
         else:
@@ -187,6 +194,21 @@ async def test_a_refused_order_stops_the_benchmark_with_the_api_answer(order_api
     async with Customers(order_api, "k-1") as customers:
         with pytest.raises(RuntimeError, match=r"order refused: 400 .*validation_failed"):
             await customers.order([{"job_id": "J-1"}, {"job_id": "BAD"}], 2, [])
+
+
+async def test_an_answer_that_is_not_json_stops_the_benchmark_saying_so(order_api: str) -> None:
+    async with Customers(order_api, "k-1") as customers:
+        with pytest.raises(RuntimeError, match=r"order refused: 0 .*JSONDecodeError"):
+            await customers.order([{"job_id": "GARBLED"}], 1, [])
+
+
+async def test_a_customers_process_that_died_is_an_error_not_a_hang(order_api: str) -> None:
+    async with Customers(order_api, "k-1") as customers:
+        assert customers._proc is not None
+        customers._proc.kill()
+        await customers._proc.wait()
+        with pytest.raises(RuntimeError, match="the customers' process ended early"):
+            await customers.order([{"job_id": "J-1"}], 1, [])
 
 
 async def test_a_wrong_key_is_refused_not_posted_as_accepted(order_api: str) -> None:
