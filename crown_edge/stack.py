@@ -278,6 +278,7 @@ class FullStack:
         from temporalio.client import Client
 
         from crown_edge.cloud.activities import CloudActivities
+        from crown_edge.cloud.jobdir import JobDirectory, TemporalShopLookup
         from crown_edge.cloud.mail_sink import MailSink
         from crown_edge.cloud.service import CloudServices, CloudSettings
         from crown_edge.cloud.starter import start_job, workflow_worker
@@ -324,8 +325,11 @@ class FullStack:
             # in parallel: each waits for its Temporal worker, the slow part of a start
             await asyncio.gather(*(w.process.start() for w in self.workshops.values() if w.process))
 
+        # the bridge learns each new job's workshop from its start, not from a Temporal lookup
+        directory = JobDirectory(TemporalShopLookup(self.client))
+
         async def start(msg: IntakeMessage) -> None:
-            await start_job(self.client, msg, default_shop_id=shop_ids[0])
+            await start_job(self.client, msg, default_shop_id=shop_ids[0], learn=directory.learn)
 
         self.credentials = _credentials(s)
         mail = s.mail
@@ -348,7 +352,7 @@ class FullStack:
         )
         log.info("starting the cloud side: Order API, dispatcher, bridge, workflow worker")
         self.cloud = await self._stack.enter_async_context(
-            CloudServices(settings, start, temporal=self.client)
+            CloudServices(settings, start, temporal=self.client, jobs=directory)
         )
         activities = CloudActivities(settings.designs_dir, self.catalog, self.cloud.cloud_sink)
         worker = workflow_worker(self.client, activities)

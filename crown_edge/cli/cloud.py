@@ -245,14 +245,18 @@ async def _serve(cfg: CloudConfig) -> None:
     from crown_edge.catalog import load_catalog
     from crown_edge.cloud.activities import CloudActivities
     from crown_edge.cloud.auth import Credentials
+    from crown_edge.cloud.jobdir import JobDirectory, TemporalShopLookup
     from crown_edge.cloud.service import CloudServices, CloudSettings
     from crown_edge.cloud.starter import start_job, workflow_worker
     from crown_edge.models import IntakeMessage
 
     client = await Client.connect(cfg.temporal_target, namespace=cfg.temporal_namespace)
 
+    # the bridge learns each new job's workshop from its start, not from a Temporal lookup
+    directory = JobDirectory(TemporalShopLookup(client))
+
     async def start(msg: IntakeMessage) -> None:
-        await start_job(client, msg, default_shop_id=cfg.default_shop_id)
+        await start_job(client, msg, default_shop_id=cfg.default_shop_id, learn=directory.learn)
 
     mqtt = cfg.mqtt
     settings = CloudSettings(
@@ -282,7 +286,7 @@ async def _serve(cfg: CloudConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     notifier = Notifier()
-    async with CloudServices(settings, start, temporal=client) as services:
+    async with CloudServices(settings, start, temporal=client, jobs=directory) as services:
         activities = CloudActivities(cfg.designs_dir, load_catalog(), services.cloud_sink)
         async with workflow_worker(client, activities):
             name = f" (instance {cfg.instance})" if cfg.instance else ""

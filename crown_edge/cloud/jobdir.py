@@ -5,13 +5,17 @@ publish there, and the bridge accepts an event only when ``{shop}`` is the works
 the job. That answer never comes from the message itself (a forged event would simply claim the
 right shop); it comes from the workflow, the job's durable record:
 
-1. **Workflow statuses.** Every status the workflow publishes (``publish_status`` → the cloud
+1. **The start.** The dispatcher's :func:`~crown_edge.cloud.starter.start_job` teaches the
+   directory the workshop of every job whose workflow it created: the input it just started
+   the workflow with. In steady state the directory knows a job before its workshop does (the
+   workflow's first status is published only once the workshop validated the job, so the
+   workshop's own events come first).
+2. **Workflow statuses.** Every status the workflow publishes (``publish_status`` → the cloud
    activities' sink → :meth:`~crown_edge.cloud.bridge.Bridge.publish` with source ``workflow``)
    carries the workflow input's workshop (``EngravingJob.workshop``); the bridge
-   :meth:`learns <JobDirectory.learn>` it. The first one, ``received``, is queued as the workflow
-   starts, so in steady state the directory knows a job before its workshop does.
-2. **Temporal, for a job the bridge has not heard of** — the bridge restarted, another cloud
-   worker ran the job's publish activity, or an edge event overtook the ``received`` status.
+   :meth:`learns <JobDirectory.learn>` it.
+3. **Temporal, for a job the bridge has not heard of** — the bridge restarted, another cloud
+   process started the job, or the start attached to a workflow that was already running.
    :class:`TemporalShopLookup` reads the *input* of workflow ``job-{job_id}`` (the first event of
    its history). The input rather than a memo or a query: every workflow ever started has it,
    it is immutable, and it is the very value the workflow routes its workshop activities by

@@ -140,11 +140,14 @@ class CloudServices:
         client: Any | None = None,
         temporal: Any | None = None,
         mail_transport: MailTransport | None = None,
+        jobs: JobDirectory | None = None,
     ) -> None:
         """``client`` is an SQS client (default: one for ``settings``); ``temporal`` a Temporal
         client the bridge uses to find the shop of a job it has not heard of (the workflow's
         input), e.g. after a cloud restart; ``mail_transport`` replaces the one ``settings.mail``
-        names."""
+        names; ``jobs`` is the bridge's job directory (default: one looking jobs up in
+        ``temporal``), given when ``start_job`` teaches it each new job's workshop
+        (:func:`~crown_edge.cloud.starter.start_job`'s ``learn``)."""
         self.settings = settings
         self.start_job = start_job
         self._own_client = client is None
@@ -170,7 +173,8 @@ class CloudServices:
             if settings.mqtt_host is not None
             else None
         )
-        jobs = JobDirectory(TemporalShopLookup(temporal)) if temporal is not None else None
+        if jobs is None and temporal is not None:
+            jobs = JobDirectory(TemporalShopLookup(temporal))
         self.bridge = Bridge(bridge_settings, self.orders, jobs=jobs)
         self.dispatcher = Dispatcher(
             self.orders,

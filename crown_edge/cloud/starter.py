@@ -3,12 +3,17 @@
 A redelivered intake message must never start a second job: the workflow id is ``job-{job_id}``,
 a start while that workflow runs attaches to it (``USE_EXISTING``) and a start after it closed is
 rejected (``REJECT_DUPLICATE``) and answered with the existing handle.
+
+A start that created the workflow tells ``learn(job_id, shop)`` which workshop makes the job (the
+bridge's :class:`~crown_edge.cloud.jobdir.JobDirectory`): that is the input the workflow was just
+started with, its durable record. A start that attached to a running workflow tells nothing,
+since that workflow's input came from an earlier message, possibly with another shop.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
@@ -26,21 +31,30 @@ from crown_edge.workflow.workflow import EngravingWorkflow
 log = logging.getLogger(__name__)
 
 
+#: ``learn(job_id, shop_id)``: told which workshop makes a job whose workflow a start created.
+Learn = Callable[[str, str], None]
+
+
 async def start_job(
-    client: Client, msg: IntakeMessage, *, default_shop_id: str
+    client: Client,
+    msg: IntakeMessage,
+    *,
+    default_shop_id: str,
+    learn: Learn | None = None,
 ) -> WorkflowHandle[EngravingWorkflow, JobResult]:
     """Start the job's workflow, or return the handle of the one already started for it.
 
     Rush jobs get ``Priority(priority_key=1)``, standard jobs 5. ``default_shop_id`` names the
     workshop for a message without ``shop_id``. The intake stages the dispatcher knows
     (:data:`~crown_edge.cloud.dispatcher.INTAKE_STAGES`) go in the workflow's memo: its
-    history then holds the job's timeline from the order's hand-over on.
+    history then holds the job's timeline from the order's hand-over on. ``learn`` is told the
+    job's workshop when this call created the workflow (module docstring).
     """
     job = EngravingJob.from_intake(msg, default_shop_id=default_shop_id)
     wid = workflow_id(msg.job_id)
     stages = INTAKE_STAGES.get()  # the dispatcher's: kept with the workflow for its timeline
     try:
-        return await client.start_workflow(
+        handle = await client.start_workflow(
             EngravingWorkflow.run,
             job,
             id=wid,
@@ -53,6 +67,21 @@ async def start_job(
     except WorkflowAlreadyStartedError:
         log.info("job %s: workflow %s already ran; duplicate start ignored", msg.job_id, wid)
         return client.get_workflow_handle_for(EngravingWorkflow.run, wid)
+    if learn is not None and created(handle):
+        learn(msg.job_id, job.workshop)
+    return handle
+
+
+def created(handle: WorkflowHandle[Any, Any]) -> bool:
+    """Whether the start call that returned ``handle`` created the workflow run.
+
+    The server says so in the start's answer (``started``; False when ``USE_EXISTING`` attached
+    to a running workflow). The SDK keeps that answer on the handle without a public accessor;
+    when it is not there (another SDK version, a handle not from a start) the answer is False,
+    and the caller only loses a shortcut (the bridge then looks the job up in Temporal).
+    """
+    response = getattr(handle, "_start_workflow_response", None)
+    return getattr(response, "started", False) is True
 
 
 def workflow_worker(

@@ -336,3 +336,47 @@ async def test_temporal_lookup_reads_the_workflow_input(
     finally:
         for handle in handles:
             await handle.terminate("test over")
+
+
+@pytest.mark.integration
+async def test_a_start_that_created_the_workflow_teaches_the_directory(
+    temporal_dev_server: TemporalDevServer,
+) -> None:
+    """The dispatcher's start teaches the directory the workshop of a job it created (no
+    Temporal lookup when the workshop's first event overtakes the workflow's first status); a
+    second message for a running job, naming another shop, teaches nothing."""
+    from temporalio.client import Client
+
+    from crown_edge.cloud.starter import start_job
+
+    client = await Client.connect(temporal_dev_server.target)
+    lookups: list[str] = []
+
+    async def lookup(job_id: str) -> str | None:
+        lookups.append(job_id)
+        return await TemporalShopLookup(client)(job_id)
+
+    directory = JobDirectory(lookup)
+    job = f"T-{uuid.uuid4().hex[:8]}"
+    base = {"customer_id": "C", "item_id": "plaque-a5", "due_date": "2026-12-01", "job_id": job}
+    handle = await start_job(
+        client,
+        IntakeMessage.parse({**base, "shop_id": "s7"}),
+        default_shop_id="dflt",
+        learn=directory.learn,
+    )
+    try:
+        assert directory.known(job) == "s7"
+        taught: list[tuple[str, str]] = []
+        again = await start_job(
+            client,
+            IntakeMessage.parse({**base, "shop_id": "s8"}),
+            default_shop_id="dflt",
+            learn=lambda j, s: taught.append((j, s)),
+        )
+        assert again.result_run_id == handle.result_run_id  # attached to the running one
+        assert taught == []
+        assert await directory.shop_of(job) == "s7"
+        assert lookups == []
+    finally:
+        await handle.terminate("test over")
