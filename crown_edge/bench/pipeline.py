@@ -436,12 +436,21 @@ async def _loop_lag(lags: list[float], every_s: float = 0.005) -> None:
 
 async def _bare(client: Any, n: int, steps: int) -> float:
     """Seconds for ``n`` bare workflows of ``steps`` no-op activities, started as the
-    dispatcher starts ours (one start call per order, :data:`CONCURRENCY` at once)."""
+    dispatcher starts ours (one start call per order, :data:`CONCURRENCY` at once) and run
+    by a worker that runs workflows as ours does
+    (:func:`~crown_edge.cloud.starter.workflow_runner`)."""
     from temporalio.worker import Worker
 
     from crown_edge.bench.bare import BARE_QUEUE, BareWorkflow, noop
+    from crown_edge.cloud.starter import workflow_runner
 
-    async with Worker(client, task_queue=BARE_QUEUE, workflows=[BareWorkflow], activities=[noop]):
+    async with Worker(
+        client,
+        task_queue=BARE_QUEUE,
+        workflows=[BareWorkflow],
+        activities=[noop],
+        workflow_runner=workflow_runner(),  # as ours run
+    ):
         starts = asyncio.Semaphore(CONCURRENCY)
 
         async def bare(i: int) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 
 from crown_edge.cloud.activities import CloudActivities
 from crown_edge.cloud.dispatcher import INTAKE_STAGES
@@ -84,6 +84,22 @@ def created(handle: WorkflowHandle[Any, Any]) -> bool:
     return getattr(response, "started", False) is True
 
 
+def workflow_runner() -> WorkflowRunner:
+    """How the cloud's workers run workflow code: without Temporal's sandbox.
+
+    The sandbox re-imports the workflow's modules into a fresh namespace for every workflow the
+    worker starts and wraps every payload of every activation in its import hooks: under a burst
+    of orders that was a fifth of the cloud process's CPU (``bench pipeline``: 2.0–2.4 s of the
+    process's CPU for 60 jobs with it, 1.6 s without), CPU the box's Temporal server then lacked.
+    The sandbox's own job, catching workflow code that would not replay (a clock, randomness,
+    I/O, module state), is done before the code ships: every workflow test runs its workflows in
+    the sandbox (``tests/workflow/conftest.py``), and so does the replay of the recorded
+    histories of every earlier version (``tests/workflow/test_replay.py``). The workflow modules
+    keep the sandbox's rules (no side effects on import, pure helpers passed through).
+    """
+    return UnsandboxedWorkflowRunner()
+
+
 def workflow_worker(
     client: Client,
     cloud_activities: CloudActivities,
@@ -95,7 +111,10 @@ def workflow_worker(
     """The worker that runs EngravingWorkflow and the cloud activities on ``crown-orders``.
 
     Use it as ``async with workflow_worker(client, cloud): ...`` or ``await worker.run()``.
+    Workflows run as :func:`workflow_runner` says unless ``workflow_runner`` is given (the tests
+    give the sandbox).
     """
+    worker_options.setdefault("workflow_runner", workflow_runner())
     return Worker(
         client,
         task_queue=task_queue,

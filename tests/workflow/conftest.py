@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from crown_edge.catalog import load_catalog
 from crown_edge.cloud.activities import CloudActivities
@@ -70,5 +71,10 @@ async def harness(
     # Time moves only when a test says so (``env.sleep``): auto-skipping while awaiting a result
     # lets the test server jump past workflow-task deadlines of other jobs still in flight.
     with time_env.auto_time_skipping_disabled():
-        async with workflow_worker(time_env.client, cloud, **throttle), edge:
+        # in the sandbox: it catches workflow code that would not replay (starter.workflow_runner)
+        sandboxed = SandboxedWorkflowRunner()
+        async with (
+            workflow_worker(time_env.client, cloud, workflow_runner=sandboxed, **throttle),
+            edge,
+        ):
             yield Harness(time_env.client, time_env, workshop, events, designs)
