@@ -222,7 +222,9 @@ class FullStack:
     """Every role of the flow on loopback ports, as one async context manager."""
 
     def __init__(self, settings: StackSettings, catalog: Catalog | None = None) -> None:
-        self.settings = settings
+        # absolute: the configs written for child processes (cloud replicas, workshops) name
+        # files under it, and a config's relative paths are read from the config's own folder
+        self.settings = dataclasses.replace(settings, workdir=settings.workdir.absolute())
         self.catalog = catalog or load_catalog()
         self._stack = AsyncExitStack()
         self.services: Any = None

@@ -80,3 +80,28 @@ def test_up_with_three_shops_completes_the_demo_on_three_workshops(tmp_path: Pat
     pages = [ln for ln in proc.stderr.splitlines() if ln.strip().startswith("Customer page")]
     assert len(pages) == 6
     assert all("/status/" in ln and "(workshop shop-" in ln for ln in pages)
+
+
+def test_up_from_a_folder_with_its_default_relative_workdir_starts_every_child(
+    tmp_path: Path,
+) -> None:
+    """``up`` run as a user does (state under ``var/up/RUN``, a path relative to the working
+    folder): the configs written for the workshop daemons and the second cloud process name
+    files a child reads from the config's own folder, so they hold absolute paths."""
+    up = ["up", "--shops", "2", "--cloud-processes", "2", "--lasers", "1", "--demo", "2"]
+    up += ["--exit-when-done", "--json", "--time-scale", "0"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "crown_edge", *up],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["ok"] is True
+    assert sorted(summary["jobs"].values()) == ["complete"] * 2
+    [run] = list((tmp_path / "var" / "up").iterdir())
+    replica = (run / "cloud-replica.toml").read_text()
+    assert str(run / "mqtt") in replica  # the broker's CA, named from the root
+    assert not (run / "var").exists()  # nothing written under a doubled path
