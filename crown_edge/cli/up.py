@@ -263,6 +263,8 @@ async def _watch(
             if all(views.get(j, {}).get("status") in TERMINAL for j in job_ids):
                 break
             await asyncio.sleep(0.5)
+    if not console.is_terminal:  # a log or a pipe: Live ends a terminal's table with a newline only
+        console.line()
     return {j: str(views[j]["status"]) for j in job_ids}
 
 

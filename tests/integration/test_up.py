@@ -50,5 +50,8 @@ def test_up_runs_demo_orders_to_complete(tmp_path: Path) -> None:
     assert subjects == ["Your design is ready for your approval"] + ["Your order is ready"] * 4
     links = [ln for ln in proc.stderr.splitlines() if ln.strip().startswith("Customer page")]
     assert len(links) == 4
+    # the table's last line, then the summary on a line of its own (stderr is a pipe here)
+    assert "4/4 demo jobs complete in " in proc.stderr
+    assert any(ln.startswith("4/4 demo jobs complete in ") for ln in proc.stderr.splitlines())
     assert all("/status/" in ln and "?token=" in ln for ln in links)
     assert sorted(summary["links"]) == sorted(summary["jobs"])
