@@ -244,3 +244,53 @@ def test_customers_answer_line_by_line_and_report_a_connection_failure() -> None
     assert answers[4]["status"] == 0 and "ConnectionRefusedError" in answers[4]["body"]["error"]
     assert answers[5] == {"done": 1}
     assert set(calls) == {("POST", "http://api/orders", "k")}
+
+
+class _Board:
+    def __init__(self, jobs: dict[str, dict[str, Any]]) -> None:
+        self.jobs = jobs
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        return self.jobs.get(job_id)
+
+
+class _Stack:
+    """What ``all_reported`` reads: the bridge's board and the workflow's ``status`` query."""
+
+    def __init__(self, board: dict[str, dict[str, Any]], views: dict[str, str]) -> None:
+        self.cloud = type("Cloud", (), {"bridge": type("Bridge", (), {"board": _Board(board)})})
+        self.views = views
+        self.asked: list[str] = []
+
+    async def job_view(self, job_id: str) -> dict[str, Any] | None:
+        self.asked.append(job_id)
+        status = self.views.get(job_id)
+        return None if status is None else {"job_id": job_id, "status": status}
+
+
+async def test_the_clock_stops_on_the_workflows_own_report_without_asking_temporal() -> None:
+    from crown_edge.bench.pipeline import all_reported
+
+    stack = _Stack({"J-1": {"status": "complete", "source": "workflow"}}, {})
+    await all_reported(stack, ["J-1"], timeout=5)
+    assert stack.asked == []
+
+
+async def test_a_job_only_the_workshop_reported_is_asked_once_its_workflow_report_is_late(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from crown_edge.bench import pipeline
+
+    monkeypatch.setattr(pipeline, "ASK_AFTER_S", 0.0)
+    stack = _Stack({"J-1": {"status": "complete", "source": "edge:demo"}}, {"J-1": "complete"})
+    await pipeline.all_reported(stack, ["J-1"], timeout=5)
+    assert stack.asked == ["J-1"]
+
+
+async def test_a_job_nobody_reported_finished_is_a_timeout_not_a_result() -> None:
+    from crown_edge.bench.pipeline import all_reported
+
+    stack = _Stack({"J-1": {"status": "engraving", "source": "workflow"}}, {"J-1": "engraving"})
+    with pytest.raises(TimeoutError):
+        await all_reported(stack, ["J-1"], timeout=0.2)
+    assert stack.asked == []

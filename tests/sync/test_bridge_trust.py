@@ -380,3 +380,15 @@ async def test_a_start_that_created_the_workflow_teaches_the_directory(
         assert lookups == []
     finally:
         await handle.terminate("test over")
+
+
+def test_a_handle_without_the_start_answer_counts_as_not_created() -> None:
+    """An SDK that no longer keeps the start's answer on the handle (or a handle not from a
+    start) teaches nothing: the bridge falls back to its Temporal lookup."""
+    from types import SimpleNamespace
+
+    from crown_edge.cloud.starter import created
+
+    assert created(SimpleNamespace()) is False  # type: ignore[arg-type]
+    answer = SimpleNamespace(started=False)
+    assert created(SimpleNamespace(_start_workflow_response=answer)) is False  # type: ignore[arg-type]
